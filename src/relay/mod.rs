@@ -1,0 +1,3 @@
+//! The embedded Nostr relay (NIP-01/09/11/77) over [`crate::store`]. (Being built: issue 4.)
+
+pub mod cli;

@@ -1,0 +1,1 @@
+//! The SQLite event store: schema, migrations, insert rules, queries. (Being built: issue 4.)
