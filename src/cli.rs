@@ -1,5 +1,5 @@
 //! Command line: clap definitions (the doc comments are the `--help` text) and dispatch.
-//! Each subcommand's flags live in the module that owns the feature; this file only composes them.
+//! Each subcommand's flags live next to the code that owns the feature; this file composes them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +17,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "CONSTELLATION_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
-    /// More logs (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    /// More logs (--verbose: debug, twice: trace). RUST_LOG overrides.
+    #[arg(long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -33,6 +33,18 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create the home folder, the node key and a commented config.toml.
+    Init(crate::client::InitArgs),
+    /// Print this node's PeerID (and addresses with --json); works with or without a daemon.
+    Id(crate::client::IdArgs),
+    /// Run the node: libp2p swarm, tunnels, control API (and the local relay).
+    Daemon(crate::daemon::DaemonArgs),
+    /// Peers of the running daemon.
+    #[command(subcommand)]
+    Swarm(crate::client::SwarmCommand),
+    /// Kubo-style tunnels: `ipfs p2p` with the same names and output.
+    #[command(subcommand)]
+    P2p(crate::client::P2pCommand),
     /// Run the embedded Nostr relay on its own, or show its statistics.
     Relay(crate::relay::cli::RelayArgs),
 }
@@ -41,6 +53,11 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home);
     match cli.command {
+        Command::Init(args) => crate::client::init(&home, args),
+        Command::Id(args) => crate::client::id(&home, args),
+        Command::Daemon(args) => crate::daemon::run(&home, args).map(|()| ExitCode::SUCCESS),
+        Command::Swarm(command) => crate::client::swarm(&home, command),
+        Command::P2p(command) => crate::client::p2p(&home, command),
         Command::Relay(args) => crate::relay::cli::run(&home, args),
     }
 }

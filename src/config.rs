@@ -113,7 +113,10 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            listen: vec!["/ip4/0.0.0.0/tcp/4001".into(), "/ip4/0.0.0.0/udp/4001/quic-v1".into()],
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
             bootstrap: Vec::new(),
             peering: Vec::new(),
             kubo_repo: None,
@@ -153,25 +156,37 @@ impl Default for NodeLimits {
 
 /// One declared tunnel, as `p2p listen` or `p2p forward` would create it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TunnelSpec {
-    Listen {
-        protocol: String,
-        target: String,
-        #[serde(default)]
-        report_peer_id: bool,
-        #[serde(default)]
-        allow_custom_protocol: bool,
-        #[serde(default)]
-        allow_peers: Vec<String>,
-    },
-    Forward {
-        protocol: String,
-        listen: String,
-        target: String,
-        #[serde(default)]
-        allow_custom_protocol: bool,
-    },
+    Listen(ListenSpec),
+    Forward(ForwardSpec),
+}
+
+/// `p2p listen` arguments: inbound streams of `protocol` are piped to the TCP `target`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSpec {
+    pub protocol: String,
+    pub target: String,
+    /// Write the remote's PeerID and `\n` to the target first (`-r`).
+    #[serde(default)]
+    pub report_peer_id: bool,
+    #[serde(default)]
+    pub allow_custom_protocol: bool,
+    /// Empty: every peer of the swarm may connect (Kubo's behaviour).
+    #[serde(default)]
+    pub allow_peers: Vec<String>,
+}
+
+/// `p2p forward` arguments: TCP connections to `listen` are carried to `target` (a peer).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSpec {
+    pub protocol: String,
+    pub listen: String,
+    pub target: String,
+    #[serde(default)]
+    pub allow_custom_protocol: bool,
 }
 
 impl Config {
@@ -226,7 +241,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.node.listen, vec!["/ip4/127.0.0.1/tcp/0"]);
         assert_eq!(config.tunnels.len(), 2);
-        assert!(matches!(&config.tunnels[0], TunnelSpec::Listen { allow_peers, .. } if allow_peers.len() == 1));
+        assert!(matches!(&config.tunnels[0], TunnelSpec::Listen(l) if l.allow_peers.len() == 1));
     }
 
     #[test]

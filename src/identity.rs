@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use libp2p::identity::{Keypair, PeerId};
+use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 
 /// What can go wrong loading an identity or a swarm key; each variant names the file.
@@ -30,7 +30,7 @@ pub enum IdentityError {
     )]
     Mismatch {
         path: PathBuf,
-        decoded: PeerId,
+        decoded: String,
         declared: String,
     },
 }
@@ -176,7 +176,7 @@ pub fn import_kubo(repo: &Path) -> Result<Keypair, IdentityError> {
     if decoded.to_string() != config.identity.peer_id.trim() {
         return Err(IdentityError::Mismatch {
             path,
-            decoded,
+            decoded: decoded.to_string(),
             declared: config.identity.peer_id,
         });
     }
@@ -268,10 +268,22 @@ mod tests {
     #[test]
     fn malformed_swarm_keys_say_what_is_wrong() {
         let short = "/key/swarm/psk/1.0.0/\n/base16/\nabcd\n";
-        assert!(parse_swarm_key(short.as_bytes()).unwrap_err().contains("2 bytes"));
+        assert!(
+            parse_swarm_key(short.as_bytes())
+                .unwrap_err()
+                .contains("2 bytes")
+        );
         let bad = "/key/swarm/psk/1.0.0/\n/base32/\nabcd\n";
-        assert!(parse_swarm_key(bad.as_bytes()).unwrap_err().contains("unknown encoding"));
-        assert!(parse_swarm_key(b"hello").unwrap_err().contains("first line"));
+        assert!(
+            parse_swarm_key(bad.as_bytes())
+                .unwrap_err()
+                .contains("unknown encoding")
+        );
+        assert!(
+            parse_swarm_key(b"hello")
+                .unwrap_err()
+                .contains("first line")
+        );
         assert!(parse_swarm_key(b"").is_err());
     }
 
@@ -303,7 +315,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let id = key.public().to_peer_id();
             let encoded = key.to_protobuf_encoding().unwrap();
-            std::fs::write(dir.path().join("config"), kubo_config(&id.to_string(), &encoded)).unwrap();
+            std::fs::write(
+                dir.path().join("config"),
+                kubo_config(&id.to_string(), &encoded),
+            )
+            .unwrap();
             assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
         }
     }
@@ -323,7 +339,11 @@ mod tests {
         let id = key.public().to_peer_id();
         assert!(id.to_string().starts_with("Qm"), "{id}");
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config"), kubo_config(&id.to_string(), &proto)).unwrap();
+        std::fs::write(
+            dir.path().join("config"),
+            kubo_config(&id.to_string(), &proto),
+        )
+        .unwrap();
         assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
     }
 
@@ -337,7 +357,11 @@ mod tests {
         proto.extend_from_slice(&data);
         let id = Keypair::from(key).public().to_peer_id();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config"), kubo_config(&id.to_string(), &proto)).unwrap();
+        std::fs::write(
+            dir.path().join("config"),
+            kubo_config(&id.to_string(), &proto),
+        )
+        .unwrap();
         assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
     }
 
@@ -349,7 +373,10 @@ mod tests {
         let cfg = kubo_config(&other.to_string(), &key.to_protobuf_encoding().unwrap());
         std::fs::write(dir.path().join("config"), cfg).unwrap();
         let err = import_kubo(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("refusing to start") && err.contains(&other.to_string()), "{err}");
+        assert!(
+            err.contains("refusing to start") && err.contains(&other.to_string()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -357,7 +384,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config"), "{ not json").unwrap();
         let err = import_kubo(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("config") && err.contains("not a Kubo config"), "{err}");
+        assert!(
+            err.contains("config") && err.contains("not a Kubo config"),
+            "{err}"
+        );
         let cfg = r#"{"Identity":{"PeerID":"x","PrivKey":"!!!"}}"#;
         std::fs::write(dir.path().join("config"), cfg).unwrap();
         let err = import_kubo(dir.path()).unwrap_err().to_string();

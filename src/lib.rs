@@ -2,15 +2,25 @@
 //!
 //! Module map (imports point down this list, never up):
 //! - [`cli`]: clap definitions and dispatch to the modules below; no logic.
+//! - [`client`]: the CLI side of daemon commands (`init`, `id`, `swarm`, `p2p`) and their output.
+//! - [`daemon`]: wires identity, node, tunnels, relay and the control API; owns shutdown.
+//! - [`control`]: the local JSON API over a Unix socket, shared by CLI and daemon.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
 //! - [`config`]: `config.toml`, the home folder and environment overrides.
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
+//! - [`node`]: the libp2p swarm (one owning task) and its cloneable handle.
+//! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer task) used by the embedded relay and the sync.
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/77) over [`store`].
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod identity;
 pub mod logging;
+pub mod node;
 pub mod relay;
 pub mod store;
+pub mod tunnel;

@@ -1,0 +1,366 @@
+//! The CLI side of the daemon's commands: `init`, `id`, `swarm`, `p2p`. Each builds a control
+//! request, sends it, and prints the answer in Kubo's format (or JSON).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::config::{Config, ForwardSpec, Home, ListenSpec};
+use crate::control::{self, Request};
+use crate::node::NodeInfo;
+use crate::tunnel::{CloseFilter, StreamInfo, TunnelInfo};
+
+/// Flags of `constellation init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {}
+
+/// Flags of `constellation id`.
+#[derive(Debug, clap::Args)]
+pub struct IdArgs {
+    /// Print `{"id": …, "addresses": […]}` (addresses only while a daemon runs).
+    #[arg(long)]
+    pub json: bool,
+    /// Report the identity of this Kubo repo instead (without a value: $IPFS_PATH or ~/.ipfs).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub kubo_repo: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SwarmCommand {
+    /// Connect to a peer: a multiaddr ending in /p2p/<peer id>.
+    Connect { address: String },
+    /// List connected peers.
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum P2pCommand {
+    /// Serve inbound streams of <PROTOCOL> by connecting to <TARGET> (e.g. /ip4/127.0.0.1/tcp/22).
+    Listen {
+        protocol: String,
+        target: String,
+        /// Accept a protocol name that does not start with /x/.
+        #[arg(long)]
+        allow_custom_protocol: bool,
+        /// First write the remote's PeerID and a newline to the target.
+        #[arg(short = 'r', long)]
+        report_peer_id: bool,
+        /// Only these peers may open the tunnel (repeatable). Default: every peer.
+        #[arg(long = "allow-peer", value_name = "PEERID")]
+        allow_peer: Vec<String>,
+        /// Keep this tunnel across daemon restarts.
+        #[arg(long)]
+        persist: bool,
+    },
+    /// Carry TCP connections to <LISTEN> to <TARGET> (/p2p/<peer id> or a full multiaddr).
+    Forward {
+        protocol: String,
+        listen: String,
+        target: String,
+        /// Accept a protocol name that does not start with /x/.
+        #[arg(long)]
+        allow_custom_protocol: bool,
+        /// Keep this tunnel across daemon restarts.
+        #[arg(long)]
+        persist: bool,
+    },
+    /// List listeners and forwards: protocol, listen address, target address.
+    Ls {
+        /// Print column headers.
+        #[arg(short = 'v', long = "headers")]
+        headers: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close listeners and forwards (every given filter must match).
+    Close {
+        /// Close all.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Match this protocol.
+        #[arg(short = 'p', long)]
+        protocol: Option<String>,
+        /// Match this listen address.
+        #[arg(short = 'l', long = "listen-address")]
+        listen: Option<String>,
+        /// Match this target address.
+        #[arg(short = 't', long = "target-address")]
+        target: Option<String>,
+    },
+    /// Live tunnel streams.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StreamCommand {
+    /// List open streams: id, protocol, origin, target (and bytes with -v).
+    Ls {
+        #[arg(short = 'v', long = "headers")]
+        headers: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close (reset) one stream, or all with -a.
+    Close {
+        id: Option<u64>,
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+}
+
+const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is optional; shown values are the defaults.
+
+[node]
+# listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# bootstrap = []                 # dialled once at start: "/ip4/…/tcp/4001/p2p/12D3…"
+# peering = []                   # kept connected (re-dialled), like Kubo's Peering.Peers
+# kubo_repo = "/home/user/.ipfs" # use the station's Kubo identity (IPFSNODEID)
+# swarm_key = "/home/user/.ipfs/swarm.key"
+
+[node.limits]
+# max_connections = 512
+# max_connections_per_peer = 4
+# max_pending = 64
+# max_streams_per_peer = 256
+# shutdown_grace_secs = 5
+
+# Tunnels that come back at every start:
+# [[tunnels]]
+# kind = "listen"
+# protocol = "/x/ssh-12D3…"
+# target = "/ip4/127.0.0.1/tcp/22"
+# allow_peers = ["12D3…"]
+#
+# [[tunnels]]
+# kind = "forward"
+# protocol = "/x/strfry-12D3…"
+# listen = "/ip4/127.0.0.1/tcp/9999"
+# target = "/p2p/12D3…"
+"#;
+
+fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+fn call(home: &Home, request: Request) -> anyhow::Result<serde_json::Value> {
+    Ok(block_on(control::call(&home.control_socket(), &request))??)
+}
+
+/// `constellation init`.
+pub fn init(home: &Home, _args: InitArgs) -> anyhow::Result<ExitCode> {
+    home.ensure()?;
+    let key = crate::identity::load_or_generate(&home.identity_key())?;
+    let config = home.config_file();
+    if !config.exists() {
+        std::fs::write(&config, CONFIG_TEMPLATE)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+    }
+    println!("{}", key.public().to_peer_id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `constellation id`: ask the daemon, else read the key from disk.
+pub fn id(home: &Home, args: IdArgs) -> anyhow::Result<ExitCode> {
+    let running =
+        args.kubo_repo.is_none() && block_on(control::is_running(&home.control_socket()))?;
+    let (peer_id, addresses) = if running {
+        let info: NodeInfo = serde_json::from_value(call(home, Request::Id)?)?;
+        (info.peer_id, info.listen)
+    } else {
+        let config = Config::load(&home.config_file())?;
+        let kubo = crate::daemon::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
+        let key = crate::daemon::load_keypair(home, kubo.as_ref())?;
+        (key.public().to_peer_id().to_string(), Vec::new())
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "id": peer_id, "addresses": addresses })
+        );
+    } else {
+        println!("{peer_id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `constellation swarm …`.
+pub fn swarm(home: &Home, command: SwarmCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SwarmCommand::Connect { address } => {
+            let result = call(home, Request::SwarmConnect { addr: address })?;
+            println!(
+                "connect {} success",
+                result["peer_id"].as_str().unwrap_or_default()
+            );
+        }
+        SwarmCommand::Peers { json } => {
+            let result = call(home, Request::SwarmPeers)?;
+            if json {
+                println!("{result}");
+            } else {
+                let peers: Vec<crate::node::PeerInfo> = serde_json::from_value(result)?;
+                for p in peers {
+                    println!("{}/p2p/{}", p.address, p.peer_id);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `constellation p2p …`.
+pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        P2pCommand::Listen {
+            protocol,
+            target,
+            allow_custom_protocol,
+            report_peer_id,
+            allow_peer,
+            persist,
+        } => {
+            let spec = ListenSpec {
+                protocol,
+                target,
+                report_peer_id,
+                allow_custom_protocol,
+                allow_peers: allow_peer,
+            };
+            call(home, Request::P2pListen { spec, persist })?;
+        }
+        P2pCommand::Forward {
+            protocol,
+            listen,
+            target,
+            allow_custom_protocol,
+            persist,
+        } => {
+            let spec = ForwardSpec {
+                protocol,
+                listen,
+                target,
+                allow_custom_protocol,
+            };
+            call(home, Request::P2pForward { spec, persist })?;
+        }
+        P2pCommand::Ls { headers, json } => {
+            let result = call(home, Request::P2pLs)?;
+            if json {
+                println!("{result}");
+            } else {
+                let rows: Vec<TunnelInfo> = serde_json::from_value(result)?;
+                print!("{}", format_tunnels(&rows, headers));
+            }
+        }
+        P2pCommand::Close {
+            all,
+            protocol,
+            listen,
+            target,
+        } => {
+            let filter = CloseFilter {
+                all,
+                protocol,
+                listen,
+                target,
+            };
+            let closed: Vec<TunnelInfo> =
+                serde_json::from_value(call(home, Request::P2pClose { filter })?)?;
+            println!("Closed {} tunnel(s)", closed.len());
+        }
+        P2pCommand::Stream(StreamCommand::Ls { headers, json }) => {
+            let result = call(home, Request::StreamLs)?;
+            if json {
+                println!("{result}");
+            } else {
+                let rows: Vec<StreamInfo> = serde_json::from_value(result)?;
+                print!("{}", format_streams(&rows, headers));
+            }
+        }
+        P2pCommand::Stream(StreamCommand::Close { id, all }) => {
+            if id.is_none() && !all {
+                anyhow::bail!("give a stream id, or -a to close all streams");
+            }
+            let result = call(
+                home,
+                Request::StreamClose {
+                    id: if all { None } else { id },
+                },
+            )?;
+            println!("Closed {} stream(s)", result["closed"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lay out rows in aligned columns (Kubo uses a tabwriter).
+fn columns(rows: Vec<Vec<String>>) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join(" ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `p2p ls`: `protocol listen-address target-address`, as Kubo prints it.
+pub fn format_tunnels(rows: &[TunnelInfo], headers: bool) -> String {
+    let mut table: Vec<Vec<String>> = Vec::new();
+    if headers {
+        table.push(vec![
+            "Protocol".into(),
+            "ListenAddress".into(),
+            "TargetAddress".into(),
+        ]);
+    }
+    table.extend(rows.iter().map(|t| {
+        vec![
+            t.protocol.clone(),
+            t.listen_address.clone(),
+            t.target_address.clone(),
+        ]
+    }));
+    columns(table)
+}
+
+/// `p2p stream ls`: `id protocol origin target` (+ bytes with headers).
+pub fn format_streams(rows: &[StreamInfo], headers: bool) -> String {
+    let mut table: Vec<Vec<String>> = Vec::new();
+    if headers {
+        table.push(
+            ["Id", "Protocol", "Origin", "Target", "Sent", "Received"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    table.extend(rows.iter().map(|s| {
+        let mut row = vec![
+            s.id.to_string(),
+            s.protocol.clone(),
+            s.origin_address.clone(),
+            s.target_address.clone(),
+        ];
+        if headers {
+            row.extend([s.bytes_sent.to_string(), s.bytes_received.to_string()]);
+        }
+        row
+    }));
+    columns(table)
+}

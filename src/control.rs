@@ -1,0 +1,179 @@
+//! The local control API: JSON request/response over a Unix socket (mode 0600) in the home folder.
+//! One request per connection, one line each way. The CLI is the client; the daemon serves it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ForwardSpec, ListenSpec};
+use crate::tunnel::CloseFilter;
+
+/// Largest request accepted: a `p2p listen` with a long allow-list is a few KiB.
+const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// A client that does not send its request line in this time is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the CLI waits for an answer (a forward may dial a peer first).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything the CLI can ask the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Id,
+    SwarmConnect { addr: String },
+    SwarmPeers,
+    P2pListen { spec: ListenSpec, persist: bool },
+    P2pForward { spec: ForwardSpec, persist: bool },
+    P2pLs,
+    P2pClose { filter: CloseFilter },
+    StreamLs,
+    StreamClose { id: Option<u64> },
+}
+
+/// The answer: `result` on success, a one-sentence `error` otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Errors of the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(
+        "no daemon is running for this home ({path}: {source}); start one with `constellation daemon`"
+    )]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon at {path} did not answer: {reason}")]
+    Protocol { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What serves requests: the daemon implements this.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, String>> + Send;
+}
+
+/// Send one request to the daemon whose socket is `path`.
+pub async fn call(path: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
+    let protocol = |reason: String| ControlError::Protocol {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut socket =
+        UnixStream::connect(path)
+            .await
+            .map_err(|source| ControlError::NotRunning {
+                path: path.to_owned(),
+                source,
+            })?;
+    let mut line = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
+    line.push(b'\n');
+    let exchange = async {
+        socket.write_all(&line).await?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| protocol("timed out".into()))?
+        .map_err(|e| protocol(e.to_string()))?;
+    let response: Response =
+        serde_json::from_slice(&answer).map_err(|e| protocol(format!("bad answer: {e}")))?;
+    match (response.result, response.error) {
+        (_, Some(error)) => Err(ControlError::Refused(error)),
+        (Some(result), None) => Ok(result),
+        (None, None) => Ok(serde_json::Value::Null),
+    }
+}
+
+/// Is a daemon answering on `path`?
+pub async fn is_running(path: &Path) -> bool {
+    UnixStream::connect(path).await.is_ok()
+}
+
+/// Bind the socket (removing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serve requests until `shutdown`; each connection is one task on `tracker`.
+pub async fn serve<H: Handler>(
+    listener: UnixListener,
+    handler: std::sync::Arc<H>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let socket = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    tracing::warn!("control socket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
+        tracker.spawn(async move {
+            if let Err(e) = answer(socket, &*handler).await {
+                tracing::debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<()> {
+    let (read, mut write) = socket.into_split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
+    let response = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) => match handler.handle(request).await {
+            Ok(result) => Response {
+                result: Some(result),
+                error: None,
+            },
+            Err(error) => Response {
+                result: None,
+                error: Some(error),
+            },
+        },
+        Err(e) => Response {
+            result: None,
+            error: Some(format!("bad request: {e}")),
+        },
+    };
+    let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    write.shutdown().await
+}

@@ -1,0 +1,267 @@
+//! `constellation daemon`: wires identity, node, tunnels and the control API together, prints a
+//! ready line, and shuts down in order on SIGINT/SIGTERM (stop accepting, grace, cut, release).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use libp2p::pnet::PreSharedKey;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, Home, TunnelSpec};
+use crate::control::{self, Request};
+use crate::identity;
+use crate::node::{Node, NodeOptions};
+use crate::tunnel::{self, Tunnels, persist};
+
+/// Flags of `constellation daemon`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    /// Listen on this multiaddr (repeatable). Default: `[node] listen` of config.toml,
+    /// else /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// Address of the embedded Nostr relay (when no relay already answers there).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    pub relay_listen: String,
+    /// Do not start or look for a local relay.
+    #[arg(long)]
+    pub no_relay: bool,
+    /// Address of the status page (loopback by default).
+    #[arg(long, value_name = "ADDR")]
+    pub status_listen: Option<String>,
+    /// Use the identity of this Kubo repo (its `config`), so the PeerID is the station's
+    /// IPFSNODEID. Without a value: $IPFS_PATH, else ~/.ipfs.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub kubo_repo: Option<PathBuf>,
+    /// Swarm key file (private network). Default: swarm.key of the Kubo repo or of the home.
+    #[arg(long, value_name = "PATH")]
+    pub swarm_key: Option<PathBuf>,
+}
+
+/// The Kubo repo to import from, if any: the flag (empty = default location), else config.
+pub fn kubo_repo_choice(flag: Option<&PathBuf>, config: &Config) -> Option<PathBuf> {
+    match flag {
+        Some(p) if p.as_os_str().is_empty() => Some(config::kubo_repo(None)),
+        Some(p) => Some(p.clone()),
+        None => config.node.kubo_repo.clone(),
+    }
+}
+
+/// The node key: imported from Kubo when asked, else the home's own (generated on first use).
+pub fn load_keypair(home: &Home, kubo_repo: Option<&PathBuf>) -> anyhow::Result<Keypair> {
+    match kubo_repo {
+        Some(repo) => Ok(identity::import_kubo(repo)?),
+        None => {
+            home.ensure()?;
+            Ok(identity::load_or_generate(&home.identity_key())?)
+        }
+    }
+}
+
+/// The swarm key: flag, config, `<kubo repo>/swarm.key`, `<home>/swarm.key`, in that order.
+fn load_psk(
+    home: &Home,
+    args: &DaemonArgs,
+    config: &Config,
+    kubo: Option<&PathBuf>,
+) -> anyhow::Result<Option<PreSharedKey>> {
+    let explicit = args
+        .swarm_key
+        .clone()
+        .or_else(|| config.node.swarm_key.clone());
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(path) => return Ok(Some(identity::load_swarm_key(&path)?)),
+        None => kubo
+            .map(|r| r.join("swarm.key"))
+            .into_iter()
+            .chain([home.root().join("swarm.key")])
+            .collect(),
+    };
+    for path in &candidates {
+        if path.exists() {
+            return Ok(Some(identity::load_swarm_key(path)?));
+        }
+    }
+    if identity::pnet_forced() {
+        anyhow::bail!(
+            "LIBP2P_FORCE_PNET=1 but no swarm key was found (looked at {})",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(None)
+}
+
+fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| tunnel::addr::parse_multiaddr(a).with_context(|| format!("in {what}")))
+        .collect()
+}
+
+/// Run the daemon until SIGINT/SIGTERM.
+pub fn run(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run_async(home, args))
+}
+
+async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
+    home.ensure()?;
+    let config = Config::load(&home.config_file())?;
+    let socket = home.control_socket();
+    if control::is_running(&socket).await {
+        anyhow::bail!(
+            "a daemon is already running for {} (control socket {})",
+            home.root().display(),
+            socket.display()
+        );
+    }
+    let kubo = kubo_repo_choice(args.kubo_repo.as_ref(), &config);
+    let keypair = load_keypair(home, kubo.as_ref())?;
+    let psk = load_psk(home, &args, &config, kubo.as_ref())?;
+    let mut listen = if args.listen.is_empty() {
+        config.node.listen.clone()
+    } else {
+        args.listen.clone()
+    };
+    if psk.is_some() {
+        // Kubo disables QUIC in a private network; pnet only wraps TCP.
+        listen.retain(|a| !a.contains("/quic"));
+    }
+    let options = NodeOptions {
+        keypair,
+        psk,
+        listen: parse_addrs(&listen, "--listen / [node] listen")?,
+        bootstrap: parse_addrs(&config.node.bootstrap, "[node] bootstrap")?,
+        peering: parse_addrs(&config.node.peering, "[node] peering")?,
+        limits: config.node.limits.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
+    let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
+    let daemon = Arc::new(Daemon {
+        node: node.clone(),
+        tunnels: tunnels.clone(),
+        home: home.clone(),
+    });
+    daemon.restore_tunnels(&config).await;
+
+    let control_stop = CancellationToken::new();
+    let listener = control::bind(&socket)
+        .with_context(|| format!("cannot bind the control socket {}", socket.display()))?;
+    tracker.spawn(control::serve(
+        listener,
+        daemon.clone(),
+        control_stop.clone(),
+        tracker.clone(),
+    ));
+
+    let ready = json!({
+        "event": "ready",
+        "peer_id": node.peer_id().to_string(),
+        "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "control": socket,
+    });
+    println!("{ready}");
+    tracing::info!(peer_id = %node.peer_id(), "daemon ready");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    control_stop.cancel();
+    tunnels
+        .shutdown(Duration::from_secs(config.node.limits.shutdown_grace_secs))
+        .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+/// The daemon's shared state, as the control API sees it.
+struct Daemon {
+    node: Node,
+    tunnels: Tunnels,
+    home: Home,
+}
+
+impl Daemon {
+    /// Bring back the tunnels of config.toml and of `--persist`; a failing one is logged, not fatal.
+    async fn restore_tunnels(&self, config: &Config) {
+        let persisted = persist::load(&self.home.tunnels_state()).unwrap_or_else(|e| {
+            tracing::warn!("ignoring persisted tunnels: {e}");
+            Vec::new()
+        });
+        for spec in config.tunnels.iter().chain(&persisted) {
+            let result = match spec {
+                TunnelSpec::Listen(l) => self.tunnels.listen(l).map(|_| ()),
+                TunnelSpec::Forward(f) => self.tunnels.forward(f).await.map(|_| ()),
+            };
+            if let Err(e) = result {
+                tracing::warn!("cannot restore tunnel {spec:?}: {e}");
+            }
+        }
+    }
+
+    async fn dispatch(&self, request: Request) -> anyhow::Result<serde_json::Value> {
+        let state = self.home.tunnels_state();
+        Ok(match request {
+            Request::Id => serde_json::to_value(self.node.info().await?)?,
+            Request::SwarmConnect { addr } => {
+                let addr = tunnel::addr::parse_multiaddr(&addr)?;
+                json!({ "peer_id": self.node.connect(addr).await?.to_string() })
+            }
+            Request::SwarmPeers => serde_json::to_value(self.node.info().await?.peers)?,
+            Request::P2pListen { spec, persist } => {
+                let info = self.tunnels.listen(&spec)?;
+                if persist {
+                    persist::add(&state, TunnelSpec::Listen(spec))?;
+                }
+                serde_json::to_value(info)?
+            }
+            Request::P2pForward { mut spec, persist } => {
+                let info = self.tunnels.forward(&spec).await?;
+                if persist {
+                    spec.listen = info.listen_address.clone();
+                    persist::add(&state, TunnelSpec::Forward(spec))?;
+                }
+                serde_json::to_value(info)?
+            }
+            Request::P2pLs => serde_json::to_value(self.tunnels.list())?,
+            Request::P2pClose { filter } => {
+                let closed = self.tunnels.close(&filter)?;
+                persist::remove_closed(&state, &closed)?;
+                serde_json::to_value(closed)?
+            }
+            Request::StreamLs => serde_json::to_value(self.tunnels.streams())?,
+            Request::StreamClose { id } => json!({ "closed": self.tunnels.close_streams(id)? }),
+        })
+    }
+}
+
+impl control::Handler for Daemon {
+    async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
+        self.dispatch(request).await.map_err(|e| format!("{e:#}"))
+    }
+}

@@ -1,0 +1,530 @@
+//! The libp2p node: one task owns the `Swarm` and serves a cloneable [`Node`] handle through a
+//! bounded command channel (rust-libp2p's file-sharing pattern). Streams are opened through
+//! `libp2p-stream`'s `Control`, which needs no round trip through the event loop.
+
+mod address_book;
+pub mod inbound;
+pub mod swarm;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeLimits;
+use swarm::{Behaviour, BehaviourEvent};
+
+/// Commands queued to the event loop; a full queue makes callers wait (back-pressure).
+const COMMAND_QUEUE: usize = 64;
+/// How long a dial (TCP connect + handshakes) may take before we give up.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a stream on an established connection may take (multistream-select).
+const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long start-up waits for every listener to report its address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peering peers that dropped are re-dialled on this period.
+const PEERING_PERIOD: Duration = Duration::from_secs(15);
+
+/// Errors of the node; the messages are written for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Build(#[from] swarm::BuildError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("{0} has no /p2p/<peer id> part")]
+    NoPeerId(Multiaddr),
+    #[error("no known address for peer {0} (give a full multiaddr, or `swarm connect` first)")]
+    NoAddress(PeerId),
+    #[error("cannot connect to {peer}: {reason}")]
+    Dial { peer: String, reason: String },
+    #[error("cannot open {protocol} to {peer}: {reason}")]
+    OpenStream {
+        peer: PeerId,
+        protocol: String,
+        reason: String,
+    },
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// Everything the node needs to start.
+pub struct NodeOptions {
+    pub keypair: Keypair,
+    pub psk: Option<PreSharedKey>,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub peering: Vec<Multiaddr>,
+    pub limits: NodeLimits,
+}
+
+/// A connected peer as `swarm peers` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub address: String,
+    pub agent: Option<String>,
+}
+
+/// A snapshot of the node for `id`, the status page and the control API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub peers: Vec<PeerInfo>,
+    pub private_network: bool,
+    pub agent: String,
+}
+
+enum Command {
+    Connect {
+        addr: Multiaddr,
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    EnsureConnected {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Info {
+        reply: oneshot::Sender<NodeInfo>,
+    },
+}
+
+/// Cheap, cloneable handle to the running node.
+#[derive(Clone)]
+pub struct Node {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    streams: libp2p_stream::Control,
+    inbound: inbound::InboundControl,
+}
+
+impl Node {
+    /// Build the swarm, open every listener, and spawn the event loop on `tracker`.
+    /// Returns once all listeners have their addresses (port 0 resolved).
+    pub async fn start(
+        options: NodeOptions,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(Node, Vec<Multiaddr>), NodeError> {
+        if let Some(psk) = &options.psk {
+            tracing::info!("Swarm is limited to private network of peers with the swarm key");
+            tracing::info!("Swarm key fingerprint: {}", psk.fingerprint());
+        }
+        let peer_id = options.keypair.public().to_peer_id();
+        let mut swarm = swarm::build(options.keypair, options.psk, &options.limits)?;
+        let listen = open_listeners(&mut swarm, &options.listen).await?;
+        let streams = swarm.behaviour().stream.new_control();
+        let inbound = swarm.behaviour().inbound.control();
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let mut event_loop = EventLoop {
+            swarm,
+            commands: receiver,
+            private_network: options.psk.is_some(),
+            peering: HashSet::new(),
+            connected: HashMap::new(),
+            pending_connects: HashMap::new(),
+            pending_peers: HashMap::new(),
+        };
+        for addr in options.bootstrap.iter().chain(&options.peering) {
+            if let Err(e) = event_loop.dial_addr(addr.clone()) {
+                tracing::warn!(%addr, "cannot dial bootstrap/peering address: {e}");
+            }
+        }
+        for addr in &options.peering {
+            if let Some(peer) = peer_of(addr) {
+                event_loop.peering.insert(peer);
+            }
+        }
+        tracker.spawn(event_loop.run(shutdown));
+        Ok((
+            Node {
+                peer_id,
+                commands,
+                streams,
+                inbound,
+            },
+            listen,
+        ))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (reply, receive) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        receive.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Dial `addr` (which must end in `/p2p/<id>`), remember it, and wait for the connection.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        let peer = peer_of(&addr).ok_or_else(|| NodeError::NoPeerId(addr.clone()))?;
+        let dial = self.send(|reply| Command::Connect { addr, peer, reply });
+        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+            Ok(result) => result?.map_err(|reason| NodeError::Dial {
+                peer: peer.to_string(),
+                reason,
+            })?,
+            Err(_) => {
+                return Err(NodeError::Dial {
+                    peer: peer.to_string(),
+                    reason: format!("timed out after {DIAL_TIMEOUT:?}"),
+                });
+            }
+        }
+        Ok(peer)
+    }
+
+    /// Make sure a connection to `peer` exists, dialling its known addresses if needed.
+    pub async fn ensure_connected(&self, peer: PeerId) -> Result<(), NodeError> {
+        let wait = self.send(|reply| Command::EnsureConnected { peer, reply });
+        match tokio::time::timeout(DIAL_TIMEOUT, wait).await {
+            Ok(result) => result?,
+            Err(_) => Err(NodeError::Dial {
+                peer: peer.to_string(),
+                reason: format!("timed out after {DIAL_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Open a raw stream for `protocol` to `peer`, connecting first if needed.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<libp2p::Stream, NodeError> {
+        self.ensure_connected(peer).await?;
+        let mut control = self.streams.clone();
+        let err = |reason: String| NodeError::OpenStream {
+            peer,
+            protocol: protocol.to_string(),
+            reason,
+        };
+        match tokio::time::timeout(
+            OPEN_STREAM_TIMEOUT,
+            control.open_stream(peer, protocol.clone()),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(err(e.to_string())),
+            Err(_) => Err(err(format!("timed out after {OPEN_STREAM_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Register `protocol` for inbound streams.
+    pub fn accept(
+        &self,
+        protocol: StreamProtocol,
+    ) -> Result<mpsc::Receiver<(PeerId, libp2p::Stream)>, inbound::AlreadyRegistered> {
+        self.inbound.accept(protocol)
+    }
+
+    pub async fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.send(|reply| Command::Info { reply }).await
+    }
+}
+
+/// The `/p2p/<id>` at the end of `addr`, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// Call `listen_on` for each address and drive the swarm until each one has an address.
+async fn open_listeners(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut waiting: HashMap<ListenerId, Multiaddr> = HashMap::new();
+    for addr in addrs {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Listen {
+                addr: addr.clone(),
+                reason: transport_error_text(&e),
+            })?;
+        waiting.insert(id, addr.clone());
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::sleep(LISTEN_TIMEOUT);
+    tokio::pin!(deadline);
+    while !waiting.is_empty() {
+        let event = tokio::select! {
+            event = swarm.select_next_some() => event,
+            () = &mut deadline => {
+                let addr = waiting.into_values().next().expect("non-empty");
+                return Err(NodeError::Listen { addr, reason: "no address after 5 s".into() });
+            }
+        };
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                waiting.remove(&listener_id);
+                bound.push(address);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(addr) = waiting.remove(&listener_id) {
+                    let reason = match reason {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "listener closed".into(),
+                    };
+                    return Err(NodeError::Listen { addr, reason });
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some(addr) = waiting.remove(&listener_id) {
+                    return Err(NodeError::Listen {
+                        addr,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    // A wildcard listener reports one address per interface; give them all a moment.
+    while let Ok(Some(SwarmEvent::NewListenAddr { address, .. })) =
+        tokio::time::timeout(Duration::from_millis(20), swarm.next()).await
+    {
+        bound.push(address);
+    }
+    Ok(bound)
+}
+
+fn transport_error_text<E: std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
+        libp2p::TransportError::Other(e) => e.to_string(),
+    }
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    private_network: bool,
+    peering: HashSet<PeerId>,
+    connected: HashMap<PeerId, PeerInfo>,
+    pending_connects: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
+    pending_peers: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+}
+
+impl EventLoop {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut peering = tokio::time::interval(PEERING_PERIOD);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(command) = self.commands.recv() => self.on_command(command),
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = peering.tick() => self.redial_peering(),
+            }
+        }
+        // Dropping the swarm closes its listeners and connections.
+        tracing::debug!("node event loop stopped");
+    }
+
+    fn dial_addr(&mut self, addr: Multiaddr) -> Result<ConnectionId, String> {
+        if let Some(peer) = peer_of(&addr) {
+            self.swarm.add_peer_address(peer, addr.clone());
+        }
+        let opts = DialOpts::from(addr);
+        let id = opts.connection_id();
+        self.swarm.dial(opts).map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Connect { addr, peer, reply } => {
+                self.swarm.add_peer_address(peer, addr.clone());
+                match self.dial_addr(addr) {
+                    Ok(id) => {
+                        self.pending_connects.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::EnsureConnected { peer, reply } => self.ensure_connected(peer, reply),
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+        }
+    }
+
+    fn ensure_connected(&mut self, peer: PeerId, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if self.swarm.behaviour().addresses.get(&peer).is_empty() {
+            let _ = reply.send(Err(NodeError::NoAddress(peer)));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts)
+            && !matches!(e, libp2p::swarm::DialError::DialPeerConditionFalse(_))
+        {
+            let _ = reply.send(Err(NodeError::Dial {
+                peer: peer.to_string(),
+                reason: e.to_string(),
+            }));
+            return;
+        }
+        self.pending_peers.entry(peer).or_default().push(reply);
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            peers: self.connected.values().cloned().collect(),
+            private_network: self.private_network,
+            agent: swarm::AGENT_VERSION.into(),
+        }
+    }
+
+    fn redial_peering(&mut self) {
+        let missing: Vec<PeerId> = self
+            .peering
+            .iter()
+            .filter(|p| !self.swarm.is_connected(p))
+            .copied()
+            .collect();
+        for peer in missing {
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "peering re-dial not started: {e}");
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                let mut address = endpoint.get_remote_address().clone();
+                if peer_of(&address).is_some() {
+                    address.pop();
+                }
+                self.connected.entry(peer_id).or_insert_with(|| PeerInfo {
+                    peer_id: peer_id.to_string(),
+                    address: address.to_string(),
+                    agent: None,
+                });
+                if let Some(reply) = self.pending_connects.remove(&connection_id) {
+                    let _ = reply.send(Ok(()));
+                }
+                for reply in self.pending_peers.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "connection closed: {cause:?}");
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                let reason = self.explain(&error.to_string());
+                tracing::warn!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+                if let Some(reply) = self.pending_connects.remove(&connection_id) {
+                    let _ = reply.send(Err(reason.clone()));
+                }
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    for reply in self.pending_peers.remove(&peer).unwrap_or_default() {
+                        let _ = reply.send(Err(NodeError::Dial {
+                            peer: peer.to_string(),
+                            reason: reason.clone(),
+                        }));
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                let reason = self.explain(&error.to_string());
+                tracing::warn!(from = %send_back_addr, "incoming connection failed: {reason}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(entry) = self.connected.get_mut(&peer_id) {
+                    entry.agent = Some(info.agent_version);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => tracing::info!("listening on {address}"),
+            _ => {}
+        }
+    }
+
+    /// Turn a handshake failure into a sentence; in a private network the usual cause is the key.
+    fn explain(&self, error: &str) -> String {
+        if self.private_network
+            && (error.contains("noise")
+                || error.contains("Handshake")
+                || error.contains("multistream")
+                || error.contains("Negotiation"))
+        {
+            format!(
+                "{error} (the peer probably uses a different swarm key, or none: private network handshake failed)"
+            )
+        } else {
+            error.to_string()
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Persisted tunnels (`p2p listen|forward --persist`): a JSON list of [`TunnelSpec`] in the home
+//! folder, rewritten atomically, so tunnels come back after a restart (Kubo forgets them: kubo#5460).
+
+use std::path::{Path, PathBuf};
+
+use super::TunnelInfo;
+use crate::config::TunnelSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a tunnel list: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Read the list; a missing file is an empty list.
+pub fn load(path: &Path) -> Result<Vec<TunnelSpec>, PersistError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PersistError::Parse {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(PersistError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn save(path: &Path, specs: &[TunnelSpec]) -> Result<(), PersistError> {
+    let err = |source| PersistError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(specs).map_err(|e| err(std::io::Error::other(e)))?;
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Add `spec` (replacing an equal one) and rewrite the file.
+pub fn add(path: &Path, spec: TunnelSpec) -> Result<(), PersistError> {
+    let mut specs = load(path)?;
+    specs.retain(|s| s != &spec);
+    specs.push(spec);
+    save(path, &specs)
+}
+
+/// Remove the specs of closed tunnels and rewrite the file.
+pub fn remove_closed(path: &Path, closed: &[TunnelInfo]) -> Result<(), PersistError> {
+    let specs = load(path)?;
+    let before = specs.len();
+    let kept: Vec<TunnelSpec> = specs
+        .into_iter()
+        .filter(|s| !closed.iter().any(|c| describes(s, c)))
+        .collect();
+    if kept.len() != before {
+        save(path, &kept)?;
+    }
+    Ok(())
+}
+
+/// Does `spec` describe the live tunnel `info`?
+fn describes(spec: &TunnelSpec, info: &TunnelInfo) -> bool {
+    match spec {
+        TunnelSpec::Listen(l) => info.kind == "listen" && l.protocol == info.protocol,
+        TunnelSpec::Forward(f) => {
+            info.kind == "forward" && f.protocol == info.protocol && f.listen == info.listen_address
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ForwardSpec, ListenSpec};
+
+    #[test]
+    fn add_then_close_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tunnels.json");
+        let listen = TunnelSpec::Listen(ListenSpec {
+            protocol: "/x/a".into(),
+            target: "/ip4/127.0.0.1/tcp/1".into(),
+            report_peer_id: false,
+            allow_custom_protocol: false,
+            allow_peers: vec![],
+        });
+        let forward = TunnelSpec::Forward(ForwardSpec {
+            protocol: "/x/b".into(),
+            listen: "/ip4/127.0.0.1/tcp/2".into(),
+            target: "/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".into(),
+            allow_custom_protocol: false,
+        });
+        add(&path, listen.clone()).unwrap();
+        add(&path, forward.clone()).unwrap();
+        add(&path, listen.clone()).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![forward.clone(), listen.clone()]);
+        let closed = TunnelInfo {
+            protocol: "/x/a".into(),
+            listen_address: "/p2p/x".into(),
+            target_address: "/ip4/127.0.0.1/tcp/1".into(),
+            kind: "listen".into(),
+            allow_peers: vec![],
+        };
+        remove_closed(&path, &[closed]).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![forward]);
+    }
+
+    #[test]
+    fn garbage_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tunnels.json");
+        std::fs::write(&path, "{nope").unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("tunnels.json")
+        );
+    }
+}

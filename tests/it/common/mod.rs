@@ -1,0 +1,188 @@
+//! Shared test utilities: start our daemon as a real process, run CLI commands against it,
+//! and simple TCP services (echo, swap) whose payloads are checked by SHA-256.
+
+#![allow(dead_code)]
+
+pub mod net;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a daemon may take to print its ready line (debug build, loaded CI machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_constellation")
+}
+
+/// A daemon process with its own home; SIGTERM then SIGKILL on drop, so no process outlives a test.
+pub struct Daemon {
+    pub home: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Start a daemon on 127.0.0.1:0 with no relay, plus `extra` daemon flags.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("home");
+        let mut daemon = Daemon::start_in(&home, extra);
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
+    /// Start a daemon on an existing home (e.g. to restart it).
+    pub fn start_in(home: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(home, extra, &[])
+    }
+
+    pub fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        std::fs::create_dir_all(home).expect("home");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("daemon.log"))
+            .expect("log file");
+        let mut command = Command::new(bin());
+        command
+            .arg("--home")
+            .arg(home)
+            .arg("daemon")
+            .args(["--no-relay"]);
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        }
+        command
+            .args(extra)
+            .env("RUST_LOG", "info,constellation=debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = command.spawn().expect("spawn daemon");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) if !line.is_empty() => line,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "daemon did not become ready; log:\n{}",
+                    std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default()
+                );
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        assert_eq!(ready["event"], "ready");
+        Daemon {
+            home: home.to_owned(),
+            _tmp: None,
+            peer_id: ready["peer_id"].as_str().expect("peer_id").to_owned(),
+            listen: ready["listen"]
+                .as_array()
+                .expect("listen")
+                .iter()
+                .map(|a| a.as_str().expect("addr").to_owned())
+                .collect(),
+            child: Some(child),
+        }
+    }
+
+    /// The first listen address with `/p2p/<id>` appended.
+    pub fn addr(&self) -> String {
+        format!("{}/p2p/{}", self.listen[0], self.peer_id)
+    }
+
+    /// Run `constellation --home <home> <args>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.home, args)
+    }
+
+    /// Run a CLI command that must succeed; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "constellation {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle` (bounded).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Send SIGTERM and wait for the exit status (bounded; SIGKILL after 15 s).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe_sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// Run the CLI against `home`.
+pub fn cli(home: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run constellation")
+}
+
+/// Connect two daemons (b dials a).
+pub fn connect(a: &Daemon, b: &Daemon) {
+    b.cli_ok(&["swarm", "connect", &a.addr()]);
+}

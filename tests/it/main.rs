@@ -1,0 +1,5 @@
+//! Integration tests: real daemons as processes on loopback, real peers (Kubo, relays, sshd).
+//! One test binary keeps link time down; each area is a module.
+
+mod common;
+mod tunnel;
