@@ -518,3 +518,84 @@ fn sigterm_releases_ports_and_the_control_socket() {
     );
     assert!(!a.home.join("control.sock").exists());
 }
+
+#[test]
+fn quic_carries_tunnels_when_there_is_no_swarm_key() {
+    let echo = net::echo_server();
+    let a = Daemon::start(&["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]);
+    let b = Daemon::start(&["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]);
+    assert!(a.listen[0].contains("/quic-v1"), "{:?}", a.listen);
+    a.cli_ok(&["p2p", "listen", "/x/test", &tcp_addr(echo.port())]);
+    let port = free_port();
+    b.cli_ok(&["p2p", "forward", "/x/test", &tcp_addr(port), &a.addr()]);
+    let data = payload(2 << 20, 5);
+    assert_eq!(sha256(&net::request(port, &data).unwrap()), sha256(&data));
+}
+
+#[test]
+fn force_pnet_without_a_key_refuses_to_start() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("--home")
+        .arg(home.path())
+        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("LIBP2P_FORCE_PNET", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LIBP2P_FORCE_PNET=1 but no swarm key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn open_streams_finish_within_the_grace_period_after_sigterm() {
+    // The target answers 1 MiB only after the client's FIN, after a pause.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let _ = net::read_all_hashed(&mut conn);
+            thread::sleep(Duration::from_millis(800));
+            let _ = conn.write_all(&payload(1 << 20, 9));
+            let _ = conn.shutdown(Shutdown::Write);
+        }
+    });
+    let (_a, mut b, port) = tunnel_pair(target, &[]);
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"request").unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    thread::sleep(Duration::from_millis(200)); // the stream is open on both sides
+    let pid = b.pid();
+    let stopper = thread::spawn(move || b.stop());
+    let (len, digest) = net::read_all_hashed(&mut conn).unwrap();
+    assert_eq!(
+        (len, digest),
+        ((1 << 20) as u64, sha256(&payload(1 << 20, 9))),
+        "daemon {pid} cut the stream"
+    );
+    assert!(stopper.join().unwrap().is_some_and(|s| s.success()));
+}
+
+#[test]
+fn a_stale_control_socket_from_a_killed_daemon_is_handled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("a");
+    let a = Daemon::start_in(&home, &[]);
+    drop(a); // SIGKILL: the socket file stays behind
+    assert!(home.join("control.sock").exists());
+    let out = common::cli(&home, &["p2p", "ls"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no daemon is running"));
+    let again = Daemon::start_in(&home, &[]);
+    assert_eq!(again.cli_ok(&["p2p", "ls"]), "");
+    // A second daemon on the same home is refused while the first runs.
+    let out = std::process::Command::new(common::bin())
+        .arg("--home")
+        .arg(&home)
+        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+}
