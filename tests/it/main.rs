@@ -2,4 +2,5 @@
 //! One test binary keeps link time down; each area is a module.
 
 mod common;
+mod kubo;
 mod tunnel;
