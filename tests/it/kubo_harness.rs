@@ -237,7 +237,11 @@ fn strings(value: &Value) -> Vec<String> {
 
 pub fn swarm_key_file(dir: &Path, hex_key: &str) -> PathBuf {
     let path = dir.join("swarm.key");
-    std::fs::write(&path, format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex_key}\n")).expect("key");
+    std::fs::write(
+        &path,
+        format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex_key}\n"),
+    )
+    .expect("key");
     path
 }
 
@@ -265,7 +269,9 @@ pub fn swap_exact_server(len: usize) -> (SocketAddr, mpsc::Receiver<std::io::Res
             let tx = tx.clone();
             thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let Ok(mut writer) = conn.try_clone() else { return };
+                let Ok(mut writer) = conn.try_clone() else {
+                    return;
+                };
                 let sender = thread::spawn(move || writer.write_all(&payload(len, 2)));
                 let mut reader = conn;
                 let got = read_exact_hashed(&mut reader, len);
