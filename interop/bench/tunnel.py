@@ -433,7 +433,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bin", default=os.path.join(REPO_ROOT, "target", "release", "constellation"))
     p.add_argument("--size-mib", type=int, default=1024)
-    p.add_argument("--repeat", type=int, default=1, help="throughput runs per path (best kept)")
+    p.add_argument("--repeat", type=int, default=3, help="throughput runs per path (best kept)")
     p.add_argument("--rtt-count", type=int, default=2000)
     p.add_argument("--paths", default=",".join(PATHS))
     p.add_argument("--no-pnet", action="store_true", help="skip the swarm-key runs")

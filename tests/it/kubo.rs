@@ -489,3 +489,31 @@ fn alive(pid: i32) -> bool {
         .map(|s| !s.contains(") Z "))
         .unwrap_or(false)
 }
+
+// ------------------------------------------------------------------ listen -r with a Kubo remote
+
+#[test]
+fn our_listener_with_report_peer_id_names_the_kubo_peer_first() {
+    let (server, seen) = harness::reply_after_eof_server(0);
+    let pair = Pair::start(Direction::OursListens, None);
+    let proto = format!("/x/ssh-{}", pair.ours.peer_id);
+    pair.ours.cli_ok(&[
+        "p2p",
+        "listen",
+        &proto,
+        &tcp_addr(server.port()),
+        "--report-peer-id",
+    ]);
+    let port = free_port();
+    pair.kubo.forward(&proto, port, &pair.ours.peer_id);
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.write_all(b"hello").expect("send");
+    conn.shutdown(Shutdown::Write).expect("half-close");
+    let (len, digest) = seen
+        .recv_timeout(IO_TIMEOUT)
+        .expect("server saw the stream")
+        .expect("server read");
+    let expected = format!("{}\nhello", pair.kubo.peer_id);
+    assert_eq!(len, expected.len() as u64);
+    assert_eq!(digest, sha256(expected.as_bytes()));
+}

@@ -55,8 +55,6 @@ pub struct KuboOptions<'a> {
 pub struct Kubo {
     pub peer_id: String,
     pub addrs: Vec<String>,
-    pub repo: PathBuf,
-    pub pid: u32,
     log: PathBuf,
     stdin: Mutex<ChildStdin>,
     replies: Mutex<mpsc::Receiver<String>>,
@@ -96,32 +94,12 @@ impl Kubo {
         Kubo {
             peer_id: ready["peer_id"].as_str().expect("peer_id").to_owned(),
             addrs: strings(&ready["addrs"]),
-            repo,
-            pid: ready["pid"].as_u64().unwrap_or(0) as u32,
             log,
             stdin: Mutex::new(stdin),
             replies: Mutex::new(replies),
             child,
             _tmp: Some(tmp),
         }
-    }
-
-    /// Create and configure (loopback) a Kubo repo without running it; returns its PeerID.
-    pub fn create_repo(repo: &Path, options: KuboOptions<'_>) -> String {
-        let scratch = tempfile::tempdir().expect("tempdir");
-        let out = harness_command(repo, &options, scratch.path())
-            .arg("--create-only")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the Kubo harness");
-        let created: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        assert_eq!(
-            created["event"],
-            "created",
-            "create-only failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        created["peer_id"].as_str().expect("peer_id").to_owned()
     }
 
     /// Send one command; returns the reply or the harness's error sentence.
