@@ -237,28 +237,38 @@ pub fn read_exact_hashed(stream: &mut impl Read, len: usize) -> std::io::Result<
     Ok(sha256(&buf))
 }
 
-/// Per connection: send `len` bytes (seed 2) while reading exactly `len`; report the hash read.
-pub fn swap_exact_server(len: usize) -> (SocketAddr, mpsc::Receiver<std::io::Result<String>>) {
+/// Accept connections on 127.0.0.1:0; run `handle` on each (read timeout set) in its own thread
+/// and send what it returns on the channel.
+fn serve_each<T, F>(handle: F) -> (SocketAddr, mpsc::Receiver<T>)
+where
+    T: Send + 'static,
+    F: Fn(TcpStream) -> T + Send + Clone + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let tx = tx.clone();
+            let (tx, handle) = (tx.clone(), handle.clone());
             thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let Ok(mut writer) = conn.try_clone() else {
-                    return;
-                };
-                let sender = thread::spawn(move || writer.write_all(&payload(len, 2)));
-                let mut reader = conn;
-                let got = read_exact_hashed(&mut reader, len);
-                let _ = sender.join();
-                let _ = tx.send(got);
+                let _ = tx.send(handle(conn));
             });
         }
     });
     (addr, rx)
+}
+
+/// Per connection: send `len` bytes (seed 2) while reading exactly `len`; report the hash read.
+pub fn swap_exact_server(len: usize) -> (SocketAddr, mpsc::Receiver<std::io::Result<String>>) {
+    serve_each(move |conn: TcpStream| {
+        let mut writer = conn.try_clone()?;
+        let sender = thread::spawn(move || writer.write_all(&payload(len, 2)));
+        let mut reader = conn;
+        let got = read_exact_hashed(&mut reader, len);
+        let _ = sender.join();
+        got
+    })
 }
 
 /// Client of `swap_exact_server`: send `len` bytes (seed 1) while reading `len`; returns the hash read.
@@ -292,23 +302,12 @@ pub fn echo_exact(port: u16, data: Vec<u8>) -> std::io::Result<bool> {
 pub fn reply_after_eof_server(
     reply_len: usize,
 ) -> (SocketAddr, mpsc::Receiver<std::io::Result<(u64, String)>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut conn = conn;
-                let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let got = read_all_hashed(&mut conn);
-                let _ = tx.send(got);
-                let _ = conn.write_all(&payload(reply_len, 7));
-                let _ = conn.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    (addr, rx)
+    serve_each(move |mut conn: TcpStream| {
+        let got = read_all_hashed(&mut conn);
+        let _ = conn.write_all(&payload(reply_len, 7));
+        let _ = conn.shutdown(Shutdown::Write);
+        got
+    })
 }
 
 /// A server that first sends `greeting_len` bytes (seed 5) and shuts down its write side, then
@@ -316,20 +315,9 @@ pub fn reply_after_eof_server(
 pub fn greet_then_read_server(
     greeting_len: usize,
 ) -> (SocketAddr, mpsc::Receiver<std::io::Result<(u64, String)>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut conn = conn;
-                let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = conn.write_all(&payload(greeting_len, 5));
-                let _ = conn.shutdown(Shutdown::Write);
-                let _ = tx.send(read_all_hashed(&mut conn));
-            });
-        }
-    });
-    (addr, rx)
+    serve_each(move |mut conn: TcpStream| {
+        let _ = conn.write_all(&payload(greeting_len, 5));
+        let _ = conn.shutdown(Shutdown::Write);
+        read_all_hashed(&mut conn)
+    })
 }
