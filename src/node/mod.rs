@@ -514,11 +514,13 @@ impl EventLoop {
 
     /// Turn a handshake failure into a sentence; in a private network the usual cause is the key.
     fn explain(&self, error: &str) -> String {
+        // A key mismatch shows up as garbage after pnet: a failed noise/multistream handshake,
+        // "Failed to negotiate transport protocol(s)" (inbound), or a handshake timeout.
+        let lower = error.to_ascii_lowercase();
         if self.private_network
-            && (error.contains("noise")
-                || error.contains("Handshake")
-                || error.contains("multistream")
-                || error.contains("Negotiation"))
+            && ["noise", "handshake", "multistream", "negotiat", "timeout"]
+                .iter()
+                .any(|word| lower.contains(word))
         {
             format!(
                 "{error} (the peer probably uses a different swarm key, or none: private network handshake failed)"

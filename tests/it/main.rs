@@ -2,5 +2,6 @@
 //! One test binary keeps link time down; each area is a module.
 
 mod common;
+mod kubo;
 mod sync;
 mod tunnel;

