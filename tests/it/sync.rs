@@ -292,38 +292,33 @@ fn a_relay_that_never_sends_eose_times_out_and_the_others_still_sync() {
 
 #[test]
 fn malformed_station_files_are_skipped_with_a_reason() {
-    let peer = PyRelay::start("localrelay", 0);
+    let relay = PyRelay::start("localrelay", 0);
     let local = PyRelay::start("localrelay", 0);
+    let (a, b) = (Daemon::start(&[]), Daemon::start(&[]));
+    b.cli_ok(&["p2p", "listen", &format!("/x/strfry-{}", b.peer_id), &format!("/ip4/127.0.0.1/tcp/{}", relay.port())]);
+    common::connect(&b, &a);
+    let keys = Keys::generate();
+    let e = note(&keys, "from a good station", now() - 5);
+    publish(&relay.url, std::slice::from_ref(&e));
     let tmp = tempfile::tempdir().unwrap();
     let swarm = tmp.path().join("swarm");
-    let good = swarm.join("good");
+    let good = swarm.join(&b.peer_id);
     std::fs::create_dir_all(&good).unwrap();
-    let id = libp2p::PeerId::random();
-    std::fs::write(
-        good.join("12345.json"),
-        format!(r#"{{"ipfsnodeid":"{id}","myRELAY":"{}"}}"#, peer.url),
-    )
-    .unwrap();
-    let bad = swarm.join("bad");
-    std::fs::create_dir_all(&bad).unwrap();
-    std::fs::write(bad.join("12345.json"), "{ this is not json").unwrap();
+    std::fs::write(good.join("12345.json"), format!(r#"{{"ipfsnodeid":"{}","myRELAY":"ws://127.0.0.1:7777"}}"#, b.peer_id)).unwrap();
+    std::fs::write(good.join("x_strfry.sh"), "#!/bin/bash\n").unwrap();
+    for (name, content) in [("garbage", "{ this is not json"), ("evil", r#"{"ipfsnodeid":"../../etc/passwd","myRELAY":"wss://x.example"}"#)] {
+        std::fs::create_dir_all(swarm.join(name)).unwrap();
+        std::fs::write(swarm.join(name).join("12345.json"), content).unwrap();
+    }
     let zen = tmp.path().join("zen");
-    let (code, stats) = backfill(
-        &tmp.path().join("home"),
-        &[
-            "--local-relay",
-            &local.url,
-            "--swarm-dir",
-            swarm.to_str().unwrap(),
-            "--zen",
-            zen.to_str().unwrap(),
-        ],
-    );
+    let (code, stats) = backfill(&a.home, &["--local-relay", &local.url, "--swarm-dir", swarm.to_str().unwrap(), "--zen", zen.to_str().unwrap()]);
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["peers_contacted"], 1);
-    let skipped = stats["skipped_peers"].as_array().unwrap();
-    assert_eq!(skipped.len(), 1);
-    assert!(skipped[0].as_str().unwrap().contains("not valid JSON"));
+    let skipped: Vec<&str> = stats["skipped_peers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped.iter().any(|s| s.contains("garbage") && s.contains("not valid JSON")));
+    assert!(skipped.iter().any(|s| s.contains("evil") && s.contains("is not a PeerID")));
+    assert!(ids(&local.url, Filter::new().kind(Kind::TextNote)).contains(&e.id));
 }
 
 #[test]
