@@ -493,6 +493,28 @@ fn kubo_harness_dies_with_its_parent() {
     assert!(!alive(pid), "Kubo harness {pid} outlived its parent");
 }
 
+#[test]
+fn kubo_nodes_open_only_loopback_sockets() {
+    // The config rewrite must keep Kubo off the network: no bootstrap, no mDNS, no NAT, no QUIC.
+    let a = Kubo::start(KuboOptions::default());
+    let b = Kubo::start(KuboOptions::default());
+    b.connect(&a.addr()).expect("connect");
+    thread::sleep(Duration::from_secs(3)); // let DHT/identify/autonat do whatever they would do
+    for kubo in [&a, &b] {
+        let sockets = harness::sockets_of(kubo.pid);
+        assert!(!sockets.is_empty(), "no sockets found for {}", kubo.pid);
+        for (proto, local, remote) in &sockets {
+            let loopback = |addr: &str| addr.starts_with("0100007F:");
+            let unconnected = remote == "00000000:0000";
+            assert!(
+                proto == "tcp" && loopback(local) && (loopback(remote) || unconnected),
+                "Kubo {} has a non-loopback socket: {proto} {local} -> {remote}",
+                kubo.pid
+            );
+        }
+    }
+}
+
 fn alive(pid: i32) -> bool {
     // A zombie (reaped later by init) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
