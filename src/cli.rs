@@ -45,6 +45,8 @@ pub enum Command {
     /// Kubo-style tunnels: `ipfs p2p` with the same names and output.
     #[command(subcommand)]
     P2p(crate::client::P2pCommand),
+    /// Sync the local relay with every station of the constellation (NIP-77, else REQ paging).
+    Backfill(crate::backfill::BackfillArgs),
     /// Run the embedded Nostr relay on its own, or show its statistics.
     Relay(crate::relay::cli::RelayArgs),
 }
@@ -58,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => crate::daemon::run(&home, args).map(|()| ExitCode::SUCCESS),
         Command::Swarm(command) => crate::client::swarm(&home, command),
         Command::P2p(command) => crate::client::p2p(&home, command),
+        Command::Backfill(args) => crate::backfill::run(&home, args),
         Command::Relay(args) => crate::relay::cli::run(&home, args),
     }
 }

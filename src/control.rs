@@ -17,22 +17,38 @@ use crate::tunnel::CloseFilter;
 const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 /// A client that does not send its request line in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the CLI waits for an answer (a forward may dial a peer first).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the CLI waits for an answer (a backfill of a large constellation takes minutes).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Everything the CLI can ask the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Id,
-    SwarmConnect { addr: String },
+    SwarmConnect {
+        addr: String,
+    },
     SwarmPeers,
-    P2pListen { spec: ListenSpec, persist: bool },
-    P2pForward { spec: ForwardSpec, persist: bool },
+    P2pListen {
+        spec: ListenSpec,
+        persist: bool,
+    },
+    P2pForward {
+        spec: ForwardSpec,
+        persist: bool,
+    },
     P2pLs,
-    P2pClose { filter: CloseFilter },
+    P2pClose {
+        filter: CloseFilter,
+    },
     StreamLs,
-    StreamClose { id: Option<u64> },
+    StreamClose {
+        id: Option<u64>,
+    },
+    /// Run a backfill with the daemon's node (the CLI holds the run lock).
+    Backfill {
+        args: crate::backfill::BackfillArgs,
+    },
 }
 
 /// The answer: `result` on success, a one-sentence `error` otherwise.

@@ -67,14 +67,11 @@ pub fn load_keypair(home: &Home, kubo_repo: Option<&PathBuf>) -> anyhow::Result<
 /// The swarm key: flag, config, `<kubo repo>/swarm.key`, `<home>/swarm.key`, in that order.
 fn load_psk(
     home: &Home,
-    args: &DaemonArgs,
+    flag: Option<&PathBuf>,
     config: &Config,
     kubo: Option<&PathBuf>,
 ) -> anyhow::Result<Option<PreSharedKey>> {
-    let explicit = args
-        .swarm_key
-        .clone()
-        .or_else(|| config.node.swarm_key.clone());
+    let explicit = flag.cloned().or_else(|| config.node.swarm_key.clone());
     let candidates: Vec<PathBuf> = match explicit {
         Some(path) => return Ok(Some(identity::load_swarm_key(&path)?)),
         None => kubo
@@ -113,6 +110,32 @@ pub fn run(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     runtime.block_on(run_async(home, args))
 }
 
+/// Identity, swarm key and addresses of the node, from flags and config.
+pub fn node_options(
+    home: &Home,
+    config: &Config,
+    kubo_flag: Option<&PathBuf>,
+    swarm_key_flag: Option<&PathBuf>,
+    listen: Vec<String>,
+) -> anyhow::Result<NodeOptions> {
+    let kubo = kubo_repo_choice(kubo_flag, config);
+    let keypair = load_keypair(home, kubo.as_ref())?;
+    let psk = load_psk(home, swarm_key_flag, config, kubo.as_ref())?;
+    let mut listen = listen;
+    if psk.is_some() {
+        // Kubo disables QUIC in a private network; pnet only wraps TCP.
+        listen.retain(|a| !a.contains("/quic"));
+    }
+    Ok(NodeOptions {
+        keypair,
+        psk,
+        listen: parse_addrs(&listen, "--listen / [node] listen")?,
+        bootstrap: parse_addrs(&config.node.bootstrap, "[node] bootstrap")?,
+        peering: parse_addrs(&config.node.peering, "[node] peering")?,
+        limits: config.node.limits.clone(),
+    })
+}
+
 async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     home.ensure()?;
     let config = Config::load(&home.config_file())?;
@@ -124,26 +147,18 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             socket.display()
         );
     }
-    let kubo = kubo_repo_choice(args.kubo_repo.as_ref(), &config);
-    let keypair = load_keypair(home, kubo.as_ref())?;
-    let psk = load_psk(home, &args, &config, kubo.as_ref())?;
-    let mut listen = if args.listen.is_empty() {
+    let listen = if args.listen.is_empty() {
         config.node.listen.clone()
     } else {
         args.listen.clone()
     };
-    if psk.is_some() {
-        // Kubo disables QUIC in a private network; pnet only wraps TCP.
-        listen.retain(|a| !a.contains("/quic"));
-    }
-    let options = NodeOptions {
-        keypair,
-        psk,
-        listen: parse_addrs(&listen, "--listen / [node] listen")?,
-        bootstrap: parse_addrs(&config.node.bootstrap, "[node] bootstrap")?,
-        peering: parse_addrs(&config.node.peering, "[node] peering")?,
-        limits: config.node.limits.clone(),
-    };
+    let options = node_options(
+        home,
+        &config,
+        args.kubo_repo.as_ref(),
+        args.swarm_key.as_ref(),
+        listen,
+    )?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
@@ -256,6 +271,9 @@ impl Daemon {
             }
             Request::StreamLs => serde_json::to_value(self.tunnels.streams())?,
             Request::StreamClose { id } => json!({ "closed": self.tunnels.close_streams(id)? }),
+            Request::Backfill { args } => serde_json::to_value(
+                crate::backfill::execute(&self.home, &args, Some(self.node.clone())).await?,
+            )?,
         })
     }
 }

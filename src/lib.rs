@@ -2,6 +2,7 @@
 //!
 //! Module map (imports point down this list, never up):
 //! - [`cli`]: clap definitions and dispatch to the modules below; no logic.
+//! - [`backfill`]: the `backfill` command: flags, run lock, and recording a run.
 //! - [`client`]: the CLI side of daemon commands (`init`, `id`, `swarm`, `p2p`) and their output.
 //! - [`daemon`]: wires identity, node, tunnels, relay and the control API; owns shutdown.
 //! - [`control`]: the local JSON API over a Unix socket, shared by CLI and daemon.
@@ -11,8 +12,10 @@
 //! - [`node`]: the libp2p swarm (one owning task) and its cloneable handle.
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer task) used by the embedded relay and the sync.
+//! - [`sync`]: the constellation backfill: discovery, N², NIP-77 / REQ paging, import, stats.
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/77) over [`store`].
 
+pub mod backfill;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -23,4 +26,5 @@ pub mod logging;
 pub mod node;
 pub mod relay;
 pub mod store;
+pub mod sync;
 pub mod tunnel;

@@ -3,4 +3,5 @@
 
 mod common;
 mod kubo;
+mod sync;
 mod tunnel;

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_relay;
 pub mod net;
+pub mod relays;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,312 @@
+//! `constellation backfill`: the flags users know from `backfill_constellation.sh`, the run lock,
+//! and the glue that feeds discovery and author sources into the sync engine and records the run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Home, home_dir};
+use crate::node::Node;
+use crate::sync::authors::{self, AuthorSources};
+use crate::sync::discovery::{self, Peer};
+use crate::sync::history::History;
+use crate::sync::local::ExternalRelay;
+use crate::sync::stats::RunStats;
+use crate::sync::{Engine, SyncOptions};
+
+/// Exit code: the run finished but some peers failed.
+pub const EXIT_PARTIAL: u8 = 2;
+/// Exit code: skipped (another run holds the lock, or the last run is too recent).
+pub const EXIT_SKIPPED: u8 = 3;
+
+/// Flags of `constellation backfill` (names of the original script kept).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct BackfillArgs {
+    /// Days back to sync (0 = everything).
+    #[arg(long, default_value_t = 1)]
+    pub days: u64,
+    /// Sync into this relay (strfry or any NIP-01 relay) instead of the station's local relay.
+    #[arg(long, value_name = "URL")]
+    pub local_relay: Option<String>,
+    /// Sync with this peer (PeerID, reached through its /x/strfry tunnel, or ws(s):// URL); repeatable.
+    /// Without --peer, peers come from the swarm folder.
+    #[arg(long = "peer", value_name = "PEERID|URL")]
+    pub peers: Vec<String>,
+    /// Folder of the stations' published files (`*/12345.json`). Default: ~/.zen/tmp/swarm.
+    #[arg(long, value_name = "DIR")]
+    pub swarm_dir: Option<PathBuf>,
+    /// Astroport root for the author sources (game/nostr, strfry/amisOfAmis.txt, flashmem).
+    #[arg(long, value_name = "DIR")]
+    pub zen: Option<PathBuf>,
+    /// Drop direct messages (kind 4).
+    #[arg(long)]
+    pub no_dms: bool,
+    /// Verify ids and signatures (the default).
+    #[arg(long, overrides_with = "no_verify")]
+    pub verify: bool,
+    /// Do not verify signatures.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Skip the search for missing profiles.
+    #[arg(long)]
+    pub no_profiles: bool,
+    /// Fetch and count, but store and upload nothing.
+    #[arg(long, alias = "DRYRUN")]
+    pub dry_run: bool,
+    /// Also print the local database's figures and the pubkeys per source.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the author pubkeys.
+    #[arg(long)]
+    pub show_hex: bool,
+    /// Print the run's stats as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Public relays asked for missing profiles (kind 0 only); repeatable.
+    #[arg(long = "fallback-relay", value_name = "URL")]
+    pub fallback_relays: Vec<String>,
+    /// Seconds a silent relay is waited for.
+    #[arg(long, default_value_t = 30)]
+    pub idle_timeout: u64,
+    /// Peers synced at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Content that marks spam ("" disables the rule).
+    #[arg(long, default_value = "Hello NOSTR visitor.")]
+    pub spam: String,
+}
+
+impl BackfillArgs {
+    fn zen(&self) -> PathBuf {
+        self.zen.clone().unwrap_or_else(|| home_dir().join(".zen"))
+    }
+
+    fn options(&self) -> SyncOptions {
+        SyncOptions {
+            days: self.days,
+            no_dms: self.no_dms,
+            verify: !self.no_verify,
+            profiles: !self.no_profiles,
+            dry_run: self.dry_run,
+            spam_phrase: Some(self.spam.clone()).filter(|s| !s.is_empty()),
+            concurrency: self.concurrency.max(1),
+            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+            fallback_relays: self.fallback_relays.clone(),
+            amis_out: Some(AuthorSources::astroport(&self.zen()).amis_file),
+            ..SyncOptions::default()
+        }
+    }
+}
+
+/// The run lock: `flock` on `<home>/backfill.lock`. The kernel drops it when the process dies
+/// (even by OOM kill), so a lock can never go stale.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// `Ok(None)` when another run holds it.
+    pub fn try_acquire(home: &Home) -> anyhow::Result<Option<RunLock>> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        home.ensure()?;
+        let path = home.root().join("backfill.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a valid, owned file descriptor has no memory effects.
+        let held = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+        if held {
+            return Ok(None);
+        }
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(Some(RunLock { _file: file }))
+    }
+}
+
+/// Run a backfill: in the running daemon (its libp2p node) when there is one, else here.
+pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let Some(_lock) = RunLock::try_acquire(home)? else {
+        eprintln!("skipped: a backfill is already running");
+        return Ok(ExitCode::from(EXIT_SKIPPED));
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let stats = runtime.block_on(async {
+        let socket = home.control_socket();
+        if crate::control::is_running(&socket).await {
+            let value = crate::control::call(
+                &socket,
+                &crate::control::Request::Backfill { args: args.clone() },
+            )
+            .await?;
+            Ok::<RunStats, anyhow::Error>(serde_json::from_value(value)?)
+        } else {
+            execute(home, &args, None).await
+        }
+    })?;
+    print(&args, &stats);
+    Ok(match stats.status() {
+        "OK" => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_PARTIAL),
+    })
+}
+
+/// Discover, sync and record one run. `node` is the daemon's; without it a temporary node is
+/// started when a peer must be reached through its tunnel.
+pub async fn execute(
+    home: &Home,
+    args: &BackfillArgs,
+    node: Option<Node>,
+) -> anyhow::Result<RunStats> {
+    let zen = args.zen();
+    let own = node.as_ref().map(Node::peer_id);
+    let (peers, skipped) = gather_peers(args, &zen, own.as_ref())?;
+    let peer_keys: Vec<String> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();
+    let (base, sources) = authors::collect(&AuthorSources::astroport(&zen), &peer_keys);
+    if args.show_hex {
+        for a in &base {
+            eprintln!("{a}");
+        }
+    }
+    let mut history = History::open(&home.root().join("history.sqlite"))?;
+    let rejected = history.rejected_ids().unwrap_or_default();
+    let local_url = args
+        .local_relay
+        .clone()
+        .unwrap_or_else(|| "ws://127.0.0.1:7777".into());
+    let local = ExternalRelay::connect(&local_url, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("the local relay {local_url} is not reachable"))?;
+    let node = match node {
+        Some(n) => Some(n),
+        None if peers
+            .iter()
+            .any(|p| matches!(p.endpoint, discovery::Endpoint::Tunnel(_))) =>
+        {
+            Some(temporary_node(home).await?)
+        }
+        None => None,
+    };
+    let engine = Engine::new(args.options(), &local, node, rejected);
+    let engine = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
+        engine.with_progress(indicatif::ProgressBar::new(0))
+    } else {
+        engine
+    };
+    let initial = RunStats {
+        sources,
+        skipped_peers: skipped,
+        ..Default::default()
+    };
+    let outcome = engine.run(peers, base, initial).await;
+    let mut stats = outcome.stats;
+    if !args.dry_run {
+        stats.run_id = history.record(&stats)?;
+        history.remember_rejected(&outcome.rejected, stats.started_at)?;
+    }
+    Ok(stats)
+}
+
+fn gather_peers(
+    args: &BackfillArgs,
+    zen: &Path,
+    own: Option<&libp2p::PeerId>,
+) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
+    if !args.peers.is_empty() {
+        let peers = args
+            .peers
+            .iter()
+            .map(|p| discovery::parse_explicit_peer(p).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok((peers, Vec::new()));
+    }
+    let dir = args
+        .swarm_dir
+        .clone()
+        .unwrap_or_else(|| zen.join("tmp/swarm"));
+    let (peers, skipped) = discovery::scan_swarm(&dir, own);
+    Ok((
+        peers,
+        skipped
+            .into_iter()
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect(),
+    ))
+}
+
+/// A node for one run, with the home's identity and swarm key, listening nowhere.
+async fn temporary_node(home: &Home) -> anyhow::Result<Node> {
+    let config = crate::config::Config::load(&home.config_file())?;
+    let options = crate::daemon::node_options(home, &config, None, None, Vec::new())?;
+    let tracker = tokio_util::task::TaskTracker::new();
+    let (node, _) = Node::start(
+        options,
+        tokio_util::sync::CancellationToken::new(),
+        &tracker,
+    )
+    .await?;
+    Ok(node)
+}
+
+fn print(args: &BackfillArgs, stats: &RunStats) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(stats).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{} — run {} in {:.1} s{}",
+        stats.status(),
+        stats.run_id,
+        stats.duration_ms as f64 / 1000.0,
+        if stats.dry_run { " (dry run)" } else { "" }
+    );
+    println!(
+        "peers: {} contacted, {} ok, {} failed",
+        stats.peers_contacted, stats.peers_ok, stats.peers_failed
+    );
+    println!(
+        "events: {} collected, {} imported, {} duplicate, {} rejected, {} uploaded",
+        stats.collected,
+        stats.imported,
+        stats.duplicate,
+        stats.rejected.values().sum::<u64>(),
+        stats.uploaded
+    );
+    println!(
+        "authors: {} ({} discovered by N²), {} unique pubkeys imported, profiles {} found / {} missing",
+        stats.authors,
+        stats.discovered,
+        stats.unique_pubkeys,
+        stats.profiles_found,
+        stats.profiles_missing
+    );
+    for p in &stats.peers {
+        let state = p
+            .error
+            .as_deref()
+            .map_or("ok".to_string(), |e| format!("FAILED: {e}"));
+        println!(
+            "  {} [{}] in {} out {} — {}",
+            p.name, p.mode, p.events_in, p.events_out, state
+        );
+    }
+    if args.stats {
+        println!("sources: {:?}", stats.sources);
+        println!("kinds: {:?}", stats.kinds);
+        println!("rejected: {:?}", stats.rejected);
+        println!(
+            "bytes: {} in, {} out, {} round trips",
+            stats.bytes_in, stats.bytes_out, stats.round_trips
+        );
+    }
+}

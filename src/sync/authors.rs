@@ -1,0 +1,285 @@
+//! The authors a station syncs: local MULTIPASS accounts, friends of friends, peers' captains and
+//! nodes, geographic keys — then N² from their contact lists. Invalid lines are counted, not fatal.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use nostr::prelude::{Event, Kind};
+use serde::Serialize;
+
+use super::discovery::parse_hex_pubkey;
+
+/// Files read under a source folder at most (flashmem trees can be large).
+const MAX_FILES_PER_SOURCE: usize = 100_000;
+/// Folder depth walked under a source folder.
+const MAX_DEPTH: usize = 8;
+/// Authors kept after N²; a runaway contact graph must not make REQs unbounded.
+pub const MAX_AUTHORS: usize = 50_000;
+
+/// Where the author lists live (all configurable; defaults follow Astroport's paths).
+#[derive(Debug, Clone)]
+pub struct AuthorSources {
+    /// `~/.zen/game/nostr/*/HEX`
+    pub multipass_dir: PathBuf,
+    /// `~/.zen/strfry/amisOfAmis.txt` (read, then rewritten with the N² result)
+    pub amis_file: PathBuf,
+    /// `~/.zen/flashmem/**/HEX`
+    pub geokeys_dir: PathBuf,
+}
+
+impl AuthorSources {
+    pub fn astroport(zen: &Path) -> AuthorSources {
+        AuthorSources {
+            multipass_dir: zen.join("game/nostr"),
+            amis_file: zen.join("strfry/amisOfAmis.txt"),
+            geokeys_dir: zen.join("flashmem"),
+        }
+    }
+}
+
+/// What each source gave, for `--stats` and the report.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub multipass: usize,
+    pub amis: usize,
+    pub peers: usize,
+    pub geokeys: usize,
+    pub invalid_lines: usize,
+}
+
+/// Collect the base author set.
+pub fn collect(
+    sources: &AuthorSources,
+    peer_pubkeys: &[String],
+) -> (BTreeSet<String>, SourceCounts) {
+    let mut counts = SourceCounts::default();
+    let mut all = BTreeSet::new();
+    let mut add =
+        |keys: Vec<String>, invalid: usize, slot: &mut usize, counts_invalid: &mut usize| {
+            *counts_invalid += invalid;
+            *slot += keys.len();
+            all.extend(keys);
+        };
+    let (keys, bad) = hex_files(&sources.multipass_dir, 1);
+    add(keys, bad, &mut counts.multipass, &mut counts.invalid_lines);
+    let (keys, bad) = lines_of(&sources.amis_file);
+    add(keys, bad, &mut counts.amis, &mut counts.invalid_lines);
+    let (keys, bad) = hex_files(&sources.geokeys_dir, MAX_DEPTH);
+    add(keys, bad, &mut counts.geokeys, &mut counts.invalid_lines);
+    let valid: Vec<String> = peer_pubkeys
+        .iter()
+        .filter_map(|h| parse_hex_pubkey(h))
+        .collect();
+    let bad = peer_pubkeys.len() - valid.len();
+    add(valid, bad, &mut counts.peers, &mut counts.invalid_lines);
+    (all, counts)
+}
+
+/// Pubkeys of a text file, one per line (`#` comments and blanks ignored).
+fn lines_of(path: &Path) -> (Vec<String>, usize) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return (Vec::new(), 0);
+    };
+    let (mut keys, mut bad) = (Vec::new(), 0);
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        match parse_hex_pubkey(line) {
+            Some(k) => keys.push(k),
+            None => bad += 1,
+        }
+    }
+    (keys, bad)
+}
+
+/// Every file named `HEX` under `dir` up to `depth` folders down.
+fn hex_files(dir: &Path, depth: usize) -> (Vec<String>, usize) {
+    let (mut keys, mut bad, mut seen) = (Vec::new(), 0, 0);
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((folder, level)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_FILES_PER_SOURCE {
+                tracing::warn!(
+                    "stopped reading {} after {MAX_FILES_PER_SOURCE} entries",
+                    dir.display()
+                );
+                return (keys, bad);
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && level < depth {
+                stack.push((path, level + 1));
+            } else if kind.is_file() && entry.file_name() == "HEX" {
+                let (k, b) = lines_of(&path);
+                keys.extend(k);
+                bad += b;
+            }
+        }
+    }
+    (keys, bad)
+}
+
+/// The latest contact list (kind 3) of each author among `events` → their follows.
+pub fn follows(events: &[Event]) -> HashMap<String, BTreeSet<String>> {
+    let mut latest: HashMap<String, &Event> = HashMap::new();
+    for event in events.iter().filter(|e| e.kind == Kind::ContactList) {
+        let author = event.pubkey.to_hex();
+        match latest.get(&author) {
+            Some(prev)
+                if (prev.created_at, std::cmp::Reverse(prev.id))
+                    >= (event.created_at, std::cmp::Reverse(event.id)) => {}
+            _ => {
+                latest.insert(author, event);
+            }
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(author, event)| {
+            let friends = event
+                .tags
+                .iter()
+                .filter(|t| t.kind() == "p")
+                .filter_map(|t| t.content().and_then(parse_hex_pubkey))
+                .collect();
+            (author, friends)
+        })
+        .collect()
+}
+
+/// Result of the N² expansion.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Expansion {
+    pub base: usize,
+    pub friends: usize,
+    pub friends_of_friends: usize,
+    /// Authors not in the base set (new connections discovered).
+    pub discovered: usize,
+}
+
+/// Add the follows of `of` (from `contacts`) to `authors`, bounded by [`MAX_AUTHORS`];
+/// returns the newly added.
+pub fn expand(
+    authors: &mut BTreeSet<String>,
+    of: &BTreeSet<String>,
+    contacts: &HashMap<String, BTreeSet<String>>,
+) -> BTreeSet<String> {
+    let mut added = BTreeSet::new();
+    for author in of {
+        for friend in contacts.get(author).into_iter().flatten() {
+            if authors.len() >= MAX_AUTHORS {
+                return added;
+            }
+            if authors.insert(friend.clone()) {
+                added.insert(friend.clone());
+            }
+        }
+    }
+    added
+}
+
+/// Write the author set to `path` atomically (temp file + rename), one hex key per line.
+pub fn write_atomically(path: &Path, authors: &BTreeSet<String>) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("txt.tmp");
+    let mut text = String::with_capacity(authors.len() * 65);
+    for a in authors {
+        text.push_str(a);
+        text.push('\n');
+    }
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Count per kind for stats (`BTreeMap` keeps the report ordered).
+pub fn count_kinds<'a>(events: impl Iterator<Item = &'a Event>) -> BTreeMap<u16, u64> {
+    let mut counts = BTreeMap::new();
+    for e in events {
+        *counts.entry(e.kind.as_u16()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::prelude::{EventBuilder, FinalizeEvent, Keys, Tag};
+
+    fn hex(n: u8) -> String {
+        format!("{:02x}", n).repeat(32)
+    }
+
+    #[test]
+    fn sources_are_read_and_invalid_lines_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let zen = dir.path();
+        let sources = AuthorSources::astroport(zen);
+        std::fs::create_dir_all(zen.join("game/nostr/alice@x")).unwrap();
+        std::fs::write(zen.join("game/nostr/alice@x/HEX"), format!("{}\n", hex(1))).unwrap();
+        std::fs::create_dir_all(zen.join("strfry")).unwrap();
+        std::fs::write(
+            &sources.amis_file,
+            format!("# friends\n{}\nnot-hex\n\n{}\n", hex(2), hex(1)),
+        )
+        .unwrap();
+        std::fs::create_dir_all(zen.join("flashmem/a/b")).unwrap();
+        std::fs::write(zen.join("flashmem/a/b/HEX"), hex(3)).unwrap();
+        let (all, counts) = collect(&sources, &[hex(4), "zz".into()]);
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            counts,
+            SourceCounts {
+                multipass: 1,
+                amis: 2,
+                peers: 1,
+                geokeys: 1,
+                invalid_lines: 2
+            }
+        );
+    }
+
+    #[test]
+    fn latest_contact_list_wins_and_expansion_is_bounded_to_new_keys() {
+        let keys = Keys::generate();
+        let old = EventBuilder::new(Kind::ContactList, "")
+            .tags([Tag::public_key(Keys::generate().public_key())])
+            .custom_created_at(nostr::prelude::Timestamp::from(100))
+            .finalize(&keys)
+            .unwrap();
+        let friend = Keys::generate().public_key();
+        let new = EventBuilder::new(Kind::ContactList, "")
+            .tags([Tag::public_key(friend)])
+            .custom_created_at(nostr::prelude::Timestamp::from(200))
+            .finalize(&keys)
+            .unwrap();
+        let contacts = follows(&[new, old]);
+        let me = keys.public_key().to_hex();
+        assert_eq!(contacts[&me], BTreeSet::from([friend.to_hex()]));
+        let mut authors = BTreeSet::from([me.clone()]);
+        let added = expand(&mut authors, &BTreeSet::from([me]), &contacts);
+        assert_eq!(added, BTreeSet::from([friend.to_hex()]));
+        assert_eq!(authors.len(), 2);
+    }
+
+    #[test]
+    fn atomic_write_leaves_one_key_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strfry/amisOfAmis.txt");
+        write_atomically(&path, &BTreeSet::from([hex(1), hex(2)])).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n{}\n", hex(1), hex(2))
+        );
+        assert!(!path.with_extension("txt.tmp").exists());
+    }
+}

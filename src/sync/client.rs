@@ -1,0 +1,505 @@
+//! A Nostr relay client for the sync: one websocket (over TCP/TLS or over a libp2p tunnel stream)
+//! with REQ-until-EOSE, complete pagination, NIP-77 reconciliation and pipelined EVENT/OK.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use nostr::prelude::{
+    ClientMessage, Event, EventId, Filter, RelayMessage, SubscriptionId, Timestamp,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Largest websocket message accepted from a peer: events are ≤ 64 KiB, NEG-MSG ≤ 2×FRAME_LIMIT.
+const MAX_MESSAGE: usize = 1024 * 1024;
+/// NIP-77 frame size limit (bytes before hex): keeps NEG-MSG under strfry's 128 KiB frames.
+const NEG_FRAME_LIMIT: u64 = 50_000;
+/// Rounds of NEG-MSG before we give up on a reconciliation (1 per ~15k differences).
+const MAX_NEG_ROUNDS: usize = 1_000;
+/// Pages per filter before pagination stops (500 × 20 000 = 10 M events: a runaway relay).
+const MAX_PAGES: usize = 20_000;
+/// Events in flight when uploading (sent, OK not yet received).
+const PUBLISH_WINDOW: usize = 200;
+/// Malformed messages tolerated on one connection before it is dropped.
+const MAX_GARBAGE: u64 = 1_000;
+
+/// Byte streams a relay connection can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("timed out after {0:?} without an answer")]
+    Idle(Duration),
+    #[error("connection closed by the relay")]
+    Closed,
+    #[error("websocket: {0}")]
+    Ws(String),
+    #[error("relay refused the subscription: {0}")]
+    Refused(String),
+    #[error("NIP-77 not supported: {0}")]
+    NegUnsupported(String),
+    #[error("NIP-77 failed: {0}")]
+    Neg(String),
+    #[error("too many malformed messages")]
+    Garbage,
+}
+
+/// Outcome of a NIP-77 reconciliation: what we have that the relay lacks, and the reverse.
+#[derive(Debug, Default)]
+pub struct Reconciliation {
+    pub have: Vec<EventId>,
+    pub need: Vec<EventId>,
+}
+
+/// Outcome of publishing events.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub refused: BTreeMap<String, u64>,
+    /// Ids acknowledged with `OK true` and not duplicates: newly stored by the relay.
+    pub accepted_ids: Vec<EventId>,
+}
+
+/// One websocket to one relay, with traffic counters.
+pub struct RelayClient {
+    ws: WebSocketStream<MaybeTlsStream<Box<dyn Io>>>,
+    idle: Duration,
+    next_sub: u64,
+    /// Largest page this relay ever returned: a page smaller than this is complete.
+    page_cap_seen: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub round_trips: u64,
+    pub malformed: u64,
+    /// Seconds whose events could not all be fetched (one author, one kind, more than a page).
+    pub truncated_windows: u64,
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+impl RelayClient {
+    /// Connect to `url` (ws:// or wss://, TLS by rustls) with a connect timeout.
+    pub async fn connect_url(
+        url: &str,
+        connect_timeout: Duration,
+        idle: Duration,
+    ) -> Result<RelayClient, ClientError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| ClientError::Connect(format!("bad URL {url}: {e}")))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| ClientError::Connect(format!("no host in {url}")))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            Ok::<Box<dyn Io>, ClientError>(Box::new(tcp))
+        };
+        let io = tokio::time::timeout(connect_timeout, connect)
+            .await
+            .map_err(|_| ClientError::Connect(format!("timed out after {connect_timeout:?}")))??;
+        RelayClient::handshake(url, io, connect_timeout, idle).await
+    }
+
+    /// Speak the relay protocol over an already-open byte stream (e.g. a `/x/strfry-…` tunnel).
+    pub async fn over(
+        io: Box<dyn Io>,
+        connect_timeout: Duration,
+        idle: Duration,
+    ) -> Result<RelayClient, ClientError> {
+        RelayClient::handshake("ws://127.0.0.1:7777/", io, connect_timeout, idle).await
+    }
+
+    async fn handshake(
+        url: &str,
+        io: Box<dyn Io>,
+        connect_timeout: Duration,
+        idle: Duration,
+    ) -> Result<RelayClient, ClientError> {
+        let handshake =
+            tokio_tungstenite::client_async_tls_with_config(url, io, Some(ws_config()), None);
+        let (ws, _) = tokio::time::timeout(connect_timeout, handshake)
+            .await
+            .map_err(|_| {
+                ClientError::Connect(format!(
+                    "websocket handshake timed out after {connect_timeout:?}"
+                ))
+            })?
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Ok(RelayClient {
+            ws,
+            idle,
+            next_sub: 0,
+            page_cap_seen: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            round_trips: 0,
+            malformed: 0,
+            truncated_windows: 0,
+        })
+    }
+
+    fn subscription(&mut self) -> SubscriptionId {
+        self.next_sub += 1;
+        SubscriptionId::new(format!("c{}", self.next_sub))
+    }
+
+    async fn send(&mut self, message: &ClientMessage<'_>) -> Result<(), ClientError> {
+        let text = message.as_json();
+        self.bytes_out += text.len() as u64;
+        self.ws
+            .send(Message::text(text))
+            .await
+            .map_err(|e| ClientError::Ws(e.to_string()))
+    }
+
+    /// The next relay message, skipping pings and malformed ones (counted).
+    async fn recv(&mut self) -> Result<RelayMessage<'static>, ClientError> {
+        loop {
+            let frame = tokio::time::timeout(self.idle, self.ws.next())
+                .await
+                .map_err(|_| ClientError::Idle(self.idle))?;
+            let text = match frame {
+                None => return Err(ClientError::Closed),
+                Some(Err(e)) => return Err(ClientError::Ws(e.to_string())),
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(_))) => return Err(ClientError::Closed),
+                Some(Ok(_)) => continue,
+            };
+            self.bytes_in += text.len() as u64;
+            match RelayMessage::from_json(text.as_str()) {
+                Ok(message) => return Ok(message),
+                Err(e) => {
+                    self.malformed += 1;
+                    tracing::debug!("malformed relay message: {e}");
+                    if self.malformed > MAX_GARBAGE {
+                        return Err(ClientError::Garbage);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `REQ` one filter and collect events until `EOSE`, then `CLOSE`.
+    pub async fn query(&mut self, filter: Filter) -> Result<Vec<Event>, ClientError> {
+        let sub = self.subscription();
+        self.send(&ClientMessage::req(sub.clone(), vec![filter]))
+            .await?;
+        self.round_trips += 1;
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await? {
+                RelayMessage::Event {
+                    subscription_id,
+                    event,
+                } if *subscription_id == sub => events.push(event.into_owned()),
+                RelayMessage::EndOfStoredEvents(id) if *id == sub => break,
+                RelayMessage::Closed {
+                    subscription_id,
+                    message,
+                } if *subscription_id == sub => {
+                    return Err(ClientError::Refused(message.into_owned()));
+                }
+                _ => {}
+            }
+        }
+        let _ = self.send(&ClientMessage::close(sub)).await;
+        self.page_cap_seen = self.page_cap_seen.max(events.len());
+        Ok(events)
+    }
+
+    /// Every event matching `base` (its `since`/`until` bound the window), page by page with an
+    /// inclusive `until` and deduplication by id; a second that fills a page is split.
+    pub async fn fetch_all(
+        &mut self,
+        base: &Filter,
+        page: usize,
+    ) -> Result<Vec<Event>, ClientError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let since = base.since.map(|t| t.as_secs());
+        let mut until = base
+            .until
+            .map_or_else(|| Timestamp::now().as_secs(), |t| t.as_secs());
+        for _ in 0..MAX_PAGES {
+            let events = self
+                .query(base.clone().until(Timestamp::from(until)).limit(page))
+                .await?;
+            let Some(oldest) = events.iter().map(|e| e.created_at.as_secs()).min() else {
+                break;
+            };
+            let newest = events
+                .iter()
+                .map(|e| e.created_at.as_secs())
+                .max()
+                .unwrap_or(oldest);
+            let len = events.len();
+            let fresh = keep_new(events, &mut seen, &mut out);
+            if oldest == newest && len >= self.page_cap_seen && len > 1 {
+                self.exhaust_second(base, oldest, page, &mut seen, &mut out)
+                    .await?;
+                if oldest == 0 {
+                    break;
+                }
+                until = oldest - 1;
+            } else if len < self.page_cap_seen || fresh == 0 {
+                break; // a short page: the relay had nothing more
+            } else {
+                until = oldest; // inclusive: the rest of that second comes again, deduplicated
+            }
+            if since.is_some_and(|s| until < s) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetch all events of second `second`, splitting the filter by authors, then kinds, while a
+    /// piece still fills a page.
+    async fn exhaust_second(
+        &mut self,
+        base: &Filter,
+        second: u64,
+        page: usize,
+        seen: &mut HashSet<EventId>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        let at = Timestamp::from(second);
+        let mut queue = VecDeque::from([base.clone().since(at).until(at)]);
+        while let Some(filter) = queue.pop_front() {
+            let events = self.query(filter.clone().limit(page)).await?;
+            let full = events.len() >= self.page_cap_seen.max(1) && events.len() > 1;
+            keep_new(events, seen, out);
+            if full {
+                match split(&filter) {
+                    Some((a, b)) => queue.extend([a, b]),
+                    None => {
+                        self.truncated_windows += 1;
+                        tracing::warn!(
+                            second,
+                            "more events in one second than a page for one author and kind; some may be missing"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// NIP-77: reconcile `items` (our side, for `filter`) with the relay.
+    pub async fn reconcile(
+        &mut self,
+        filter: Filter,
+        items: &[(Timestamp, EventId)],
+    ) -> Result<Reconciliation, ClientError> {
+        let neg_err = |e: negentropy::Error| ClientError::Neg(e.to_string());
+        let mut storage = NegentropyStorageVector::with_capacity(items.len());
+        for (ts, id) in items {
+            storage
+                .insert(ts.as_secs(), Id::from_byte_array(id.to_bytes()))
+                .map_err(neg_err)?;
+        }
+        storage.seal().map_err(neg_err)?;
+        let mut negentropy = Negentropy::owned(storage, NEG_FRAME_LIMIT).map_err(neg_err)?;
+        let initial = negentropy.initiate().map_err(neg_err)?;
+        let sub = self.subscription();
+        self.send(&ClientMessage::NegOpen {
+            subscription_id: std::borrow::Cow::Owned(sub.clone()),
+            filter: std::borrow::Cow::Owned(filter),
+            initial_message: std::borrow::Cow::Owned(hex::encode(initial)),
+        })
+        .await?;
+        let (mut have, mut need) = (Vec::new(), Vec::new());
+        for round in 0..MAX_NEG_ROUNDS {
+            self.round_trips += 1;
+            let message = loop {
+                match self.recv().await {
+                    Ok(RelayMessage::NegMsg {
+                        subscription_id,
+                        message,
+                    }) if *subscription_id == sub => break message.into_owned(),
+                    Ok(RelayMessage::NegErr {
+                        subscription_id,
+                        message,
+                    }) if *subscription_id == sub => {
+                        return Err(ClientError::NegUnsupported(message.into_owned()));
+                    }
+                    Ok(RelayMessage::Notice(text)) if round == 0 => {
+                        return Err(ClientError::NegUnsupported(text.into_owned()));
+                    }
+                    Ok(RelayMessage::Closed {
+                        subscription_id,
+                        message,
+                    }) if *subscription_id == sub => {
+                        return Err(ClientError::NegUnsupported(message.into_owned()));
+                    }
+                    Ok(_) => {}
+                    Err(ClientError::Idle(d)) if round == 0 => {
+                        return Err(ClientError::NegUnsupported(format!(
+                            "no answer to NEG-OPEN in {d:?}"
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let bytes = hex::decode(&message)
+                .map_err(|e| ClientError::Neg(format!("NEG-MSG is not hex: {e}")))?;
+            match negentropy
+                .reconcile_with_ids(&bytes, &mut have, &mut need)
+                .map_err(neg_err)?
+            {
+                Some(next) => {
+                    self.send(&ClientMessage::NegMsg {
+                        subscription_id: std::borrow::Cow::Owned(sub.clone()),
+                        message: std::borrow::Cow::Owned(hex::encode(next)),
+                    })
+                    .await?
+                }
+                None => {
+                    let _ = self
+                        .send(&ClientMessage::NegClose {
+                            subscription_id: std::borrow::Cow::Owned(sub),
+                        })
+                        .await;
+                    let to_ids = |v: Vec<Id>| {
+                        v.into_iter()
+                            .map(|id| EventId::from_byte_array(id.to_bytes()))
+                            .collect()
+                    };
+                    return Ok(Reconciliation {
+                        have: to_ids(have),
+                        need: to_ids(need),
+                    });
+                }
+            }
+        }
+        Err(ClientError::Neg(format!(
+            "no agreement after {MAX_NEG_ROUNDS} rounds"
+        )))
+    }
+
+    /// Send `events` with `EVENT`, keeping up to [`PUBLISH_WINDOW`] in flight, and tally the `OK`s.
+    pub async fn publish(&mut self, events: &[Event]) -> Result<Published, ClientError> {
+        let mut result = Published::default();
+        let mut pending: HashSet<EventId> = HashSet::new();
+        let mut next = 0;
+        while next < events.len() || !pending.is_empty() {
+            while next < events.len() && pending.len() < PUBLISH_WINDOW {
+                pending.insert(events[next].id);
+                self.send(&ClientMessage::event(events[next].clone()))
+                    .await?;
+                next += 1;
+            }
+            match self.recv().await? {
+                RelayMessage::Ok {
+                    event_id,
+                    status,
+                    message,
+                } if pending.remove(&event_id) => {
+                    if message.starts_with("duplicate") {
+                        result.duplicate += 1;
+                    } else if status {
+                        result.accepted += 1;
+                        result.accepted_ids.push(event_id);
+                    } else {
+                        let reason = message
+                            .split(':')
+                            .next()
+                            .unwrap_or("refused")
+                            .trim()
+                            .to_owned();
+                        *result
+                            .refused
+                            .entry(if reason.is_empty() {
+                                "refused".into()
+                            } else {
+                                reason
+                            })
+                            .or_insert(0) += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.round_trips += 1;
+        Ok(result)
+    }
+
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}
+
+/// Append events not seen before; returns how many were new.
+fn keep_new(events: Vec<Event>, seen: &mut HashSet<EventId>, out: &mut Vec<Event>) -> usize {
+    let before = out.len();
+    out.extend(events.into_iter().filter(|e| seen.insert(e.id)));
+    out.len() - before
+}
+
+/// Halve a filter by authors, else by kinds; `None` when it names one author and one kind.
+fn split(filter: &Filter) -> Option<(Filter, Filter)> {
+    if let Some(authors) = filter.authors.as_ref().filter(|a| a.len() > 1) {
+        let list: Vec<_> = authors.iter().copied().collect();
+        let (a, b) = list.split_at(list.len() / 2);
+        let with = |part: &[nostr::prelude::PublicKey]| Filter {
+            authors: Some(part.iter().copied().collect()),
+            ..filter.clone()
+        };
+        return Some((with(a), with(b)));
+    }
+    let kinds = filter.kinds.as_ref().filter(|k| k.len() > 1)?;
+    let list: Vec<_> = kinds.iter().copied().collect();
+    let (a, b) = list.split_at(list.len() / 2);
+    let with = |part: &[nostr::prelude::Kind]| Filter {
+        kinds: Some(part.iter().copied().collect()),
+        ..filter.clone()
+    };
+    Some((with(a), with(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::prelude::{Keys, Kind};
+
+    #[test]
+    fn split_halves_authors_first_then_kinds() {
+        let keys: Vec<_> = (0..4).map(|_| Keys::generate().public_key()).collect();
+        let f = Filter::new()
+            .authors(keys.clone())
+            .kinds([Kind::TextNote, Kind::Metadata]);
+        let (a, b) = split(&f).unwrap();
+        assert_eq!(
+            a.authors.as_ref().unwrap().len() + b.authors.as_ref().unwrap().len(),
+            4
+        );
+        let one = Filter::new()
+            .author(keys[0])
+            .kinds([Kind::TextNote, Kind::Metadata]);
+        let (a, b) = split(&one).unwrap();
+        assert_eq!((a.kinds.unwrap().len(), b.kinds.unwrap().len()), (1, 1));
+        assert!(split(&Filter::new().author(keys[0]).kind(Kind::TextNote)).is_none());
+    }
+}

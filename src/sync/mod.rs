@@ -1,0 +1,593 @@
+//! The constellation sync (backfill): discover peers, expand authors to friends of friends (N²),
+//! reconcile every peer (NIP-77 both ways, else complete REQ paging), filter, store, count.
+
+pub mod authors;
+pub mod client;
+pub mod discovery;
+pub mod history;
+pub mod kinds;
+pub mod local;
+mod session;
+pub mod stats;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nostr::prelude::{Event, EventId, Filter, Kind, PublicKey, Timestamp};
+
+use crate::node::Node;
+use discovery::Peer;
+use local::{ImportCounts, LocalStore};
+use session::Session;
+use stats::{PeerStats, RunStats};
+
+/// What a run does; the CLI flags map onto this.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Window in days (`0` = everything).
+    pub days: u64,
+    pub no_dms: bool,
+    pub verify: bool,
+    pub profiles: bool,
+    pub dry_run: bool,
+    /// Events whose content contains this are spam (`Hello NOSTR visitor.` by default).
+    pub spam_phrase: Option<String>,
+    /// Peers reconciled at the same time.
+    pub concurrency: usize,
+    pub connect_timeout: Duration,
+    /// A relay silent this long (no EOSE, no NEG-MSG) is given up.
+    pub idle_timeout: Duration,
+    /// Reconnections per peer after a failure, with exponential backoff.
+    pub retries: u32,
+    /// Public relays asked for missing profiles (kind 0) after the peers.
+    pub fallback_relays: Vec<String>,
+    /// Events per REQ page (relays cap at 500).
+    pub page: usize,
+    /// Authors per filter (128 KiB frames hold ~1,900 keys; stay well below).
+    pub author_chunk: usize,
+    /// Where to write the N² author set (`amisOfAmis.txt`), unless dry-run.
+    pub amis_out: Option<PathBuf>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            days: 1,
+            no_dms: false,
+            verify: true,
+            profiles: true,
+            dry_run: false,
+            spam_phrase: Some("Hello NOSTR visitor.".into()),
+            concurrency: 4,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            retries: 2,
+            fallback_relays: Vec::new(),
+            page: 500,
+            author_chunk: 250,
+            amis_out: None,
+        }
+    }
+}
+
+/// Largest serialized event accepted from a peer (strfry's default).
+const MAX_EVENT_BYTES: usize = 65_536;
+/// Events per import batch: one transaction each.
+const IMPORT_BATCH: usize = 2_000;
+/// Ids per `ids` filter when downloading what NIP-77 said we need.
+const IDS_PER_FILTER: usize = 250;
+/// Entries of the "viral content" list.
+const VIRAL_TOP: usize = 10;
+
+/// One run of the engine.
+pub struct Engine<'a, L: LocalStore> {
+    options: SyncOptions,
+    local: &'a L,
+    node: Option<Node>,
+    rejected_cache: HashSet<String>,
+    /// Events stored during the run (id → (kind, author, referenced ids for reposts/reactions)).
+    stored: Mutex<HashMap<EventId, (u16, PublicKey, Vec<String>)>>,
+    newly_rejected: Mutex<Vec<(String, String)>>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+/// The outcome: stats, plus the rejected ids to remember.
+pub struct RunOutcome {
+    pub stats: RunStats,
+    pub rejected: Vec<(String, String)>,
+}
+
+impl<'a, L: LocalStore> Engine<'a, L> {
+    pub fn new(
+        options: SyncOptions,
+        local: &'a L,
+        node: Option<Node>,
+        rejected_cache: HashSet<String>,
+    ) -> Self {
+        Engine {
+            options,
+            local,
+            node,
+            rejected_cache,
+            stored: Mutex::default(),
+            newly_rejected: Mutex::default(),
+            progress: None,
+        }
+    }
+
+    /// Show a progress bar (for a TTY).
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
+    }
+
+    fn since(&self) -> Option<Timestamp> {
+        (self.options.days > 0).then(|| {
+            Timestamp::from(
+                Timestamp::now()
+                    .as_secs()
+                    .saturating_sub(self.options.days * 86_400),
+            )
+        })
+    }
+
+    fn sync_kinds(&self) -> Vec<Kind> {
+        kinds::SYNC_KINDS
+            .iter()
+            .filter(|k| !(self.options.no_dms && **k == kinds::DM_KIND))
+            .map(|k| Kind::from(*k))
+            .collect()
+    }
+
+    /// Run against `peers` with the base `authors`.
+    pub async fn run(
+        &self,
+        peers: Vec<Peer>,
+        base: BTreeSet<String>,
+        mut stats: RunStats,
+    ) -> RunOutcome {
+        let started = Instant::now();
+        stats.started_at = Timestamp::now().as_secs();
+        stats.days = self.options.days;
+        stats.dry_run = self.options.dry_run;
+        let mut sessions: Vec<Session> = peers.into_iter().map(Session::new).collect();
+        if let Some(bar) = &self.progress {
+            bar.set_length(sessions.len() as u64 * 3);
+        }
+
+        // N²: contact lists of the authors give friends, theirs give friends of friends.
+        let mut authors = base.clone();
+        if !base.is_empty() {
+            let friends = self.expand_round(&mut sessions, &mut authors, &base).await;
+            self.expand_round(&mut sessions, &mut authors, &friends)
+                .await;
+        }
+        stats.authors = authors.len() as u64;
+        stats.discovered = authors.difference(&base).count() as u64;
+        if let (Some(path), false) = (
+            &self.options.amis_out,
+            self.options.dry_run || authors.is_empty(),
+        ) {
+            if let Err(e) = authors::write_atomically(path, &authors) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        }
+
+        // Reconcile every peer, then push once more what later peers brought.
+        let filters = self.filters(&authors);
+        self.for_each_session(&mut sessions, Phase::Reconcile(&filters))
+            .await;
+        if !self.options.dry_run && sessions.iter().any(|s| s.nip77 == Some(true) && s.alive()) {
+            self.for_each_session(&mut sessions, Phase::Push(&filters))
+                .await;
+        }
+        if self.options.profiles && !authors.is_empty() {
+            let (found, missing) = self.profiles(&mut sessions, &authors).await;
+            stats.profiles_found = found;
+            stats.profiles_missing = missing;
+        }
+        for session in sessions {
+            stats.duplicate += session.duplicate;
+            for (reason, n) in &session.rejected {
+                stats.reject(reason, *n);
+            }
+            stats.peers.push(session.finish().await);
+        }
+        self.finish(&mut stats, started);
+        let rejected = std::mem::take(
+            &mut *self
+                .newly_rejected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        RunOutcome { stats, rejected }
+    }
+
+    /// Run `work` on each live session, at most `concurrency` at once; a failure marks that peer.
+    async fn for_each_session(&self, sessions: &mut [Session], phase: Phase<'_>) {
+        futures::stream::iter(sessions.iter_mut().filter(|s| s.alive()))
+            .for_each_concurrent(self.options.concurrency.max(1), |session| {
+                let phase = &phase;
+                async move {
+                    let result = match phase {
+                        Phase::Fetch(filters) => self.fetch_into_store(session, filters).await,
+                        Phase::Reconcile(filters) => {
+                            self.reconcile_peer(session, filters, true).await
+                        }
+                        Phase::Push(filters) => self.push_peer(session, filters).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(peer = %session.peer.name, "sync failed: {e}");
+                        session.fail(e);
+                    }
+                    if let Some(bar) = &self.progress {
+                        bar.inc(1);
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Filters of the main reconciliation: author chunks (or everything), plus station kinds.
+    fn filters(&self, authors: &BTreeSet<String>) -> Vec<Filter> {
+        let kinds = self.sync_kinds();
+        let since = self.since();
+        let with_since = |f: Filter| match since {
+            Some(s) => f.since(s),
+            None => f,
+        };
+        let keys: Vec<PublicKey> = authors
+            .iter()
+            .filter_map(|a| PublicKey::from_hex(a).ok())
+            .collect();
+        let mut filters: Vec<Filter> = if keys.is_empty() {
+            vec![with_since(Filter::new().kinds(kinds))]
+        } else {
+            keys.chunks(self.options.author_chunk.max(1))
+                .map(|c| with_since(Filter::new().authors(c.to_vec()).kinds(kinds.clone())))
+                .collect()
+        };
+        if !keys.is_empty() {
+            filters.push(with_since(
+                Filter::new().kinds(kinds::STATION_KINDS.iter().map(|k| Kind::from(*k))),
+            ));
+        }
+        filters
+    }
+
+    /// One N² step: fetch contact lists of `of` from every peer (and locally); add their follows.
+    async fn expand_round(
+        &self,
+        sessions: &mut [Session],
+        authors: &mut BTreeSet<String>,
+        of: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let keys: Vec<PublicKey> = of
+            .iter()
+            .filter_map(|a| PublicKey::from_hex(a).ok())
+            .collect();
+        let filters: Vec<Filter> = keys
+            .chunks(self.options.author_chunk.max(1))
+            .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::ContactList))
+            .collect();
+        self.for_each_session(sessions, Phase::Fetch(&filters))
+            .await;
+        let mut lists = Vec::new();
+        for f in &filters {
+            match self.local.query(f.clone()).await {
+                Ok(events) => lists.extend(events),
+                Err(e) => tracing::warn!("cannot read local contact lists: {e}"),
+            }
+        }
+        // In a dry run nothing was stored: use what the peers sent.
+        lists.extend(
+            sessions
+                .iter_mut()
+                .flat_map(|s| std::mem::take(&mut s.contact_lists)),
+        );
+        authors::expand(authors, of, &authors::follows(&lists))
+    }
+
+    /// REQ `filters` from a peer and store the results (contact lists, profiles).
+    async fn fetch_into_store(
+        &self,
+        session: &mut Session,
+        filters: &[Filter],
+    ) -> Result<(), String> {
+        for filter in filters {
+            let events = session.fetch_all(self, filter).await?;
+            if self.options.dry_run {
+                session.contact_lists.extend(
+                    events
+                        .iter()
+                        .filter(|e| e.kind == Kind::ContactList)
+                        .cloned(),
+                );
+            }
+            self.store(session, events).await?;
+        }
+        Ok(())
+    }
+
+    /// The main reconciliation with one peer.
+    async fn reconcile_peer(
+        &self,
+        session: &mut Session,
+        filters: &[Filter],
+        upload: bool,
+    ) -> Result<(), String> {
+        for filter in filters {
+            if session.nip77 != Some(false) {
+                match self.negentropy(session, filter, upload).await {
+                    Ok(()) => {
+                        session.nip77 = Some(true);
+                        continue;
+                    }
+                    Err(NegOutcome::Unsupported(reason)) => {
+                        tracing::info!(peer = %session.peer.name, "NIP-77 unavailable ({reason}); using REQ paging");
+                        session.nip77 = Some(false);
+                    }
+                    Err(NegOutcome::Failed(e)) => return Err(e),
+                }
+            }
+            let events = session.fetch_all(self, filter).await?;
+            self.store(session, events).await?;
+        }
+        Ok(())
+    }
+
+    /// Second pass for NIP-77 peers: upload what arrived from other peers meanwhile.
+    async fn push_peer(&self, session: &mut Session, filters: &[Filter]) -> Result<(), String> {
+        if session.nip77 != Some(true) {
+            return Ok(());
+        }
+        for filter in filters {
+            match self.negentropy(session, filter, true).await {
+                Ok(()) | Err(NegOutcome::Unsupported(_)) => {}
+                Err(NegOutcome::Failed(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn negentropy(
+        &self,
+        session: &mut Session,
+        filter: &Filter,
+        upload: bool,
+    ) -> Result<(), NegOutcome> {
+        let items = self
+            .local
+            .items(filter)
+            .await
+            .map_err(|e| NegOutcome::Failed(e.to_string()))?;
+        let rec = session.reconcile(self, filter, &items).await?;
+        let need: Vec<EventId> = rec
+            .need
+            .into_iter()
+            .filter(|id| !self.rejected_cache.contains(&id.to_hex()))
+            .collect();
+        for chunk in need.chunks(IDS_PER_FILTER) {
+            let filter = Filter::new().ids(chunk.iter().copied()).limit(chunk.len());
+            let events = session
+                .query(self, filter)
+                .await
+                .map_err(NegOutcome::Failed)?;
+            self.store(session, events)
+                .await
+                .map_err(NegOutcome::Failed)?;
+        }
+        if upload && !self.options.dry_run && !rec.have.is_empty() {
+            let events = self
+                .local
+                .events(&rec.have)
+                .await
+                .map_err(|e| NegOutcome::Failed(e.to_string()))?;
+            session
+                .publish(self, &events)
+                .await
+                .map_err(NegOutcome::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// Screen events from a peer, then import the survivors in batches.
+    async fn store(&self, session: &mut Session, events: Vec<Event>) -> Result<(), String> {
+        session.stats.events_in += events.len() as u64;
+        let kept = self.screen(session, events);
+        if self.options.dry_run {
+            return Ok(());
+        }
+        for batch in kept.chunks(IMPORT_BATCH) {
+            let counts = self
+                .local
+                .import(batch.to_vec())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.account(session, batch, counts);
+        }
+        Ok(())
+    }
+
+    fn screen(&self, session: &mut Session, events: Vec<Event>) -> Vec<Event> {
+        let mut kept = Vec::with_capacity(events.len());
+        let mut rejected = Vec::new();
+        for event in events {
+            let id = event.id.to_hex();
+            if self.rejected_cache.contains(&id) {
+                continue;
+            }
+            let reason = if self.options.no_dms && event.kind.as_u16() == kinds::DM_KIND {
+                session.reject("no-dms");
+                continue;
+            } else if self
+                .options
+                .spam_phrase
+                .as_deref()
+                .is_some_and(|p| !p.is_empty() && event.content.contains(p))
+            {
+                "spam"
+            } else if serde_json::to_string(&event).map_or(true, |s| s.len() > MAX_EVENT_BYTES) {
+                "too large"
+            } else if self.options.verify && event.verify().is_err() {
+                "invalid signature"
+            } else {
+                kept.push(event);
+                continue;
+            };
+            session.reject(reason);
+            rejected.push((id, reason.to_owned()));
+        }
+        self.newly_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(rejected);
+        kept
+    }
+
+    /// Record what the store acknowledged.
+    fn account(&self, session: &mut Session, batch: &[Event], counts: ImportCounts) {
+        session.stats.imported += counts.imported;
+        session.duplicate += counts.duplicate;
+        for (reason, n) in &counts.rejected {
+            session.reject_n(reason, *n);
+        }
+        self.newly_rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(
+                counts
+                    .rejected_ids
+                    .iter()
+                    .map(|(id, r)| (id.to_hex(), r.clone())),
+            );
+        let accepted: HashSet<&EventId> = counts.accepted.iter().collect();
+        let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
+            let refs = if matches!(event.kind.as_u16(), 6 | 7) {
+                event
+                    .tags
+                    .iter()
+                    .filter(|t| t.kind() == "e")
+                    .filter_map(|t| t.content().map(str::to_owned))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            stored.insert(event.id, (event.kind.as_u16(), event.pubkey, refs));
+        }
+    }
+
+    /// Profiles (kind 0) of authors that have none locally: all peers, then fallback relays.
+    async fn profiles(&self, sessions: &mut [Session], authors: &BTreeSet<String>) -> (u64, u64) {
+        let missing = self.missing_profiles(authors).await;
+        if missing.is_empty() {
+            return (0, 0);
+        }
+        let filters: Vec<Filter> = missing
+            .chunks(self.options.author_chunk.max(1))
+            .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::Metadata))
+            .collect();
+        self.for_each_session(sessions, Phase::Fetch(&filters))
+            .await;
+        let mut still = self.missing_profiles(authors).await;
+        for url in &self.options.fallback_relays {
+            if still.is_empty() {
+                break;
+            }
+            let mut fallback = Session::new(Peer {
+                name: url.clone(),
+                endpoint: discovery::Endpoint::Url(url.clone()),
+                pubkeys: vec![],
+                hostname: None,
+            });
+            let filters: Vec<Filter> = still
+                .chunks(self.options.author_chunk.max(1))
+                .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::Metadata))
+                .collect();
+            if let Err(e) = self.fetch_into_store(&mut fallback, &filters).await {
+                tracing::warn!(relay = %url, "profile fallback failed: {e}");
+            }
+            fallback.finish().await;
+            still = self.missing_profiles(authors).await;
+        }
+        ((missing.len() - still.len()) as u64, still.len() as u64)
+    }
+
+    async fn missing_profiles(&self, authors: &BTreeSet<String>) -> Vec<PublicKey> {
+        let keys: Vec<PublicKey> = authors
+            .iter()
+            .filter_map(|a| PublicKey::from_hex(a).ok())
+            .collect();
+        let mut have = HashSet::new();
+        for chunk in keys.chunks(self.options.author_chunk.max(1)) {
+            if let Ok(events) = self
+                .local
+                .query(Filter::new().authors(chunk.to_vec()).kind(Kind::Metadata))
+                .await
+            {
+                have.extend(events.into_iter().map(|e| e.pubkey));
+            }
+        }
+        keys.into_iter().filter(|k| !have.contains(k)).collect()
+    }
+
+    /// Totals over peers and stored events.
+    fn finish(&self, stats: &mut RunStats, started: Instant) {
+        stats.duration_ms = started.elapsed().as_millis() as u64;
+        stats.peers_contacted = stats.peers.len() as u64;
+        stats.peers_ok = stats.peers.iter().filter(|p| p.ok).count() as u64;
+        stats.peers_failed = stats.peers_contacted - stats.peers_ok;
+        for p in &stats.peers {
+            stats.collected += p.events_in;
+            stats.imported += p.imported;
+            stats.uploaded += p.events_out.saturating_sub(p.refused_out);
+            stats.upload_refused += p.refused_out;
+            stats.bytes_in += p.bytes_in;
+            stats.bytes_out += p.bytes_out;
+            stats.round_trips += p.round_trips;
+        }
+        let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pubkeys = HashSet::new();
+        let mut engagement: HashMap<String, u64> = HashMap::new();
+        for (kind, author, refs) in stored.values() {
+            stats.count_kind(*kind);
+            pubkeys.insert(*author);
+            for r in refs {
+                *engagement.entry(r.clone()).or_insert(0) += 1;
+            }
+        }
+        stats.unique_pubkeys = pubkeys.len() as u64;
+        let mut viral: Vec<(String, u64)> = engagement.into_iter().collect();
+        viral.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        viral.truncate(VIRAL_TOP);
+        stats.viral = viral;
+    }
+}
+
+/// What [`Engine::for_each_session`] does with each peer.
+enum Phase<'f> {
+    /// REQ these filters and store the results (contact lists, profiles).
+    Fetch(&'f [Filter]),
+    /// Reconcile: NIP-77 both ways, or REQ paging.
+    Reconcile(&'f [Filter]),
+    /// NIP-77 upload pass.
+    Push(&'f [Filter]),
+}
+
+/// How a NIP-77 attempt ended.
+enum NegOutcome {
+    Unsupported(String),
+    Failed(String),
+}
+
+/// Per-peer stats for a run that never contacted anyone (for tests and the report).
+pub fn empty_peer(name: &str) -> PeerStats {
+    PeerStats {
+        name: name.into(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,247 @@
+//! One peer during a run: its connection (opened lazily, over the tunnel or a URL, re-opened with
+//! backoff after a failure), its counters, and whether it speaks NIP-77.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nostr::prelude::{Event, EventId, Filter, Timestamp};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use super::client::{ClientError, Published, Reconciliation, RelayClient};
+use super::discovery::{Endpoint, Peer};
+use super::local::LocalStore;
+use super::stats::PeerStats;
+use super::{Engine, NegOutcome};
+
+/// First pause before reconnecting; doubled each retry.
+const BACKOFF: Duration = Duration::from_millis(300);
+
+pub struct Session {
+    pub peer: Peer,
+    client: Option<RelayClient>,
+    pub stats: PeerStats,
+    /// `Some(true)` once NIP-77 worked, `Some(false)` once it was refused.
+    pub nip77: Option<bool>,
+    dead: Option<String>,
+    pub duplicate: u64,
+    pub rejected: BTreeMap<String, u64>,
+    /// Contact lists seen in a dry run (nothing is stored then).
+    pub contact_lists: Vec<Event>,
+    started: Instant,
+}
+
+impl Session {
+    pub fn new(peer: Peer) -> Session {
+        let stats = PeerStats {
+            name: peer.name.clone(),
+            endpoint: peer.endpoint.to_string(),
+            ok: true,
+            ..Default::default()
+        };
+        Session {
+            peer,
+            client: None,
+            stats,
+            nip77: None,
+            dead: None,
+            duplicate: 0,
+            rejected: BTreeMap::new(),
+            contact_lists: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        self.dead.is_none()
+    }
+
+    /// Remember the failure for the rest of the run.
+    pub fn fail(&mut self, reason: String) {
+        self.stats.ok = false;
+        self.stats.error = Some(reason.clone());
+        self.dead = Some(reason);
+        self.drop_client();
+    }
+
+    pub fn reject(&mut self, reason: &str) {
+        self.reject_n(reason, 1);
+    }
+
+    pub fn reject_n(&mut self, reason: &str, n: u64) {
+        *self.rejected.entry(reason.to_owned()).or_insert(0) += n;
+    }
+
+    fn drop_client(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.stats.bytes_in += c.bytes_in;
+            self.stats.bytes_out += c.bytes_out;
+            self.stats.round_trips += c.round_trips;
+        }
+    }
+
+    /// Close the connection and return the peer's numbers.
+    pub async fn finish(mut self) -> PeerStats {
+        if let Some(c) = self.client.take() {
+            self.stats.bytes_in += c.bytes_in;
+            self.stats.bytes_out += c.bytes_out;
+            self.stats.round_trips += c.round_trips;
+            c.close().await;
+        }
+        self.stats.mode = match self.nip77 {
+            Some(true) => "nip77".into(),
+            Some(false) => "req".into(),
+            None => String::new(),
+        };
+        self.stats.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.stats
+    }
+
+    /// Run `op` on the connection; on failure reconnect (with backoff) and try again, up to
+    /// `retries` times. A refusal (NIP-77 unsupported, CLOSED) is an answer, not a failure.
+    async fn with_client<L: LocalStore>(
+        &mut self,
+        sync: &Engine<'_, L>,
+        op: Op<'_>,
+    ) -> Result<Done, ClientError> {
+        let mut last = None;
+        for attempt in 0..=sync.options.retries {
+            if attempt > 0 {
+                tokio::time::sleep(BACKOFF * 2u32.saturating_pow(attempt - 1)).await;
+            }
+            if self.client.is_none() {
+                match connect(self.peer.endpoint.clone(), sync).await {
+                    Ok(c) => self.client = Some(c),
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer.name, attempt, "connect failed: {e}");
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let Some(client) = self.client.as_mut() else {
+                continue;
+            };
+            match op.run(client).await {
+                Ok(v) => return Ok(v),
+                Err(e @ (ClientError::NegUnsupported(_) | ClientError::Refused(_))) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer.name, attempt, "request failed: {e}");
+                    self.drop_client();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
+    pub async fn fetch_all<L: LocalStore>(
+        &mut self,
+        sync: &Engine<'_, L>,
+        filter: &Filter,
+    ) -> Result<Vec<Event>, String> {
+        match self
+            .with_client(sync, Op::FetchAll(filter, sync.options.page))
+            .await
+        {
+            Ok(Done::Events(events)) => Ok(events),
+            Ok(_) => unreachable!("FetchAll answers with events"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn query<L: LocalStore>(
+        &mut self,
+        sync: &Engine<'_, L>,
+        filter: Filter,
+    ) -> Result<Vec<Event>, String> {
+        match self.with_client(sync, Op::Query(&filter)).await {
+            Ok(Done::Events(events)) => Ok(events),
+            Ok(_) => unreachable!("Query answers with events"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub async fn reconcile<L: LocalStore>(
+        &mut self,
+        sync: &Engine<'_, L>,
+        filter: &Filter,
+        items: &[(Timestamp, EventId)],
+    ) -> Result<Reconciliation, NegOutcome> {
+        match self.with_client(sync, Op::Reconcile(filter, items)).await {
+            Ok(Done::Reconciled(r)) => Ok(r),
+            Ok(_) => unreachable!("Reconcile answers with a reconciliation"),
+            Err(ClientError::NegUnsupported(reason)) => Err(NegOutcome::Unsupported(reason)),
+            Err(e) => Err(NegOutcome::Failed(e.to_string())),
+        }
+    }
+
+    pub async fn publish<L: LocalStore>(
+        &mut self,
+        sync: &Engine<'_, L>,
+        events: &[Event],
+    ) -> Result<Published, String> {
+        let published = match self.with_client(sync, Op::Publish(events)).await {
+            Ok(Done::Published(p)) => p,
+            Ok(_) => unreachable!("Publish answers with counts"),
+            Err(e) => return Err(e.to_string()),
+        };
+        let refused: u64 = published.refused.values().sum();
+        self.stats.events_out += published.accepted + refused;
+        self.stats.refused_out += refused;
+        Ok(published)
+    }
+}
+
+/// Open a relay connection to `endpoint`: a websocket over our `/x/strfry-<id>` stream, or a URL.
+async fn connect<L: LocalStore>(
+    endpoint: Endpoint,
+    sync: &Engine<'_, L>,
+) -> Result<RelayClient, ClientError> {
+    let (timeout, idle) = (sync.options.connect_timeout, sync.options.idle_timeout);
+    match endpoint {
+        Endpoint::Url(url) => RelayClient::connect_url(&url, timeout, idle).await,
+        Endpoint::Tunnel(peer) => {
+            let node = sync
+                .node
+                .as_ref()
+                .ok_or_else(|| ClientError::Connect("no libp2p node to open the tunnel".into()))?;
+            let protocol = libp2p::StreamProtocol::try_from_owned(format!("/x/strfry-{peer}"))
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let stream = node
+                .open_stream(peer, protocol)
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            RelayClient::over(Box::new(stream.compat()), timeout, idle).await
+        }
+    }
+}
+
+/// A request that can be retried on a fresh connection.
+enum Op<'a> {
+    FetchAll(&'a Filter, usize),
+    Query(&'a Filter),
+    Reconcile(&'a Filter, &'a [(Timestamp, EventId)]),
+    Publish(&'a [Event]),
+}
+
+/// Its answer.
+enum Done {
+    Events(Vec<Event>),
+    Reconciled(Reconciliation),
+    Published(Published),
+}
+
+impl Op<'_> {
+    async fn run(&self, client: &mut RelayClient) -> Result<Done, ClientError> {
+        Ok(match self {
+            Op::FetchAll(filter, page) => Done::Events(client.fetch_all(filter, *page).await?),
+            Op::Query(filter) => Done::Events(client.query((*filter).clone()).await?),
+            Op::Reconcile(filter, items) => {
+                Done::Reconciled(client.reconcile((*filter).clone(), items).await?)
+            }
+            Op::Publish(events) => Done::Published(client.publish(events).await?),
+        })
+    }
+}

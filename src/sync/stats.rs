@@ -1,0 +1,120 @@
+//! Numbers of one sync run and of each peer in it: what the report and `--stats` show.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::kinds;
+
+/// One peer's part of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerStats {
+    pub name: String,
+    pub endpoint: String,
+    /// `nip77` or `req`.
+    pub mode: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Events received from the peer (before filtering).
+    pub events_in: u64,
+    /// Of those, newly stored locally.
+    pub imported: u64,
+    /// Events we sent it that it lacked (NIP-77 upload).
+    pub events_out: u64,
+    /// Of those, refused by the peer.
+    pub refused_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub round_trips: u64,
+    pub duration_ms: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunStats {
+    pub run_id: i64,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub duration_ms: u64,
+    pub days: u64,
+    pub dry_run: bool,
+    pub peers: Vec<PeerStats>,
+    pub peers_contacted: u64,
+    pub peers_ok: u64,
+    pub peers_failed: u64,
+    /// Events received from all peers.
+    pub collected: u64,
+    pub imported: u64,
+    pub duplicate: u64,
+    /// Reason → count, for events received but not stored.
+    pub rejected: BTreeMap<String, u64>,
+    pub uploaded: u64,
+    pub upload_refused: u64,
+    /// Kind → imported count.
+    pub kinds: BTreeMap<u16, u64>,
+    /// Group → imported count.
+    pub groups: BTreeMap<String, u64>,
+    /// Authors synced (base + N²).
+    pub authors: u64,
+    /// Authors found by N² that were not in the base set.
+    pub discovered: u64,
+    /// Distinct pubkeys among imported events.
+    pub unique_pubkeys: u64,
+    pub profiles_found: u64,
+    pub profiles_missing: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub round_trips: u64,
+    pub truncated_windows: u64,
+    /// Pubkeys from each author source.
+    pub sources: super::authors::SourceCounts,
+    /// Ids and their engagement (reposts + reactions) among imported events, most first.
+    pub viral: Vec<(String, u64)>,
+    /// Station files skipped, with reasons.
+    pub skipped_peers: Vec<String>,
+}
+
+impl RunStats {
+    /// `OK` (every peer synced), `Partial` (some failed) or `Failure` (none did, or no peer).
+    pub fn status(&self) -> &'static str {
+        match (self.peers_ok, self.peers_failed) {
+            (_, 0) if self.peers_contacted > 0 => "OK",
+            (0, _) => "Failure",
+            _ => "Partial",
+        }
+    }
+
+    pub fn count_kind(&mut self, kind: u16) {
+        *self.kinds.entry(kind).or_insert(0) += 1;
+        *self
+            .groups
+            .entry(kinds::group_of(kind).to_owned())
+            .or_insert(0) += 1;
+    }
+
+    pub fn reject(&mut self, reason: &str, n: u64) {
+        if n > 0 {
+            *self.rejected.entry(reason.to_owned()).or_insert(0) += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reflects_peer_outcomes() {
+        let mut s = RunStats::default();
+        assert_eq!(s.status(), "Failure");
+        s.peers_contacted = 2;
+        s.peers_ok = 2;
+        assert_eq!(s.status(), "OK");
+        s.peers_ok = 1;
+        s.peers_failed = 1;
+        assert_eq!(s.status(), "Partial");
+        s.peers_ok = 0;
+        s.peers_failed = 2;
+        assert_eq!(s.status(), "Failure");
+    }
+}

@@ -1,0 +1,139 @@
+//! Third-party relays for tests (nostr-sdk's LocalRelay, PyPI nostr-relay), run by
+//! `interop/relays/serve.py` as child processes; plus event seeding and reading through our client.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use constellation::sync::client::RelayClient;
+use nostr::prelude::*;
+
+/// The Python of the venv with the pinned peers (`./test` creates it).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONSTELLATION_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run ./test (it installs interop/requirements.txt)",
+        venv.display()
+    );
+    venv
+}
+
+/// A relay process; killed on drop.
+pub struct PyRelay {
+    pub url: String,
+    child: Child,
+}
+
+impl PyRelay {
+    /// `kind`: `localrelay` (NIP-77) or `nostr-relay` (REQ only); `max_limit` 0 = default.
+    pub fn start(kind: &str, max_limit: usize) -> PyRelay {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/relays/serve.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(kind)
+            .args(["--max-limit", &max_limit.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ws://") {
+                    let _ = tx.send(line);
+                    break;
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("{kind} did not start")
+            });
+        PyRelay { url, child }
+    }
+
+    /// The `host:port` part of the URL.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for PyRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(url: &str) -> RelayClient {
+    RelayClient::connect_url(url, Duration::from_secs(10), Duration::from_secs(30))
+        .await
+        .expect("connect relay")
+}
+
+/// Publish events; asserts every one was accepted (new or duplicate).
+pub fn publish(url: &str, events: &[Event]) {
+    runtime().block_on(async {
+        let mut c = client(url).await;
+        let published = c.publish(events).await.expect("publish");
+        assert!(
+            published.refused.is_empty(),
+            "relay refused: {:?}",
+            published.refused
+        );
+        c.close().await;
+    })
+}
+
+/// Ids of every event on the relay matching `filter` (paged, complete).
+pub fn ids(url: &str, filter: Filter) -> std::collections::BTreeSet<EventId> {
+    runtime().block_on(async {
+        let mut c = client(url).await;
+        let events = c.fetch_all(&filter, 500).await.expect("fetch");
+        c.close().await;
+        events.into_iter().map(|e| e.id).collect()
+    })
+}
+
+/// A text note by `keys` with `content` at `created_at`.
+pub fn note(keys: &Keys, content: &str, created_at: u64) -> Event {
+    EventBuilder::new(Kind::TextNote, content)
+        .custom_created_at(Timestamp::from(created_at))
+        .finalize(keys)
+        .unwrap()
+}
+
+/// A contact list of `keys` following `follows`.
+pub fn contacts(keys: &Keys, follows: &[PublicKey], created_at: u64) -> Event {
+    EventBuilder::new(Kind::ContactList, "")
+        .tags(follows.iter().map(|p| Tag::public_key(*p)))
+        .custom_created_at(Timestamp::from(created_at))
+        .finalize(keys)
+        .unwrap()
+}
+
+pub fn now() -> u64 {
+    Timestamp::now().as_secs()
+}

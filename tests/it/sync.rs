@@ -1,0 +1,396 @@
+//! Issue 5: the constellation backfill against real relays (nostr-sdk LocalRelay with NIP-77,
+//! PyPI nostr-relay without it), through our daemons' tunnels, and against faulty peers.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use nostr::prelude::*;
+
+use crate::common::fake_relay::{self, Behaviour};
+use crate::common::relays::{PyRelay, contacts, ids, note, now, publish};
+use crate::common::{self, Daemon};
+
+/// Run `constellation backfill --json …` on `home`; returns (exit code, stats JSON).
+fn backfill(home: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["backfill", "--json"];
+    all.extend_from_slice(args);
+    let out = common::cli(home, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stats = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "backfill printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), stats)
+}
+
+fn all_ids(events: &[&Event]) -> BTreeSet<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// A zen folder whose MULTIPASS accounts are `keys`.
+fn zen_with_accounts(dir: &Path, keys: &[&Keys]) -> String {
+    for (i, k) in keys.iter().enumerate() {
+        let account = dir.join(format!("game/nostr/user{i}@test"));
+        std::fs::create_dir_all(&account).unwrap();
+        std::fs::write(account.join("HEX"), k.public_key().to_hex()).unwrap();
+    }
+    dir.to_string_lossy().into_owned()
+}
+
+#[test]
+fn nip77_pulls_what_we_lack_and_pushes_what_the_peer_lacks() {
+    let local = PyRelay::start("localrelay", 0);
+    let peer = PyRelay::start("localrelay", 0);
+    let (ka, kb) = (Keys::generate(), Keys::generate());
+    let t = now() - 100;
+    let (a1, a2) = (note(&ka, "one", t), note(&ka, "two", t + 1));
+    let (b3, b4) = (note(&kb, "three", t + 2), note(&kb, "four", t + 3));
+    publish(&local.url, &[a1.clone(), a2.clone()]);
+    publish(&peer.url, &[b3.clone(), b4.clone()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = tmp.path().join("zen");
+    let zen = zen.to_str().unwrap();
+    let home = tmp.path().join("home");
+
+    let (code, stats) = backfill(
+        &home,
+        &[
+            "--local-relay",
+            &local.url,
+            "--peer",
+            &peer.url,
+            "--days",
+            "0",
+            "--zen",
+            zen,
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers"][0]["mode"], "nip77");
+    assert_eq!(stats["imported"], 2);
+    assert_eq!(stats["uploaded"], 2);
+    let everything = all_ids(&[&a1, &a2, &b3, &b4]);
+    assert_eq!(
+        ids(&local.url, Filter::new().kind(Kind::TextNote)),
+        everything
+    );
+    assert_eq!(
+        ids(&peer.url, Filter::new().kind(Kind::TextNote)),
+        everything
+    );
+
+    // The next hour: nothing new is still a success, and nothing moves.
+    let (code, stats) = backfill(
+        &home,
+        &[
+            "--local-relay",
+            &local.url,
+            "--peer",
+            &peer.url,
+            "--days",
+            "0",
+            "--zen",
+            zen,
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(
+        (stats["imported"].as_u64(), stats["uploaded"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        stats["status"],
+        serde_json::Value::Null,
+        "status is computed, not stored"
+    );
+}
+
+#[test]
+fn req_paging_brings_all_2000_events_behind_a_500_cap_including_600_in_one_second() {
+    let peer = PyRelay::start("nostr-relay", 500);
+    let local = PyRelay::start("localrelay", 0);
+    let authors: Vec<Keys> = (0..10).map(|_| Keys::generate()).collect();
+    let base = now() - 3600;
+    let mut events = Vec::new();
+    for i in 0..2000u64 {
+        let keys = &authors[(i % 10) as usize];
+        // 600 events share one second; the rest spread over the last hour.
+        let at = if i < 600 { base } else { base + 1 + (i % 1800) };
+        events.push(note(keys, &format!("event {i}"), at));
+    }
+    publish(&peer.url, &events);
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = zen_with_accounts(&tmp.path().join("zen"), &authors.iter().collect::<Vec<_>>());
+    let (code, stats) = backfill(
+        &tmp.path().join("home"),
+        &[
+            "--local-relay",
+            &local.url,
+            "--peer",
+            &peer.url,
+            "--days",
+            "1",
+            "--zen",
+            &zen,
+            "--no-profiles",
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers"][0]["mode"], "req");
+    assert_eq!(stats["imported"], 2000, "{stats}");
+    assert_eq!(stats["truncated_windows"], 0);
+    let expected: BTreeSet<EventId> = events.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids(&local.url, Filter::new().kind(Kind::TextNote)),
+        expected
+    );
+}
+
+#[test]
+fn friends_of_friends_events_arrive_by_n_squared() {
+    let (la, lb, lc) = (
+        PyRelay::start("localrelay", 0),
+        PyRelay::start("localrelay", 0),
+        PyRelay::start("localrelay", 0),
+    );
+    let (ka, kb, kc, stranger) = (
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+        Keys::generate(),
+    );
+    let t = now() - 600;
+    publish(&la.url, &[contacts(&ka, &[kb.public_key()], t)]);
+    publish(
+        &lb.url,
+        &[contacts(&kb, &[kc.public_key()], t), note(&kb, "from b", t)],
+    );
+    let c_note = note(&kc, "from c, a friend of a friend", t + 5);
+    let stray = note(&stranger, "nobody follows me", t + 6);
+    publish(&lc.url, &[c_note.clone(), stray.clone()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = zen_with_accounts(&tmp.path().join("zen"), &[&ka]);
+    let (code, stats) = backfill(
+        &tmp.path().join("home"),
+        &[
+            "--local-relay",
+            &la.url,
+            "--peer",
+            &lb.url,
+            "--peer",
+            &lc.url,
+            "--days",
+            "1",
+            "--zen",
+            &zen,
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["authors"], 3);
+    assert_eq!(stats["discovered"], 2);
+    let on_a = ids(&la.url, Filter::new().kind(Kind::TextNote));
+    assert!(on_a.contains(&c_note.id), "friend-of-friend note missing");
+    assert!(
+        !on_a.contains(&stray.id),
+        "a stranger's note must not be pulled"
+    );
+    let amis = std::fs::read_to_string(Path::new(&zen).join("strfry/amisOfAmis.txt")).unwrap();
+    assert_eq!(amis.lines().count(), 3);
+    assert!(amis.contains(&kc.public_key().to_hex()));
+}
+
+#[test]
+fn bad_events_are_rejected_and_counted_and_the_run_succeeds() {
+    let keys = Keys::generate();
+    let good = note(&keys, "fine", now() - 10);
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&note(&keys, "forged", now() - 11).as_json()).unwrap();
+    forged["content"] = "tampered".into();
+    let spam = note(&keys, "Hello NOSTR visitor. Buy now", now() - 12);
+    let big = note(&keys, &"x".repeat(70_000), now() - 13);
+    let served = vec![
+        good.as_json(),
+        forged.to_string(),
+        r#"{"id":"nope"}"#.to_string(),
+        spam.as_json(),
+        big.as_json(),
+    ];
+    let peer = fake_relay::start(Behaviour::Serve(served));
+    let local = PyRelay::start("localrelay", 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = tmp.path().join("zen");
+    let (code, stats) = backfill(
+        &tmp.path().join("home"),
+        &[
+            "--local-relay",
+            &local.url,
+            "--peer",
+            &peer,
+            "--days",
+            "1",
+            "--zen",
+            zen.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers"][0]["mode"], "req");
+    assert_eq!(stats["imported"], 1);
+    assert_eq!(stats["rejected"]["invalid signature"], 1);
+    assert_eq!(stats["rejected"]["spam"], 1);
+    assert_eq!(stats["rejected"]["too large"], 1);
+    assert_eq!(
+        ids(&local.url, Filter::new().kind(Kind::TextNote)),
+        BTreeSet::from([good.id])
+    );
+}
+
+#[test]
+fn a_relay_that_never_sends_eose_times_out_and_the_others_still_sync() {
+    let silent = fake_relay::start(Behaviour::Silent);
+    let peer = PyRelay::start("localrelay", 0);
+    let local = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let e = note(&keys, "hello", now() - 5);
+    publish(&peer.url, std::slice::from_ref(&e));
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = tmp.path().join("zen");
+    let started = std::time::Instant::now();
+    let (code, stats) = backfill(
+        &tmp.path().join("home"),
+        &[
+            "--local-relay",
+            &local.url,
+            "--peer",
+            &silent,
+            "--peer",
+            &peer.url,
+            "--days",
+            "1",
+            "--zen",
+            zen.to_str().unwrap(),
+            "--idle-timeout",
+            "1",
+        ],
+    );
+    assert_eq!(code, 2, "partial run exits 2: {stats}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let failed = stats["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == silent.as_str())
+        .unwrap();
+    assert_eq!(failed["ok"], false);
+    assert!(
+        failed["error"].as_str().unwrap().contains("timed out"),
+        "{failed}"
+    );
+    assert!(ids(&local.url, Filter::new().kind(Kind::TextNote)).contains(&e.id));
+}
+
+#[test]
+fn malformed_station_files_are_skipped_with_a_reason() {
+    let peer = PyRelay::start("localrelay", 0);
+    let local = PyRelay::start("localrelay", 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let swarm = tmp.path().join("swarm");
+    let good = swarm.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let id = libp2p::PeerId::random();
+    std::fs::write(
+        good.join("12345.json"),
+        format!(r#"{{"ipfsnodeid":"{id}","myRELAY":"{}"}}"#, peer.url),
+    )
+    .unwrap();
+    let bad = swarm.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("12345.json"), "{ this is not json").unwrap();
+    let zen = tmp.path().join("zen");
+    let (code, stats) = backfill(
+        &tmp.path().join("home"),
+        &[
+            "--local-relay",
+            &local.url,
+            "--swarm-dir",
+            swarm.to_str().unwrap(),
+            "--zen",
+            zen.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers_contacted"], 1);
+    let skipped = stats["skipped_peers"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].as_str().unwrap().contains("not valid JSON"));
+}
+
+#[test]
+fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
+    let relays = [
+        PyRelay::start("localrelay", 0),
+        PyRelay::start("localrelay", 0),
+        PyRelay::start("localrelay", 0),
+    ];
+    let daemons = [Daemon::start(&[]), Daemon::start(&[]), Daemon::start(&[])];
+    let keys: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
+    let t = now() - 300;
+    let mut all = BTreeSet::new();
+    for (i, (relay, daemon)) in relays.iter().zip(&daemons).enumerate() {
+        let events = [
+            note(&keys[i], &format!("event {}", 2 * i + 1), t),
+            note(&keys[i], &format!("event {}", 2 * i + 2), t + 1),
+        ];
+        all.extend(events.iter().map(|e| e.id));
+        publish(&relay.url, &events);
+        daemon.cli_ok(&[
+            "p2p",
+            "listen",
+            &format!("/x/strfry-{}", daemon.peer_id),
+            &format!("/ip4/127.0.0.1/tcp/{}", relay.port()),
+        ]);
+    }
+    // A knows B and C as stations whose relay is only on their loopback.
+    let tmp = tempfile::tempdir().unwrap();
+    let swarm = tmp.path().join("swarm");
+    for d in &daemons[1..] {
+        let dir = swarm.join(&d.peer_id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("12345.json"),
+            format!(
+                r#"{{"ipfsnodeid":"{}","myRELAY":"ws://127.0.0.1:7777"}}"#,
+                d.peer_id
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("x_strfry.sh"), "#!/bin/bash\n").unwrap();
+        common::connect(d, &daemons[0]);
+    }
+    let zen = tmp.path().join("zen");
+    let home = daemons[0].home.clone();
+    let (code, stats) = backfill(
+        &home,
+        &[
+            "--local-relay",
+            &relays[0].url,
+            "--swarm-dir",
+            swarm.to_str().unwrap(),
+            "--days",
+            "1",
+            "--zen",
+            zen.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers_ok"], 2);
+    for relay in &relays {
+        assert_eq!(
+            ids(&relay.url, Filter::new().kind(Kind::TextNote)),
+            all,
+            "{} lacks events",
+            relay.url
+        );
+    }
+}
