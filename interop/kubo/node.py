@@ -18,7 +18,9 @@ Then it reads one JSON command per line on stdin and answers one JSON line each:
   {"cmd":"ls"} | {"cmd":"peers"} | {"cmd":"id"} | {"cmd":"rss"} | {"cmd":"stop"}
 Answers: {"ok":true,…} or {"ok":false,"error":"…"}.
 The process dies with its parent (PR_SET_PDEATHSIG=SIGKILL) and exits when stdin closes, so a
-killed test never leaves a Kubo node running. Kubo's own logs go to stderr.
+killed test never leaves a Kubo node running. (PDEATHSIG follows the *thread* that spawned us:
+spawn from the thread that owns the node, not from a short-lived helper thread.)
+Kubo's own logs go to stderr.
 """
 
 import argparse

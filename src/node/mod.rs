@@ -29,6 +29,9 @@ use swarm::{Behaviour, BehaviourEvent};
 const COMMAND_QUEUE: usize = 64;
 /// How long a dial (TCP connect + handshakes) may take before we give up.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a dial: a little longer than the swarm's own 10 s handshake
+/// timeout, so its error (which says why, e.g. a swarm key mismatch) arrives before ours.
+const DIAL_WAIT: Duration = Duration::from_secs(12);
 /// How long opening a stream on an established connection may take (multistream-select).
 const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long start-up waits for every listener to report its address.
@@ -180,7 +183,7 @@ impl Node {
     pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         let peer = peer_of(&addr).ok_or_else(|| NodeError::NoPeerId(addr.clone()))?;
         let dial = self.send(|reply| Command::Connect { addr, peer, reply });
-        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+        match tokio::time::timeout(DIAL_WAIT, dial).await {
             Ok(result) => result?.map_err(|reason| NodeError::Dial {
                 peer: peer.to_string(),
                 reason,
@@ -188,7 +191,7 @@ impl Node {
             Err(_) => {
                 return Err(NodeError::Dial {
                     peer: peer.to_string(),
-                    reason: format!("timed out after {DIAL_TIMEOUT:?}"),
+                    reason: format!("timed out after {DIAL_WAIT:?}"),
                 });
             }
         }
@@ -198,11 +201,11 @@ impl Node {
     /// Make sure a connection to `peer` exists, dialling its known addresses if needed.
     pub async fn ensure_connected(&self, peer: PeerId) -> Result<(), NodeError> {
         let wait = self.send(|reply| Command::EnsureConnected { peer, reply });
-        match tokio::time::timeout(DIAL_TIMEOUT, wait).await {
+        match tokio::time::timeout(DIAL_WAIT, wait).await {
             Ok(result) => result?,
             Err(_) => Err(NodeError::Dial {
                 peer: peer.to_string(),
-                reason: format!("timed out after {DIAL_TIMEOUT:?}"),
+                reason: format!("timed out after {DIAL_WAIT:?}"),
             }),
         }
     }

@@ -311,8 +311,10 @@ fn daemon_on_a_kubo_ed25519_repo_is_reachable_at_the_kubo_peer_id() {
 /// What a client sees when it sends `request`, shuts down its write side, then reads to EOF.
 struct HalfCloseOutcome {
     reply: Vec<u8>,
-    server_saw: Option<(u64, String)>,
+    server_saw: Option<std::io::Result<(u64, String)>>,
     elapsed: Duration,
+    /// Both nodes' logs, shown when an assertion fails.
+    logs: String,
 }
 
 fn client_half_closes(pair_direction: Direction) -> HalfCloseOutcome {
@@ -324,17 +326,24 @@ fn client_half_closes(pair_direction: Direction) -> HalfCloseOutcome {
     let started = Instant::now();
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     conn.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    conn.write_all(&request).expect("send request");
-    conn.shutdown(Shutdown::Write).expect("half-close");
+    let sent = conn
+        .write_all(&request)
+        .and_then(|()| conn.shutdown(Shutdown::Write));
+    if let Err(e) = sent {
+        panic!(
+            "sending the request failed: {e}\nours:\n{}\nkubo:\n{}",
+            pair.ours.log(),
+            pair.kubo.log()
+        );
+    }
     let mut reply = Vec::new();
     let _ = conn.read_to_end(&mut reply); // EOF or reset: both end the reply
+    let elapsed = started.elapsed();
     HalfCloseOutcome {
         reply,
-        server_saw: seen
-            .recv_timeout(Duration::from_secs(10))
-            .ok()
-            .and_then(Result::ok),
-        elapsed: started.elapsed(),
+        server_saw: seen.recv_timeout(Duration::from_secs(10)).ok(),
+        elapsed,
+        logs: format!("ours:\n{}\nkubo:\n{}", pair.ours.log(), pair.kubo.log()),
     }
 }
 
@@ -342,11 +351,12 @@ fn client_half_closes(pair_direction: Direction) -> HalfCloseOutcome {
 /// closes the stream and the TCP connection). compat-kubo.md records this; a change is noticed.
 fn assert_kubo_drops_the_reply(outcome: &HalfCloseOutcome) {
     let request = payload(300_000, 3);
-    let (len, digest) = outcome
-        .server_saw
-        .clone()
-        .expect("the server saw the request");
-    assert_eq!(len, request.len() as u64, "request cut short");
+    let logs = &outcome.logs;
+    let (len, digest) = match &outcome.server_saw {
+        Some(Ok(seen)) => seen.clone(),
+        other => panic!("the server did not read the request: {other:?}\n{logs}"),
+    };
+    assert_eq!(len, request.len() as u64, "request cut short\n{logs}");
     assert_eq!(digest, sha256(&request));
     assert!(
         outcome.reply.is_empty(),
@@ -355,7 +365,7 @@ fn assert_kubo_drops_the_reply(outcome: &HalfCloseOutcome) {
     );
     assert!(
         outcome.elapsed < Duration::from_secs(5),
-        "took {:?}",
+        "took {:?}\n{logs}",
         outcome.elapsed
     );
 }
@@ -481,6 +491,28 @@ fn kubo_harness_dies_with_its_parent() {
         thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(pid), "Kubo harness {pid} outlived its parent");
+}
+
+#[test]
+fn kubo_nodes_open_only_loopback_sockets() {
+    // The config rewrite must keep Kubo off the network: no bootstrap, no mDNS, no NAT, no QUIC.
+    let a = Kubo::start(KuboOptions::default());
+    let b = Kubo::start(KuboOptions::default());
+    b.connect(&a.addr()).expect("connect");
+    thread::sleep(Duration::from_secs(3)); // let DHT/identify/autonat do whatever they would do
+    for kubo in [&a, &b] {
+        let sockets = harness::sockets_of(kubo.pid);
+        assert!(!sockets.is_empty(), "no sockets found for {}", kubo.pid);
+        for (proto, local, remote) in &sockets {
+            let loopback = |addr: &str| addr.starts_with("0100007F:");
+            let unconnected = remote == "00000000:0000";
+            assert!(
+                proto == "tcp" && loopback(local) && (loopback(remote) || unconnected),
+                "Kubo {} has a non-loopback socket: {proto} {local} -> {remote}",
+                kubo.pid
+            );
+        }
+    }
 }
 
 fn alive(pid: i32) -> bool {

@@ -55,6 +55,8 @@ pub struct KuboOptions<'a> {
 pub struct Kubo {
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// Process id of the harness (which hosts Kubo), from its ready line.
+    pub pid: u32,
     log: PathBuf,
     stdin: Mutex<ChildStdin>,
     replies: Mutex<mpsc::Receiver<String>>,
@@ -94,6 +96,7 @@ impl Kubo {
         Kubo {
             peer_id: ready["peer_id"].as_str().expect("peer_id").to_owned(),
             addrs: strings(&ready["addrs"]),
+            pid: ready["pid"].as_u64().unwrap_or(0) as u32,
             log,
             stdin: Mutex::new(stdin),
             replies: Mutex::new(replies),
@@ -320,4 +323,32 @@ pub fn greet_then_read_server(
         let _ = conn.shutdown(Shutdown::Write);
         read_all_hashed(&mut conn)
     })
+}
+
+/// Every TCP/UDP socket of process `pid` as (protocol, local, remote) in `/proc/net` hex notation
+/// (`0100007F:1F90` is 127.0.0.1:8080).
+pub fn sockets_of(pid: u32) -> Vec<(String, String, String)> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    let inode = link.strip_prefix("socket:[")?.strip_suffix(']')?;
+                    Some(inode.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for proto in ["tcp", "tcp6", "udp", "udp6"] {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && inodes.iter().any(|i| i == cols[9]) {
+                found.push((proto.to_owned(), cols[1].to_owned(), cols[2].to_owned()));
+            }
+        }
+    }
+    found
 }
