@@ -82,6 +82,9 @@ const IDS_PER_FILTER: usize = 250;
 /// Entries of the "viral content" list.
 const VIRAL_TOP: usize = 10;
 
+/// What the run remembers of a stored event: kind, author, ids it reposts or reacts to.
+type Stored = (u16, PublicKey, Vec<String>);
+
 /// One run of the engine.
 pub struct Engine<'a, L: LocalStore> {
     options: SyncOptions,
@@ -89,7 +92,7 @@ pub struct Engine<'a, L: LocalStore> {
     node: Option<Node>,
     rejected_cache: HashSet<String>,
     /// Events stored during the run (id → (kind, author, referenced ids for reposts/reactions)).
-    stored: Mutex<HashMap<EventId, (u16, PublicKey, Vec<String>)>>,
+    stored: Mutex<HashMap<EventId, Stored>>,
     newly_rejected: Mutex<Vec<(String, String)>>,
     progress: Option<indicatif::ProgressBar>,
 }
@@ -170,8 +173,9 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         if let (Some(path), false) = (
             &self.options.amis_out,
             self.options.dry_run || authors.is_empty(),
-        ) {
-            if let Err(e) = authors::write_atomically(path, &authors) {
+        ) && let Err(e) = authors::write_atomically(path, &authors)
+        {
+            {
                 tracing::warn!("cannot write {}: {e}", path.display());
             }
         }
