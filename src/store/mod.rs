@@ -1,1 +1,311 @@
-//! The SQLite event store: schema, migrations, insert rules, queries. (Being built: issue 4.)
+//! The SQLite event store used by the embedded relay and the sync: one writer thread (group
+//! commit), a small pool of read connections, and a broadcast of newly stored events.
+//! `Outcome`s are answered only after the transaction that holds them has committed.
+
+pub mod query;
+pub mod rules;
+pub mod schema;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nostr::prelude::{Event, EventId, Filter, Timestamp};
+use rusqlite::Connection;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use query::Select;
+pub use rules::{EventLimits, Outcome, Rejection};
+use schema::SchemaError;
+use writer::{Checked, Job};
+
+/// Insert jobs waiting for the writer; callers wait (back-pressure) when it is full.
+const WRITE_QUEUE: usize = 256;
+/// New events kept for live subscribers that fall behind; a connection that lags more is closed.
+const LIVE_BUFFER: usize = 8_192;
+/// Idle read connections kept open.
+const READ_POOL: usize = 8;
+/// Batches up to this size are checked on the caller's thread; larger ones on a blocking thread.
+const INLINE_CHECK: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("event store query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("event store write failed: {0}")]
+    Write(String),
+    #[error("the event store is closed")]
+    Closed,
+    #[error("a stored event cannot be read back: {0}")]
+    Corrupt(String),
+}
+
+/// Counts for `relay stats` and the status page.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStats {
+    pub path: PathBuf,
+    pub events: u64,
+    /// Database plus WAL, in bytes.
+    pub bytes: u64,
+    pub kinds: BTreeMap<u16, u64>,
+    pub pubkeys: u64,
+    pub oldest: Option<u64>,
+    pub newest: Option<u64>,
+}
+
+impl StoreStats {
+    /// Read the statistics of the database at `path` without starting a writer.
+    pub fn read(path: &Path) -> Result<StoreStats, StoreError> {
+        let conn = schema::open_reader(path)?;
+        stats(&conn, path)
+    }
+}
+
+fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreError> {
+    let (events, pubkeys, oldest, newest): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT count(*), count(DISTINCT pubkey), min(created_at), max(created_at) FROM events",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let mut kinds = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT kind, count(*) FROM events GROUP BY kind")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (kind, n): (i64, i64) = (row.get(0)?, row.get(1)?);
+        kinds.insert(kind as u16, n as u64);
+    }
+    let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    Ok(StoreStats {
+        path: path.to_owned(),
+        events: events as u64,
+        bytes: size(path.to_owned()) + size(PathBuf::from(wal)),
+        kinds,
+        pubkeys: pubkeys as u64,
+        oldest: oldest.map(|t| t as u64),
+        newest: newest.map(|t| t as u64),
+    })
+}
+
+/// A cloneable handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    limits: EventLimits,
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+impl Store {
+    /// Open (create, migrate) the database at `path` and start its writer thread.
+    pub fn open(path: &Path, limits: EventLimits) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Write(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let conn = schema::open_writer(path)?;
+        let (writer, jobs) = mpsc::channel(WRITE_QUEUE);
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let live_tx = live.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(conn, jobs, live_tx))
+            .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                limits,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                live,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn limits(&self) -> EventLimits {
+        self.inner.limits
+    }
+
+    /// Events stored from now on (and ephemeral events passed to [`Store::relay_ephemeral`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.live.subscribe()
+    }
+
+    /// Hand an ephemeral event to live subscribers without storing it.
+    pub fn relay_ephemeral(&self, event: Event) {
+        let _ = self.inner.live.send(Arc::new(event));
+    }
+
+    /// Check and store `events`; one `Outcome` per event, in order, after commit.
+    pub async fn insert(&self, events: Vec<Event>) -> Result<Vec<Outcome>, StoreError> {
+        let limits = self.inner.limits;
+        let checked = if events.len() <= INLINE_CHECK {
+            check_all(events, &limits)
+        } else {
+            tokio::task::spawn_blocking(move || check_all(events, &limits))
+                .await
+                .map_err(|e| StoreError::Write(format!("check task failed: {e}")))?
+        };
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(checked.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok(c) => {
+                    outcomes.push(None);
+                    slots.push(i);
+                    valid.push(c);
+                }
+                Err(r) => outcomes.push(Some(Outcome::Rejected(r))),
+            }
+        }
+        if !valid.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            self.inner
+                .writer
+                .send(Job {
+                    events: valid,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let stored = answer.await.map_err(|_| StoreError::Closed)??;
+            for (slot, outcome) in slots.into_iter().zip(stored) {
+                outcomes[slot] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Rejected(Rejection::InvalidId)))
+            .collect())
+    }
+
+    /// Run `f` on a pooled read connection, off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => schema::open_reader(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < READ_POOL
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
+    }
+
+    /// The stored JSON of events matching `filter`, newest first, at most `limit`.
+    pub async fn query_json(
+        &self,
+        filter: Filter,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StoreError> {
+        if query::matches_nothing(&filter) {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            let (sql, params) = query::build(&filter, Select::Json, limit);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    /// Events matching `filter` (every match when `limit` is None).
+    pub async fn query(
+        &self,
+        filter: Filter,
+        limit: Option<usize>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.query_json(filter, limit)
+            .await?
+            .iter()
+            .map(|j| Event::from_json(j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// `(created_at, id)` of every event matching `filter`: the NIP-77 item set.
+    pub async fn items(&self, filter: Filter) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
+        if query::matches_nothing(&filter) {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            let (sql, params) = query::build(&filter, Select::Items, None);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (at, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                let id =
+                    EventId::from_slice(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push((Timestamp::from(at as u64), id));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Number of events matching `filter` (NIP-45 COUNT).
+    pub async fn count(&self, filter: Filter) -> Result<u64, StoreError> {
+        if query::matches_nothing(&filter) {
+            return Ok(0);
+        }
+        self.read(move |conn| {
+            let (sql, params) = query::build(&filter, Select::Count, None);
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(params), |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let path = self.inner.path.clone();
+        self.read(move |conn| stats(conn, &path)).await
+    }
+}
+
+fn check_all(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
+    events
+        .into_iter()
+        .map(|event| {
+            let json = event.as_json();
+            if rules::classify(event.kind.as_u16()) == rules::KindClass::Ephemeral {
+                return Err(Rejection::Ephemeral);
+            }
+            rules::check(&event, json.len(), limits)?;
+            Ok(Checked { event, json })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

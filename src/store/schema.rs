@@ -1,0 +1,150 @@
+//! The database: connection settings (WAL, durable commits) and the schema as numbered
+//! migrations under `PRAGMA user_version`, applied in one transaction each.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// How long a connection waits for another process's write lock (a `relay` and a `backfill`
+/// may share one file).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Each step moves `user_version` from its index to index + 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, their single-letter tags, and NIP-09 tombstones.
+    "CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        id         BLOB NOT NULL UNIQUE,
+        pubkey     BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        kind       INTEGER NOT NULL,
+        slot       TEXT,
+        json       TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events (created_at DESC, id);
+    CREATE INDEX events_pubkey ON events (pubkey, created_at DESC);
+    CREATE INDEX events_kind ON events (kind, created_at DESC);
+    CREATE INDEX events_pubkey_kind ON events (pubkey, kind, created_at DESC);
+    CREATE INDEX events_slot ON events (pubkey, kind, slot) WHERE slot IS NOT NULL;
+    CREATE TABLE tags (
+        seq        INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX tags_value ON tags (name, value, created_at DESC);
+    CREATE INDEX tags_seq ON tags (seq);
+    -- ids deleted by their author (kind 5 `e` tags): refused if they come back
+    CREATE TABLE deleted_ids (
+        id     BLOB NOT NULL,
+        pubkey BLOB NOT NULL,
+        PRIMARY KEY (id, pubkey)
+    ) WITHOUT ROWID;
+    -- coordinates deleted up to a time (kind 5 `a` tags)
+    CREATE TABLE deleted_slots (
+        pubkey BLOB NOT NULL,
+        kind   INTEGER NOT NULL,
+        slot   TEXT NOT NULL,
+        until  INTEGER NOT NULL,
+        PRIMARY KEY (pubkey, kind, slot)
+    ) WITHOUT ROWID;",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot open the event database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the event database {path} has schema version {found}, newer than this binary ({known})"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: usize,
+    },
+}
+
+fn settings(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // FULL: a commit is on disk before `OK true` is sent (WAL makes this one fsync per batch).
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Open (creating if needed) and migrate the database: the writer's connection.
+pub fn open_writer(path: &Path) -> Result<Connection, SchemaError> {
+    let err = |source| SchemaError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    settings(&conn).map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(SchemaError::TooNew {
+            path: path.display().to_string(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(step).map_err(err)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(conn)
+}
+
+/// A read-only connection (readers never block the writer in WAL mode).
+pub fn open_reader(path: &Path) -> Result<Connection, SchemaError> {
+    let err = |source| SchemaError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_a_newer_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("r.sqlite");
+        drop(open_writer(&path).expect("first open"));
+        let conn = open_writer(&path).expect("second open");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v as usize, MIGRATIONS.len());
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        assert!(matches!(
+            open_writer(&path),
+            Err(SchemaError::TooNew { found: 99, .. })
+        ));
+    }
+}

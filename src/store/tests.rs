@@ -1,0 +1,251 @@
+//! Store behaviour on a real SQLite file: NIP-01 replacement, NIP-09 deletions, filters, order.
+
+use nostr::prelude::*;
+
+use super::*;
+
+fn at(keys: &Keys, kind: u16, tags: Vec<Tag>, created_at: u64, content: &str) -> Event {
+    EventBuilder::new(Kind::from(kind), content)
+        .tags(tags)
+        .custom_created_at(Timestamp::from(created_at))
+        .finalize(keys)
+        .expect("sign")
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store =
+        Store::open(&dir.path().join("relay.sqlite"), EventLimits::default()).expect("open");
+    (dir, store)
+}
+
+async fn ids(store: &Store, filter: Filter) -> Vec<EventId> {
+    store
+        .query(filter, None)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn duplicates_and_bad_events_are_reported_per_event() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let a = at(&keys, 1, vec![], 100, "a");
+    let mut forged = at(&keys, 1, vec![], 101, "b");
+    forged.content = "tampered".into();
+    let ephemeral = at(&keys, 20_001, vec![], 102, "c");
+    let big = at(&keys, 1, vec![], 103, &"x".repeat(70_000));
+    let out = store
+        .insert(vec![a.clone(), a.clone(), forged, ephemeral, big])
+        .await
+        .expect("insert");
+    assert_eq!(out[0], Outcome::Inserted { replaced: 0 });
+    assert_eq!(out[1], Outcome::Duplicate);
+    assert_eq!(out[2], Outcome::Rejected(Rejection::InvalidId));
+    assert_eq!(out[3], Outcome::Rejected(Rejection::Ephemeral));
+    assert!(matches!(
+        out[4],
+        Outcome::Rejected(Rejection::TooLarge { .. })
+    ));
+    assert_eq!(ids(&store, Filter::new()).await, vec![a.id]);
+    let again = store.insert(vec![a.clone()]).await.expect("again");
+    assert_eq!(again, vec![Outcome::Duplicate]);
+}
+
+#[tokio::test]
+async fn replaceable_keeps_newest_and_lowest_id_on_a_tie() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let old = at(&keys, 0, vec![], 100, "old");
+    let new = at(&keys, 0, vec![], 200, "new");
+    assert_eq!(
+        store.insert(vec![old.clone()]).await.expect("old"),
+        vec![Outcome::Inserted { replaced: 0 }]
+    );
+    assert_eq!(
+        store.insert(vec![new.clone()]).await.expect("new"),
+        vec![Outcome::Inserted { replaced: 1 }]
+    );
+    assert_eq!(
+        store.insert(vec![old]).await.expect("old again"),
+        vec![Outcome::Superseded]
+    );
+    // Two versions at the same second: the lowest id stays, whatever the arrival order.
+    let t1 = at(&keys, 3, vec![], 300, "x");
+    let t2 = at(&keys, 3, vec![], 300, "y");
+    let (low, high) = if t1.id < t2.id { (t1, t2) } else { (t2, t1) };
+    store.insert(vec![high.clone()]).await.expect("high");
+    assert_eq!(
+        store.insert(vec![low.clone()]).await.expect("low"),
+        vec![Outcome::Inserted { replaced: 1 }]
+    );
+    assert_eq!(
+        store.insert(vec![high]).await.expect("high again"),
+        vec![Outcome::Superseded]
+    );
+    let kept = ids(&store, Filter::new().author(keys.public_key())).await;
+    assert_eq!(kept.len(), 2);
+    assert!(kept.contains(&new.id) && kept.contains(&low.id));
+}
+
+#[tokio::test]
+async fn addressable_versions_are_per_d_tag() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let a1 = at(&keys, 30_023, vec![Tag::identifier("a")], 100, "a1");
+    let a2 = at(&keys, 30_023, vec![Tag::identifier("a")], 200, "a2");
+    let b1 = at(&keys, 30_023, vec![Tag::identifier("b")], 100, "b1");
+    let out = store
+        .insert(vec![a1, a2.clone(), b1.clone()])
+        .await
+        .expect("insert");
+    assert_eq!(out[1], Outcome::Inserted { replaced: 1 });
+    let mut got = ids(&store, Filter::new().kind(Kind::from(30_023))).await;
+    got.sort();
+    let mut want = vec![a2.id, b1.id];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn deletions_respect_authors_and_are_not_resurrected() {
+    let (_dir, store) = open();
+    let alice = Keys::generate();
+    let mallory = Keys::generate();
+    let note = at(&alice, 1, vec![], 100, "mine");
+    let later = at(&alice, 1, vec![], 101, "deleted before it arrived");
+    store.insert(vec![note.clone()]).await.expect("note");
+    // Mallory cannot delete Alice's note.
+    let forged = at(&mallory, 5, vec![Tag::event(note.id)], 150, "");
+    store.insert(vec![forged]).await.expect("forged");
+    assert_eq!(ids(&store, Filter::new().id(note.id)).await, vec![note.id]);
+    // Alice can, and the note stays gone when a peer offers it again.
+    let del = at(
+        &alice,
+        5,
+        vec![Tag::event(note.id), Tag::event(later.id)],
+        200,
+        "",
+    );
+    store.insert(vec![del.clone()]).await.expect("delete");
+    assert!(ids(&store, Filter::new().id(note.id)).await.is_empty());
+    let back = store
+        .insert(vec![note.clone(), later])
+        .await
+        .expect("again");
+    assert_eq!(back, vec![Outcome::Rejected(Rejection::Deleted); 2]);
+    // The same id from another author (a forgery would not verify) is a different event: no
+    // tombstone applies to Mallory's own events.
+    let m = at(&mallory, 1, vec![], 100, "mallory");
+    assert_eq!(
+        store.insert(vec![m]).await.expect("m"),
+        vec![Outcome::Inserted { replaced: 0 }]
+    );
+    // The deletion itself is kept (peers learn of it from us).
+    assert_eq!(
+        ids(
+            &store,
+            Filter::new().kind(Kind::from(5)).author(alice.public_key())
+        )
+        .await,
+        vec![del.id]
+    );
+}
+
+#[tokio::test]
+async fn a_tag_deletion_covers_versions_up_to_its_time() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let coord = format!("30023:{}:post", keys.public_key().to_hex());
+    let v1 = at(&keys, 30_023, vec![Tag::identifier("post")], 100, "v1");
+    store.insert(vec![v1.clone()]).await.expect("v1");
+    let del = at(
+        &keys,
+        5,
+        vec![Tag::parse(["a", coord.as_str()]).expect("a tag")],
+        150,
+        "",
+    );
+    store.insert(vec![del]).await.expect("del");
+    assert!(ids(&store, Filter::new().id(v1.id)).await.is_empty());
+    let v0 = at(&keys, 30_023, vec![Tag::identifier("post")], 120, "v0");
+    let v2 = at(&keys, 30_023, vec![Tag::identifier("post")], 200, "v2");
+    let out = store.insert(vec![v0, v2.clone()]).await.expect("later");
+    assert_eq!(out[0], Outcome::Rejected(Rejection::Deleted));
+    assert_eq!(out[1], Outcome::Inserted { replaced: 0 });
+}
+
+#[tokio::test]
+async fn filters_order_and_limits() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let other = Keys::generate();
+    let mut events = Vec::new();
+    for i in 0..10u64 {
+        // Pairs share a second, to check the tie order.
+        events.push(at(
+            &keys,
+            1,
+            vec![Tag::hashtag(if i % 2 == 0 { "even" } else { "odd" })],
+            1_000 + i / 2,
+            &format!("n{i}"),
+        ));
+    }
+    let reply = at(
+        &other,
+        1,
+        vec![Tag::event(events[0].id), Tag::public_key(keys.public_key())],
+        2_000,
+        "re",
+    );
+    events.push(reply.clone());
+    store.insert(events.clone()).await.expect("insert");
+
+    let all = ids(&store, Filter::new()).await;
+    let mut want: Vec<&Event> = events.iter().collect();
+    want.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    assert_eq!(all, want.iter().map(|e| e.id).collect::<Vec<_>>());
+
+    let limited = store
+        .query(Filter::new().author(keys.public_key()), Some(3))
+        .await
+        .expect("limited");
+    assert_eq!(limited.len(), 3);
+    assert_eq!(limited[0].created_at.as_secs(), 1_004);
+
+    assert_eq!(ids(&store, Filter::new().hashtag("even")).await.len(), 5);
+    assert_eq!(
+        ids(&store, Filter::new().event(events[0].id)).await,
+        vec![reply.id]
+    );
+    assert_eq!(
+        ids(&store, Filter::new().pubkey(keys.public_key())).await,
+        vec![reply.id]
+    );
+    let window = Filter::new()
+        .since(Timestamp::from(1_001))
+        .until(Timestamp::from(1_002));
+    assert_eq!(ids(&store, window.clone()).await.len(), 4);
+    assert_eq!(store.count(window).await.expect("count"), 4);
+    assert_eq!(store.items(Filter::new()).await.expect("items").len(), 11);
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.events, 11);
+    assert_eq!(stats.kinds.get(&1), Some(&11));
+    assert_eq!(stats.pubkeys, 2);
+}
+
+#[tokio::test]
+async fn live_subscribers_see_only_new_events() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let a = at(&keys, 1, vec![], 1, "a");
+    store.insert(vec![a.clone()]).await.expect("a");
+    let mut live = store.subscribe();
+    let b = at(&keys, 1, vec![], 2, "b");
+    store.insert(vec![a, b.clone()]).await.expect("a b");
+    assert_eq!(live.recv().await.expect("live").id, b.id);
+    assert!(live.try_recv().is_err());
+}
