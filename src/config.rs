@@ -91,6 +91,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// Tunnels that come back at every start (Kubo forgets them: kubo#5460).
     pub tunnels: Vec<TunnelSpec>,
+    /// `[relay]`: the embedded relay's address and limits.
+    pub relay: crate::relay::RelayConfig,
 }
 
 /// `[node]`: the libp2p side.

@@ -1,13 +1,128 @@
-//! `constellation relay`: flags and entry point.
+//! `constellation relay`: run the embedded relay alone, or print the statistics of its database.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::Home;
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Home};
+use crate::store::{Store, StoreStats};
 
 /// Flags of `constellation relay`.
 #[derive(Debug, clap::Args)]
-pub struct RelayArgs {}
+pub struct RelayArgs {
+    #[command(subcommand)]
+    pub command: Option<RelayCommand>,
+    /// Address to listen on. Default: `[relay] listen` of config.toml, else 127.0.0.1:7777.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Event database. Default: relay.sqlite in the home folder.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+}
 
-pub fn run(_home: &Home, _args: RelayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the embedded relay is not built yet")
+#[derive(Debug, clap::Subcommand)]
+pub enum RelayCommand {
+    /// Event count, database size, and counts per kind.
+    Stats {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.clone().unwrap_or_else(|| home.database());
+    match args.command {
+        Some(RelayCommand::Stats { json }) => stats(&db, json),
+        None => serve(home, db, args.listen),
+    }
+}
+
+fn stats(db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    if !db.exists() {
+        anyhow::bail!("no event database at {}", db.display());
+    }
+    let stats = StoreStats::read(db)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", render(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text of `relay stats`.
+pub fn render(stats: &StoreStats) -> String {
+    let mut out = format!(
+        "database  {}\nsize      {}\nevents    {}\npubkeys   {}\n",
+        stats.path.display(),
+        human_bytes(stats.bytes),
+        stats.events,
+        stats.pubkeys
+    );
+    if let (Some(oldest), Some(newest)) = (stats.oldest, stats.newest) {
+        out.push_str(&format!("span      {oldest} .. {newest} (unix time)\n"));
+    }
+    if !stats.kinds.is_empty() {
+        out.push_str("\nkind      events\n");
+        for (kind, n) in &stats.kinds {
+            out.push_str(&format!("{kind:<9} {n}\n"));
+        }
+    }
+    out
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(&home.config_file())?.relay;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = Store::open(&db, config.event_limits())?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let listen = config.listen.clone();
+        let addr = crate::relay::start(store, config, shutdown.clone(), &tracker)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        println!(
+            "{}",
+            serde_json::json!({"event": "ready", "relay": format!("ws://{addr}"), "db": db})
+        );
+        tracing::info!(%addr, db = %db.display(), "relay ready");
+        crate::daemon::wait_for_signal().await?;
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
 }

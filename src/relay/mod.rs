@@ -1,3 +1,196 @@
-//! The embedded Nostr relay (NIP-01/09/11/77) over [`crate::store`]. (Being built: issue 4.)
+//! The embedded Nostr relay (NIP-01/09/11/45/77) over [`crate::store`]: the accept loop, its
+//! limits, and the NIP-11 document. One task per connection ([`conn`]); shutdown is passed in.
 
 pub mod cli;
+mod conn;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::Store;
+
+/// Limits and identity of the relay (`[relay]` in config.toml). Defaults follow strfry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Address of the embedded relay.
+    pub listen: String,
+    /// NIP-11 name and description.
+    pub name: String,
+    pub description: String,
+    /// Most events returned per filter (strfry's `maxFilterLimit`).
+    pub max_limit: usize,
+    /// Most filters in one REQ.
+    pub max_filters: usize,
+    /// Most open subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Largest websocket message accepted; larger ones get a NOTICE and are dropped.
+    pub max_message_bytes: usize,
+    /// Most concurrent connections; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Messages queued for a client; a client that does not read this many is disconnected.
+    pub outbound_queue: usize,
+    /// Most records in one NIP-77 reconciliation (strfry's `maxSyncEvents`).
+    pub max_sync_events: usize,
+    /// Largest event and most tags stored.
+    pub max_event_bytes: usize,
+    pub max_event_tags: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        let events = crate::store::EventLimits::default();
+        RelayConfig {
+            listen: "127.0.0.1:7777".into(),
+            name: "constellation".into(),
+            description: "Embedded relay of an Astroport / UPlanet station".into(),
+            max_limit: 500,
+            max_filters: 200,
+            max_subscriptions: 20,
+            max_message_bytes: 131_072,
+            max_connections: 1_024,
+            outbound_queue: 4_096,
+            max_sync_events: 1_000_000,
+            max_event_bytes: events.max_event_bytes,
+            max_event_tags: events.max_tags,
+        }
+    }
+}
+
+impl RelayConfig {
+    pub fn event_limits(&self) -> crate::store::EventLimits {
+        crate::store::EventLimits {
+            max_event_bytes: self.max_event_bytes,
+            max_tags: self.max_event_tags,
+        }
+    }
+
+    /// The NIP-11 relay information document.
+    pub fn nip11(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "software": "constellation",
+            "version": env!("CARGO_PKG_VERSION"),
+            "supported_nips": [1, 9, 11, 45, 77],
+            "limitation": {
+                "max_message_length": self.max_message_bytes,
+                "max_subscriptions": self.max_subscriptions,
+                "max_filters": self.max_filters,
+                "max_limit": self.max_limit,
+                "max_event_tags": self.max_event_tags,
+                "max_content_length": self.max_event_bytes,
+                "auth_required": false,
+                "payment_required": false,
+            },
+        })
+    }
+}
+
+/// Back-off after a failed `accept` (e.g. out of file descriptors), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serve `listener` until `shutdown`; every connection task is tracked by `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    config: Arc<RelayConfig>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("relay accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let store = store.clone();
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = handle(stream, peer, store, config, shutdown).await {
+                tracing::debug!(%peer, "relay connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    store: Store,
+    config: Arc<RelayConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let Some(head) = http::read_head(&mut stream).await? else {
+        return Ok(());
+    };
+    match http::classify(&head) {
+        http::Head::WebSocket => {
+            conn::run(
+                http::Replay::new(head, stream),
+                peer,
+                store,
+                config,
+                shutdown,
+            )
+            .await
+        }
+        http::Head::Nip11 => {
+            let body = config.nip11().to_string();
+            Ok(http::respond(stream, "200 OK", "application/nostr+json", &body).await?)
+        }
+        http::Head::Other => {
+            let body = format!(
+                "{}: a Nostr relay. Connect with a websocket Nostr client; \
+                 NIP-11 with Accept: application/nostr+json.\n",
+                config.name
+            );
+            Ok(http::respond(stream, "200 OK", "text/plain; charset=utf-8", &body).await?)
+        }
+    }
+}
+
+/// Bind `config.listen` and serve in the background; returns the bound address.
+pub async fn start(
+    store: Store,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(&config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracker.spawn(serve(
+        listener,
+        store,
+        Arc::new(config),
+        shutdown,
+        tracker.clone(),
+    ));
+    Ok(addr)
+}

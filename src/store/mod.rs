@@ -220,20 +220,25 @@ impl Store {
         .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
     }
 
-    /// The stored JSON of events matching `filter`, newest first, at most `limit`.
+    /// Ids and stored JSON of events matching `filter`, newest first, at most `limit`.
     pub async fn query_json(
         &self,
         filter: Filter,
         limit: Option<usize>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(EventId, String)>, StoreError> {
         if query::matches_nothing(&filter) {
             return Ok(Vec::new());
         }
         self.read(move |conn| {
             let (sql, params) = query::build(&filter, Select::Json, limit);
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (id, json): (Vec<u8>, String) = (row.get(0)?, row.get(1)?);
+                out.push((event_id(&id)?, json));
+            }
+            Ok(out)
         })
         .await
     }
@@ -247,7 +252,7 @@ impl Store {
         self.query_json(filter, limit)
             .await?
             .iter()
-            .map(|j| Event::from_json(j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|(_, j)| Event::from_json(j).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
 
@@ -291,6 +296,10 @@ impl Store {
         let path = self.inner.path.clone();
         self.read(move |conn| stats(conn, &path)).await
     }
+}
+
+fn event_id(bytes: &[u8]) -> Result<EventId, StoreError> {
+    EventId::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn check_all(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {

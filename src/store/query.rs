@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 /// Which columns a query returns.
 #[derive(Debug, Clone, Copy)]
 pub enum Select {
-    /// The event JSON, as stored.
+    /// `(id, json)`: the event as stored.
     Json,
     /// `(created_at, id)`: the NIP-77 item set.
     Items,
@@ -38,7 +38,7 @@ fn placeholders(n: usize) -> String {
 /// SQL and its parameters for `filter`; `limit` is the row cap (None: every match).
 pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, Vec<Value>) {
     let columns = match select {
-        Select::Json => "json",
+        Select::Json => "id, json",
         Select::Items => "created_at, id",
         Select::Count => "count(*)",
     };

@@ -1,0 +1,494 @@
+//! One websocket client of the relay: NIP-01 (EVENT, REQ, CLOSE), NIP-45 COUNT and NIP-77
+//! (NEG-*). Replies go through a bounded queue; a client that stops reading is disconnected.
+//! Bad input gets `OK false`, `CLOSED`, `NEG-ERR` or `NOTICE`, and the connection stays up.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use nostr::prelude::{ClientMessage, Event, EventId, Filter, MatchEventOptions};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use super::RelayConfig;
+use super::http::Replay;
+use crate::store::Store;
+use crate::store::rules::{self, KindClass};
+
+/// Longest subscription id (NIP-01 asks clients for at most 64 characters).
+const MAX_SUB_ID: usize = 64;
+/// Concurrent NIP-77 reconciliations per connection (each holds its item set in memory).
+const MAX_NEG_SESSIONS: usize = 4;
+/// Largest NEG-MSG payload we produce, in bytes before hex (fits a 128 KiB message).
+const NEG_FRAME_LIMIT: u64 = 60_000;
+/// Above `max_message_bytes` × this, the websocket layer itself drops the connection.
+const HARD_LIMIT_FACTOR: usize = 8;
+/// Verbs and ids quoted back in errors are cut to this length.
+const QUOTE_MAX: usize = 64;
+
+pub async fn run(
+    stream: Replay,
+    peer: SocketAddr,
+    store: Store,
+    config: Arc<RelayConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let hard = config
+        .max_message_bytes
+        .saturating_mul(HARD_LIMIT_FACTOR)
+        .max(1 << 20);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard));
+    let ws = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await?;
+    let (mut sink, mut source) = ws.split();
+    let (out, mut queue) = mpsc::channel::<Message>(config.outbound_queue.max(1));
+    let gone = CancellationToken::new();
+
+    let writer = {
+        let gone = gone.clone();
+        async move {
+            loop {
+                let message = tokio::select! {
+                    _ = gone.cancelled() => return,
+                    m = queue.recv() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
+                let sent = tokio::select! {
+                    _ = gone.cancelled() => return,
+                    r = sink.send(message) => r,
+                };
+                if sent.is_err() {
+                    gone.cancel();
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        }
+    };
+
+    let reader = {
+        let gone = gone.clone();
+        async move {
+            let mut live = store.subscribe();
+            let mut session = Session {
+                store,
+                config,
+                out,
+                gone: gone.clone(),
+                subs: HashMap::new(),
+                negs: HashMap::new(),
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = session.out.try_send(Message::Close(None));
+                        break;
+                    }
+                    _ = gone.cancelled() => break,
+                    m = source.next() => match m {
+                        Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            session.notice("invalid: binary messages are not supported");
+                        }
+                        Some(Ok(Message::Close(_))) | None => break,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::debug!(%peer, "websocket error: {e}");
+                            break;
+                        }
+                    },
+                    e = live.recv() => match e {
+                        Ok(event) => session.on_live(&event),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(%peer, missed, "relay client too slow for live events; disconnecting");
+                            gone.cancel();
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        }
+    };
+    futures::future::join(reader, writer).await;
+    Ok(())
+}
+
+struct Session {
+    store: Store,
+    config: Arc<RelayConfig>,
+    out: mpsc::Sender<Message>,
+    gone: CancellationToken,
+    subs: HashMap<String, Vec<Filter>>,
+    negs: HashMap<String, Negentropy<'static, NegentropyStorageVector>>,
+}
+
+fn quote(s: &str) -> String {
+    s.chars().take(QUOTE_MAX).collect()
+}
+
+impl Session {
+    /// Queue a message; a full queue means the client stopped reading: disconnect it.
+    fn send(&self, text: String) -> bool {
+        match self.out.try_send(Message::text(text)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("relay client stopped reading; disconnecting");
+                self.gone.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn notice(&self, message: &str) {
+        self.send(json!(["NOTICE", message]).to_string());
+    }
+
+    fn ok(&self, id: &str, accepted: bool, message: &str) {
+        self.send(json!(["OK", id, accepted, message]).to_string());
+    }
+
+    fn closed(&self, sub: &str, message: &str) {
+        self.send(json!(["CLOSED", sub, message]).to_string());
+    }
+
+    fn neg_err(&self, sub: &str, message: &str) {
+        self.send(json!(["NEG-ERR", sub, message]).to_string());
+    }
+
+    fn event(&self, sub: &str, json: &str) -> bool {
+        let sub = Value::from(sub).to_string();
+        self.send(format!("[\"EVENT\",{sub},{json}]"))
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        if text.len() > self.config.max_message_bytes {
+            let message = format!(
+                "invalid: message too large ({} bytes, max {})",
+                text.len(),
+                self.config.max_message_bytes
+            );
+            match event_id_of(text) {
+                Some(id) => self.ok(&id, false, &message),
+                None => self.notice(&message),
+            }
+            return;
+        }
+        match ClientMessage::from_json(text) {
+            Ok(message) => self.on_message(message).await,
+            Err(e) => self.on_malformed(text, &e.to_string()),
+        }
+    }
+
+    /// Answer a message that did not parse in the most specific way NIP-01 allows.
+    fn on_malformed(&self, text: &str, error: &str) {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            self.notice(&format!("invalid: not JSON ({})", quote(error)));
+            return;
+        };
+        let items = value.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let verb = items.first().and_then(Value::as_str);
+        let sub = items
+            .get(1)
+            .and_then(Value::as_str)
+            .filter(|s| s.len() <= MAX_SUB_ID);
+        match (verb, sub) {
+            (Some("EVENT"), _) => match event_id_of(text) {
+                Some(id) => self.ok(&id, false, &format!("invalid: malformed event ({error})")),
+                None => self.notice(&format!("invalid: malformed EVENT ({error})")),
+            },
+            (Some("REQ" | "COUNT"), Some(sub)) => {
+                self.closed(sub, &format!("invalid: bad filter ({error})"));
+            }
+            (Some("NEG-OPEN" | "NEG-MSG"), Some(sub)) => {
+                self.neg_err(sub, &format!("invalid: bad NEG message ({error})"));
+            }
+            (
+                Some(
+                    v @ ("REQ" | "COUNT" | "CLOSE" | "NEG-OPEN" | "NEG-MSG" | "NEG-CLOSE" | "AUTH"),
+                ),
+                _,
+            ) => self.notice(&format!("invalid: malformed {v} ({error})")),
+            (Some(other), _) => {
+                self.notice(&format!("invalid: unknown message type {:?}", quote(other)));
+            }
+            (None, _) => {
+                self.notice("invalid: a message is a JSON array that starts with a verb");
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: ClientMessage<'_>) {
+        match message {
+            ClientMessage::Event(event) => self.on_event(event.into_owned()).await,
+            ClientMessage::Req {
+                subscription_id,
+                filters,
+            } => {
+                let filters = filters.into_iter().map(|f| f.into_owned()).collect();
+                self.on_req(subscription_id.as_str(), filters).await;
+            }
+            ClientMessage::Count {
+                subscription_id,
+                filter,
+            } => {
+                let sub = subscription_id.as_str();
+                match self.store.count(filter.into_owned()).await {
+                    Ok(n) => {
+                        self.send(json!(["COUNT", sub, {"count": n}]).to_string());
+                    }
+                    Err(e) => self.closed(sub, &format!("error: {e}")),
+                }
+            }
+            ClientMessage::Close(sub) => {
+                self.subs.remove(sub.as_str());
+            }
+            ClientMessage::Auth(_) => self.notice("unsupported: this relay does not use AUTH"),
+            ClientMessage::NegOpen {
+                subscription_id,
+                filter,
+                initial_message,
+            } => {
+                self.on_neg_open(
+                    subscription_id.as_str(),
+                    filter.into_owned(),
+                    &initial_message,
+                )
+                .await;
+            }
+            ClientMessage::NegMsg {
+                subscription_id,
+                message,
+            } => self.on_neg_msg(subscription_id.as_str(), &message),
+            ClientMessage::NegClose { subscription_id } => {
+                self.negs.remove(subscription_id.as_str());
+            }
+        }
+    }
+
+    async fn on_event(&self, event: Event) {
+        let id = event.id.to_hex();
+        if rules::classify(event.kind.as_u16()) == KindClass::Ephemeral {
+            let size = event.as_json().len();
+            match rules::check(&event, size, &self.store.limits()) {
+                Ok(()) => {
+                    self.store.relay_ephemeral(event);
+                    self.ok(&id, true, "");
+                }
+                Err(r) => self.ok(&id, false, &r.reason()),
+            }
+            return;
+        }
+        match self.store.insert(vec![event]).await {
+            Ok(outcomes) => match outcomes.first() {
+                Some(outcome) => {
+                    let (accepted, message) = outcome.ok_message();
+                    self.ok(&id, accepted, &message);
+                }
+                None => self.ok(&id, false, "error: the store gave no answer"),
+            },
+            Err(e) => self.ok(
+                &id,
+                false,
+                &format!("error: could not store the event: {e}"),
+            ),
+        }
+    }
+
+    async fn on_req(&mut self, sub: &str, filters: Vec<Filter>) {
+        let config = self.config.clone();
+        if sub.len() > MAX_SUB_ID {
+            self.closed(
+                &quote(sub),
+                "invalid: subscription id longer than 64 characters",
+            );
+            return;
+        }
+        if filters.len() > config.max_filters {
+            self.closed(
+                sub,
+                &format!(
+                    "invalid: too many filters ({}, max {})",
+                    filters.len(),
+                    config.max_filters
+                ),
+            );
+            return;
+        }
+        if filters.iter().any(|f| f.search.is_some()) {
+            self.closed(sub, "unsupported: search (NIP-50) is not supported");
+            return;
+        }
+        // NIP-01: a REQ with an id in use replaces that subscription.
+        self.subs.remove(sub);
+        if self.subs.len() >= config.max_subscriptions {
+            self.closed(
+                sub,
+                &format!(
+                    "blocked: too many subscriptions (max {})",
+                    config.max_subscriptions
+                ),
+            );
+            return;
+        }
+        let mut seen = HashSet::new();
+        for filter in &filters {
+            let limit = filter
+                .limit
+                .unwrap_or(config.max_limit)
+                .min(config.max_limit);
+            if limit == 0 {
+                continue;
+            }
+            match self.store.query_json(filter.clone(), Some(limit)).await {
+                Ok(rows) => {
+                    for (id, json) in rows {
+                        if (filters.len() == 1 || seen.insert(id)) && !self.event(sub, &json) {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.closed(sub, &format!("error: {e}"));
+                    return;
+                }
+            }
+        }
+        if self.send(json!(["EOSE", sub]).to_string()) {
+            self.subs.insert(sub.to_owned(), filters);
+        }
+    }
+
+    fn on_live(&self, event: &Event) {
+        let mut json: Option<String> = None;
+        for (sub, filters) in &self.subs {
+            if filters
+                .iter()
+                .any(|f| f.match_event(event, MatchEventOptions::new()))
+            {
+                let json = json.get_or_insert_with(|| event.as_json());
+                if !self.event(sub, json) {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_neg_open(&mut self, sub: &str, filter: Filter, initial: &str) {
+        self.negs.remove(sub);
+        if sub.len() > MAX_SUB_ID {
+            self.neg_err(
+                &quote(sub),
+                "invalid: subscription id longer than 64 characters",
+            );
+            return;
+        }
+        if self.negs.len() >= MAX_NEG_SESSIONS {
+            self.neg_err(
+                sub,
+                "blocked: too many reconciliations open on this connection",
+            );
+            return;
+        }
+        let Ok(query) = hex::decode(initial) else {
+            self.neg_err(sub, "invalid: NEG-OPEN message is not hex");
+            return;
+        };
+        let items = match self.store.items(filter).await {
+            Ok(items) => items,
+            Err(e) => {
+                self.neg_err(sub, &format!("error: {e}"));
+                return;
+            }
+        };
+        let max = self.config.max_sync_events;
+        if items.len() > max {
+            self.neg_err(
+                sub,
+                &format!("blocked: too many records ({}, max {max})", items.len()),
+            );
+            return;
+        }
+        let negentropy = match server(&items) {
+            Ok(n) => n,
+            Err(e) => {
+                self.neg_err(sub, &format!("error: {e}"));
+                return;
+            }
+        };
+        self.negs.insert(sub.to_owned(), negentropy);
+        self.reconcile(sub, &query);
+    }
+
+    fn on_neg_msg(&mut self, sub: &str, message: &str) {
+        if !self.negs.contains_key(sub) {
+            self.neg_err(sub, "closed: no reconciliation open with this id");
+            return;
+        }
+        let Ok(query) = hex::decode(message) else {
+            self.negs.remove(sub);
+            self.neg_err(sub, "invalid: NEG-MSG message is not hex");
+            return;
+        };
+        self.reconcile(sub, &query);
+    }
+
+    fn reconcile(&mut self, sub: &str, query: &[u8]) {
+        let Some(negentropy) = self.negs.get_mut(sub) else {
+            return;
+        };
+        match negentropy.reconcile(query) {
+            Ok(reply) => {
+                self.send(json!(["NEG-MSG", sub, hex::encode(reply)]).to_string());
+            }
+            Err(e) => {
+                self.negs.remove(sub);
+                self.neg_err(sub, &format!("invalid: {e}"));
+            }
+        }
+    }
+}
+
+/// The responder side of a reconciliation over `items`.
+fn server(
+    items: &[(nostr::prelude::Timestamp, EventId)],
+) -> Result<Negentropy<'static, NegentropyStorageVector>, negentropy::Error> {
+    let mut storage = NegentropyStorageVector::with_capacity(items.len());
+    for (at, id) in items {
+        storage.insert(at.as_secs(), Id::from_byte_array(id.to_bytes()))?;
+    }
+    storage.seal()?;
+    Negentropy::owned(storage, NEG_FRAME_LIMIT)
+}
+
+/// The `id` of `["EVENT", {"id": …}]`, if the text carries a well-formed one.
+fn event_id_of(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let id = value.get(1)?.get("id")?.as_str()?;
+    EventId::from_hex(id).ok().map(|id| id.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_found_only_when_well_formed() {
+        let id = "a".repeat(64);
+        assert_eq!(
+            event_id_of(&format!(r#"["EVENT",{{"id":"{id}"}}]"#)),
+            Some(id)
+        );
+        assert_eq!(event_id_of(r#"["EVENT",{"id":"zz"}]"#), None);
+        assert_eq!(event_id_of("not json"), None);
+    }
+}
