@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Home, home_dir};
 use crate::node::Node;
+use crate::store::Store;
 use crate::sync::authors::{self, AuthorSources};
 use crate::sync::discovery::{self, Peer};
 use crate::sync::history::History;
-use crate::sync::local::ExternalRelay;
+use crate::sync::local::{ExternalRelay, LocalStore, Station};
 use crate::sync::stats::RunStats;
 use crate::sync::{Engine, SyncOptions};
 
@@ -148,7 +149,7 @@ pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
             .await?;
             Ok::<RunStats, anyhow::Error>(serde_json::from_value(value)?)
         } else {
-            execute(home, &args, None).await
+            execute(home, &args, None, None).await
         }
     })?;
     print(&args, &stats);
@@ -158,12 +159,14 @@ pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Discover, sync and record one run. `node` is the daemon's; without it a temporary node is
-/// started when a peer must be reached through its tunnel.
+/// Discover, sync and record one run. `node` and `station` are the daemon's; without a node a
+/// temporary one is started when a peer must be reached through its tunnel, and without a
+/// station the local relay is found as the daemon would.
 pub async fn execute(
     home: &Home,
     args: &BackfillArgs,
     node: Option<Node>,
+    station: Option<Station>,
 ) -> anyhow::Result<RunStats> {
     let zen = args.zen();
     let own = node.as_ref().map(Node::peer_id);
@@ -177,13 +180,6 @@ pub async fn execute(
     }
     let mut history = History::open(&home.root().join("history.sqlite"))?;
     let rejected = history.rejected_ids().unwrap_or_default();
-    let local_url = args
-        .local_relay
-        .clone()
-        .unwrap_or_else(|| "ws://127.0.0.1:7777".into());
-    let local = ExternalRelay::connect(&local_url, Duration::from_secs(10))
-        .await
-        .with_context(|| format!("the local relay {local_url} is not reachable"))?;
     let node = match node {
         Some(n) => Some(n),
         None if peers
@@ -194,24 +190,79 @@ pub async fn execute(
         }
         None => None,
     };
-    let engine = Engine::new(args.options(), &local, node, rejected);
-    let engine = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
-        engine.with_progress(indicatif::ProgressBar::new(0))
-    } else {
-        engine
-    };
     let initial = RunStats {
         sources,
         skipped_peers: skipped,
         ..Default::default()
     };
-    let outcome = engine.run(peers, base, initial).await;
+    let station = match (&args.local_relay, station) {
+        (Some(url), _) => Station::External(url.clone()),
+        (None, Some(station)) => station,
+        (None, None) => local_station(home).await?,
+    };
+    let run = Run {
+        args,
+        node,
+        rejected,
+        peers,
+        base,
+        initial,
+    };
+    let outcome = match station {
+        Station::Embedded(store) => run.sync(&store).await,
+        Station::External(url) => {
+            let local = ExternalRelay::connect(&url, LOCAL_CONNECT_TIMEOUT)
+                .await
+                .with_context(|| format!("the local relay {url} is not reachable"))?;
+            run.sync(&local).await
+        }
+    };
     let mut stats = outcome.stats;
     if !args.dry_run {
         stats.run_id = history.record(&stats)?;
         history.remember_rejected(&outcome.rejected, stats.started_at)?;
     }
     Ok(stats)
+}
+
+/// How long the local relay may take to accept the connection.
+const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Without a daemon: the relay answering at `[relay] listen` (strfry, or our own `relay`
+/// command), else the embedded store opened here.
+async fn local_station(home: &Home) -> anyhow::Result<Station> {
+    let config = crate::config::Config::load(&home.config_file())?;
+    let listen = config.relay.listen.clone();
+    if crate::relay::probe(&listen).await {
+        return Ok(Station::External(format!("ws://{listen}")));
+    }
+    let db = home.database();
+    Ok(Station::Embedded(
+        Store::open(&db, config.relay.event_limits())
+            .with_context(|| format!("cannot open the event store {}", db.display()))?,
+    ))
+}
+
+/// Everything a run needs besides the local side.
+struct Run<'a> {
+    args: &'a BackfillArgs,
+    node: Option<Node>,
+    rejected: std::collections::HashSet<String>,
+    peers: Vec<Peer>,
+    base: std::collections::BTreeSet<String>,
+    initial: RunStats,
+}
+
+impl Run<'_> {
+    async fn sync<L: LocalStore>(self, local: &L) -> crate::sync::RunOutcome {
+        let engine = Engine::new(self.args.options(), local, self.node, self.rejected);
+        let engine = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !self.args.json {
+            engine.with_progress(indicatif::ProgressBar::new(0))
+        } else {
+            engine
+        };
+        engine.run(self.peers, self.base, self.initial).await
+    }
 }
 
 fn gather_peers(

@@ -17,6 +17,8 @@ use crate::config::{self, Config, Home, TunnelSpec};
 use crate::control::{self, Request};
 use crate::identity;
 use crate::node::{Node, NodeOptions};
+use crate::store::Store;
+use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
 
 /// Flags of `constellation daemon`.
@@ -26,9 +28,10 @@ pub struct DaemonArgs {
     /// else /ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/udp/4001/quic-v1.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<String>,
-    /// Address of the embedded Nostr relay (when no relay already answers there).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
-    pub relay_listen: String,
+    /// Address of the embedded Nostr relay, unless another relay already answers there (then
+    /// that one is the local relay). Default: `[relay] listen` of config.toml, else 127.0.0.1:7777.
+    #[arg(long, value_name = "ADDR")]
+    pub relay_listen: Option<String>,
     /// Do not start or look for a local relay.
     #[arg(long)]
     pub no_relay: bool,
@@ -163,10 +166,25 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
+    let relay = if args.no_relay {
+        None
+    } else {
+        Some(
+            start_relay(
+                home,
+                &config,
+                args.relay_listen.clone(),
+                shutdown.clone(),
+                &tracker,
+            )
+            .await?,
+        )
+    };
     let daemon = Arc::new(Daemon {
         node: node.clone(),
         tunnels: tunnels.clone(),
         home: home.clone(),
+        station: relay.as_ref().map(|r| r.station.clone()),
     });
     daemon.restore_tunnels(&config).await;
 
@@ -185,6 +203,11 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         "peer_id": node.peer_id().to_string(),
         "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "control": socket,
+        "relay": relay.as_ref().map(|r| r.url.clone()),
+        "relay_mode": relay.as_ref().map(|r| match r.station {
+            Station::Embedded(_) => "embedded",
+            Station::External(_) => "external",
+        }),
     });
     println!("{ready}");
     tracing::info!(peer_id = %node.peer_id(), "daemon ready");
@@ -203,6 +226,48 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The local relay the daemon uses.
+struct LocalRelay {
+    station: Station,
+    url: String,
+}
+
+/// Serve the embedded relay, unless a relay already answers at its address (strfry on a
+/// station that has one): then that relay is the local relay.
+async fn start_relay(
+    home: &Home,
+    config: &Config,
+    listen: Option<String>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<LocalRelay> {
+    let mut relay_config = config.relay.clone();
+    if let Some(listen) = listen {
+        relay_config.listen = listen;
+    }
+    let listen = relay_config.listen.clone();
+    if crate::relay::probe(&listen).await {
+        let url = format!("ws://{listen}");
+        tracing::info!("a relay already answers at {url}: using it as the local relay");
+        return Ok(LocalRelay {
+            station: Station::External(url.clone()),
+            url,
+        });
+    }
+    let db = home.database();
+    let store = Store::open(&db, relay_config.event_limits())
+        .with_context(|| format!("cannot open the event store {}", db.display()))?;
+    let addr = crate::relay::start(store.clone(), relay_config, shutdown, tracker)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for the embedded relay"))?;
+    let url = format!("ws://{addr}");
+    tracing::info!(db = %db.display(), "embedded relay at {url}");
+    Ok(LocalRelay {
+        station: Station::Embedded(store),
+        url,
+    })
+}
+
 pub async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -219,6 +284,8 @@ struct Daemon {
     node: Node,
     tunnels: Tunnels,
     home: Home,
+    /// The local relay (None with `--no-relay`).
+    station: Option<Station>,
 }
 
 impl Daemon {
@@ -272,7 +339,13 @@ impl Daemon {
             Request::StreamLs => serde_json::to_value(self.tunnels.streams())?,
             Request::StreamClose { id } => json!({ "closed": self.tunnels.close_streams(id)? }),
             Request::Backfill { args } => serde_json::to_value(
-                crate::backfill::execute(&self.home, &args, Some(self.node.clone())).await?,
+                crate::backfill::execute(
+                    &self.home,
+                    &args,
+                    Some(self.node.clone()),
+                    self.station.clone(),
+                )
+                .await?,
             )?,
         })
     }

@@ -176,6 +176,17 @@ async fn handle(
     }
 }
 
+/// How long a connection attempt to a possible local relay may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Does something already accept connections at `addr` (e.g. strfry on 127.0.0.1:7777)?
+pub async fn probe(addr: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Bind `config.listen` and serve in the background; returns the bound address.
 pub async fn start(
     store: Store,

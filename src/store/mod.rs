@@ -302,7 +302,42 @@ fn event_id(bytes: &[u8]) -> Result<EventId, StoreError> {
     EventId::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Below this many events a batch is checked on one thread.
+const PARALLEL_CHECK: usize = 64;
+
+/// Check a batch, signatures verified on every core for large batches (the slow part).
 fn check_all(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if events.len() < PARALLEL_CHECK || threads < 2 {
+        return check_chunk(events, limits);
+    }
+    let chunk = events.len().div_ceil(threads);
+    let mut events = events;
+    let mut parts = Vec::with_capacity(threads);
+    while events.len() > chunk {
+        let rest = events.split_off(chunk);
+        parts.push(events);
+        events = rest;
+    }
+    parts.push(events);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| (part.len(), scope.spawn(move || check_chunk(part, limits))))
+            .collect();
+        // A panicking check refuses its whole chunk rather than misaligning the answers.
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..len).map(|_| Err(Rejection::InvalidSignature)).collect()
+                })
+            })
+            .collect()
+    })
+}
+
+fn check_chunk(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
     events
         .into_iter()
         .map(|event| {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::client::{ClientError, RelayClient};
+use crate::store::{Outcome, Store, StoreError};
 
 /// Page size when reading an external local relay.
 const LOCAL_PAGE: usize = 500;
@@ -20,6 +21,9 @@ const IDS_PER_FILTER: usize = 250;
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ImportCounts {
     pub imported: u64,
+    /// Older versions of replaceable/addressable events that the imported ones replaced.
+    #[serde(default)]
+    pub replaced: u64,
     /// Ids newly stored (for kind counts, unique pubkeys, viral content).
     #[serde(skip)]
     pub accepted: Vec<EventId>,
@@ -34,6 +38,7 @@ pub struct ImportCounts {
 impl ImportCounts {
     pub fn add(&mut self, other: ImportCounts) {
         self.imported += other.imported;
+        self.replaced += other.replaced;
         self.accepted.extend(other.accepted);
         self.duplicate += other.duplicate;
         for (k, v) in other.rejected {
@@ -70,6 +75,70 @@ pub trait LocalStore: Send + Sync {
         &self,
         events: Vec<Event>,
     ) -> impl Future<Output = Result<ImportCounts, LocalError>> + Send;
+    /// True when the store checks ids and signatures itself (the engine then need not).
+    fn verifies(&self) -> bool {
+        false
+    }
+}
+
+/// The station's local relay, as the daemon found it at start.
+#[derive(Clone)]
+pub enum Station {
+    /// The embedded store (the daemon serves it as a relay too).
+    Embedded(Store),
+    /// Another relay already answering at the local address (strfry, or any NIP-01 relay).
+    External(String),
+}
+
+impl From<StoreError> for LocalError {
+    fn from(e: StoreError) -> Self {
+        LocalError::Store(e.to_string())
+    }
+}
+
+/// The embedded store: imports are one transaction per batch, acknowledged after commit.
+impl LocalStore for Store {
+    async fn items(&self, filter: &Filter) -> Result<Vec<(Timestamp, EventId)>, LocalError> {
+        Ok(Store::items(self, filter.clone()).await?)
+    }
+
+    async fn query(&self, filter: Filter) -> Result<Vec<Event>, LocalError> {
+        let limit = filter.limit;
+        Ok(Store::query(self, filter, limit).await?)
+    }
+
+    async fn events(&self, ids: &[EventId]) -> Result<Vec<Event>, LocalError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_FILTER) {
+            out.extend(Store::query(self, Filter::new().ids(chunk.iter().copied()), None).await?);
+        }
+        Ok(out)
+    }
+
+    async fn import(&self, events: Vec<Event>) -> Result<ImportCounts, LocalError> {
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let outcomes = self.insert(events).await?;
+        let mut counts = ImportCounts::default();
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Inserted { replaced } => {
+                    counts.imported += 1;
+                    counts.replaced += u64::from(replaced);
+                    counts.accepted.push(id);
+                }
+                Outcome::Duplicate | Outcome::Superseded => counts.duplicate += 1,
+                Outcome::Rejected(r) => {
+                    *counts.rejected.entry(r.key().to_owned()).or_insert(0) += 1;
+                    counts.rejected_ids.push((id, r.key().to_owned()));
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    fn verifies(&self) -> bool {
+        true
+    }
 }
 
 /// An external local relay (`--local-relay ws://127.0.0.1:7777`).
@@ -122,6 +191,7 @@ impl LocalStore for ExternalRelay {
         let published = self.client.lock().await.publish(&events).await?;
         Ok(ImportCounts {
             imported: published.accepted,
+            replaced: 0,
             accepted: published.accepted_ids,
             duplicate: published.duplicate,
             rejected: published.refused,

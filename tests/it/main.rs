@@ -3,5 +3,6 @@
 
 mod common;
 mod kubo;
+mod relay;
 mod sync;
 mod tunnel;

@@ -25,6 +25,8 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
     pub peer_id: String,
     pub listen: Vec<String>,
+    /// The whole ready line (relay URL and mode, control socket, …).
+    pub ready: serde_json::Value,
     child: Option<Child>,
 }
 
@@ -51,11 +53,10 @@ impl Daemon {
             .open(home.join("daemon.log"))
             .expect("log file");
         let mut command = Command::new(bin());
-        command
-            .arg("--home")
-            .arg(home)
-            .arg("daemon")
-            .args(["--no-relay"]);
+        command.arg("--home").arg(home).arg("daemon");
+        if !extra.contains(&"--relay-listen") {
+            command.arg("--no-relay");
+        }
         if !extra.contains(&"--listen") {
             command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
@@ -97,6 +98,7 @@ impl Daemon {
                 .iter()
                 .map(|a| a.as_str().expect("addr").to_owned())
                 .collect(),
+            ready,
             child: Some(child),
         }
     }

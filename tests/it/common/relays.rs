@@ -107,6 +107,23 @@ pub fn publish(url: &str, events: &[Event]) {
     })
 }
 
+/// Publish events one by one; refusals (deleted, superseded) are fine.
+pub fn publish_lenient(url: &str, events: &[Event]) {
+    runtime().block_on(async {
+        let mut c = client(url).await;
+        c.publish(events).await.expect("publish");
+        c.close().await;
+    })
+}
+
+/// Ids of one REQ, in the order the relay sent them.
+pub async fn query_ordered(url: &str, filter: Filter) -> Vec<EventId> {
+    let mut c = client(url).await;
+    let events = c.query(filter).await.expect("query");
+    c.close().await;
+    events.into_iter().map(|e| e.id).collect()
+}
+
 /// Ids of every event on the relay matching `filter` (paged, complete).
 pub fn ids(url: &str, filter: Filter) -> std::collections::BTreeSet<EventId> {
     runtime().block_on(async {
