@@ -84,6 +84,15 @@ max_limit: {max_limit or 6000}
 oldest_event: 3153600000
 """
         )
+    # `nostr-relay serve` runs its alembic migrations first; run_with_uvicorn does not, so the
+    # tables are created here (without them every EVENT gets `OK "" false "no such table"`).
+    import sqlalchemy
+    from nostr_relay.storage import get_metadata
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{folder}/nostr.sqlite3")
+    get_metadata().create_all(engine)
+    engine.dispose()
+
     import threading
 
     def announce_then_wait():

@@ -23,6 +23,8 @@ const NEG_FRAME_LIMIT: u64 = 50_000;
 const MAX_NEG_ROUNDS: usize = 1_000;
 /// Pages per filter before pagination stops (500 × 20 000 = 10 M events: a runaway relay).
 const MAX_PAGES: usize = 20_000;
+/// How long a relay may take to answer NEG-OPEN before it is taken to lack NIP-77.
+const NEG_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events in flight when uploading (sent, OK not yet received).
 const PUBLISH_WINDOW: usize = 200;
 /// Malformed messages tolerated on one connection before it is dropped.
@@ -76,6 +78,8 @@ pub struct RelayClient {
     next_sub: u64,
     /// Largest page this relay ever returned: a page smaller than this is complete.
     page_cap_seen: usize,
+    /// Whether the relay's `until` includes its second (learned on the first split window).
+    until_inclusive: Option<bool>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub round_trips: u64,
@@ -152,6 +156,7 @@ impl RelayClient {
             idle,
             next_sub: 0,
             page_cap_seen: 0,
+            until_inclusive: None,
             bytes_in: 0,
             bytes_out: 0,
             round_trips: 0,
@@ -229,8 +234,11 @@ impl RelayClient {
         Ok(events)
     }
 
-    /// Every event matching `base` (its `since`/`until` bound the window), page by page with an
-    /// inclusive `until` and deduplication by id; a second that fills a page is split.
+    /// Every event matching `base` (its `since`/`until` bound the window), page by page with
+    /// deduplication by id. After a full page, the page's oldest second is fetched on its own
+    /// (split by authors, then kinds, while a piece still fills a page), so that the next page
+    /// can start strictly below it whether the relay's `until` is inclusive (NIP-01, strfry)
+    /// or exclusive (PyPI nostr-relay).
     pub async fn fetch_all(
         &mut self,
         base: &Filter,
@@ -249,34 +257,30 @@ impl RelayClient {
             let Some(oldest) = events.iter().map(|e| e.created_at.as_secs()).min() else {
                 break;
             };
-            let newest = events
-                .iter()
-                .map(|e| e.created_at.as_secs())
-                .max()
-                .unwrap_or(oldest);
             let len = events.len();
-            let fresh = keep_new(events, &mut seen, &mut out);
-            if oldest == newest && len >= self.page_cap_seen && len > 1 {
-                self.exhaust_second(base, oldest, page, &mut seen, &mut out)
-                    .await?;
-                if oldest == 0 {
-                    break;
-                }
-                until = oldest - 1;
-            } else if len < self.page_cap_seen || fresh == 0 {
-                break; // a short page: the relay had nothing more
-            } else {
-                until = oldest; // inclusive: the rest of that second comes again, deduplicated
+            // Everything seen so far is at or above the last exhausted second, so a page below
+            // it that brings nothing new comes from a relay that ignores `until`: stop.
+            if keep_new(events, &mut seen, &mut out) == 0 || len < self.page_cap_seen.max(2) {
+                break; // or a short page: the relay had nothing more
             }
-            if since.is_some_and(|s| until < s) {
+            self.exhaust_second(base, oldest, page, &mut seen, &mut out)
+                .await?;
+            if oldest == 0 || since.is_some_and(|s| oldest <= s) {
                 break;
             }
+            // Below the exhausted second, in the relay's own `until` semantics.
+            until = if self.until_inclusive == Some(false) {
+                oldest
+            } else {
+                oldest - 1
+            };
         }
         Ok(out)
     }
 
-    /// Fetch all events of second `second`, splitting the filter by authors, then kinds, while a
-    /// piece still fills a page.
+    /// Fetch all events of second `second` (known to hold at least one match), splitting the
+    /// filter while a piece still fills a page. The first query also tells whether the relay's
+    /// `until` is inclusive: `since = until = second` finds nothing on a relay where it is not.
     async fn exhaust_second(
         &mut self,
         base: &Filter,
@@ -285,13 +289,31 @@ impl RelayClient {
         seen: &mut HashSet<EventId>,
         out: &mut Vec<Event>,
     ) -> Result<(), ClientError> {
-        let at = Timestamp::from(second);
-        let mut queue = VecDeque::from([base.clone().since(at).until(at)]);
+        let window = |inclusive: Option<bool>| {
+            let end = if inclusive == Some(false) {
+                second + 1
+            } else {
+                second
+            };
+            base.clone()
+                .since(Timestamp::from(second))
+                .until(Timestamp::from(end))
+        };
+        let mut queue = VecDeque::from([window(self.until_inclusive)]);
         while let Some(filter) = queue.pop_front() {
             let events = self.query(filter.clone().limit(page)).await?;
-            let full = events.len() >= self.page_cap_seen.max(1) && events.len() > 1;
-            keep_new(events, seen, out);
-            if full {
+            if self.until_inclusive.is_none() {
+                let inclusive = !events.is_empty();
+                self.until_inclusive = Some(inclusive);
+                if !inclusive {
+                    tracing::debug!("relay treats `until` as exclusive; windows adjusted");
+                    queue.push_back(window(Some(false)));
+                    continue;
+                }
+            }
+            let full = events.len() >= self.page_cap_seen.max(2);
+            // Only new events justify a split (a relay ignoring the window repeats itself).
+            if keep_new(events, seen, out) > 0 && full {
                 match split(&filter) {
                     Some((a, b)) => queue.extend([a, b]),
                     None => {
@@ -334,7 +356,17 @@ impl RelayClient {
         for round in 0..MAX_NEG_ROUNDS {
             self.round_trips += 1;
             let message = loop {
-                match self.recv().await {
+                // A relay without NIP-77 may ignore NEG-OPEN silently (PyPI nostr-relay does):
+                // the first answer gets a shorter wait than the idle timeout.
+                let next = if round == 0 {
+                    let wait = NEG_OPEN_TIMEOUT.min(self.idle);
+                    tokio::time::timeout(wait, self.recv())
+                        .await
+                        .unwrap_or(Err(ClientError::Idle(wait)))
+                } else {
+                    self.recv().await
+                };
+                match next {
                     Ok(RelayMessage::NegMsg {
                         subscription_id,
                         message,
@@ -404,7 +436,13 @@ impl RelayClient {
         let mut result = Published::default();
         let mut pending: HashSet<EventId> = HashSet::new();
         let mut next = 0;
+        // Messages that acknowledge nothing of ours (NOTICEs, OKs for unknown ids) do not count
+        // as progress: without an awaited OK for this long, the relay is given up on.
+        let mut progress = tokio::time::Instant::now();
         while next < events.len() || !pending.is_empty() {
+            if progress.elapsed() > self.idle {
+                return Err(ClientError::Idle(self.idle));
+            }
             while next < events.len() && pending.len() < PUBLISH_WINDOW {
                 pending.insert(events[next].id);
                 self.send(&ClientMessage::event(events[next].clone()))
@@ -417,6 +455,7 @@ impl RelayClient {
                     status,
                     message,
                 } if pending.remove(&event_id) => {
+                    progress = tokio::time::Instant::now();
                     if message.starts_with("duplicate") {
                         result.duplicate += 1;
                     } else if status {
