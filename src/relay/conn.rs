@@ -288,20 +288,34 @@ impl Session {
             }
             return;
         }
-        match self.store.insert(vec![event]).await {
-            Ok(outcomes) => match outcomes.first() {
-                Some(outcome) => {
-                    let (accepted, message) = outcome.ok_message();
-                    self.ok(&id, accepted, &message);
-                }
-                None => self.ok(&id, false, "error: the store gave no answer"),
-            },
-            Err(e) => self.ok(
-                &id,
-                false,
-                &format!("error: could not store the event: {e}"),
-            ),
-        }
+        // Queue in arrival order (so replacements and deletions apply in order), answer after
+        // commit without blocking this connection: its next events can join the same commit.
+        let pending = match self.store.submit(vec![event]).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.ok(
+                    &id,
+                    false,
+                    &format!("error: could not store the event: {e}"),
+                );
+                return;
+            }
+        };
+        let out = self.out.clone();
+        let gone = self.gone.clone();
+        tokio::spawn(async move {
+            let (accepted, message) = match pending.wait().await {
+                Ok(outcomes) => match outcomes.first() {
+                    Some(outcome) => outcome.ok_message(),
+                    None => (false, "error: the store gave no answer".into()),
+                },
+                Err(e) => (false, format!("error: could not store the event: {e}")),
+            };
+            let text = json!(["OK", id, accepted, message]).to_string();
+            if let Err(mpsc::error::TrySendError::Full(_)) = out.try_send(Message::text(text)) {
+                gone.cancel();
+            }
+        });
     }
 
     async fn on_req(&mut self, sub: &str, filters: Vec<Filter>) {

@@ -92,6 +92,29 @@ fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreError> {
     })
 }
 
+/// Events queued for the writer; [`Pending::wait`] gives their outcomes once committed.
+pub struct Pending {
+    outcomes: Vec<Option<Outcome>>,
+    slots: Vec<usize>,
+    answer: Option<oneshot::Receiver<Result<Vec<Outcome>, StoreError>>>,
+}
+
+impl Pending {
+    pub async fn wait(self) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = self.outcomes;
+        if let Some(answer) = self.answer {
+            let stored = answer.await.map_err(|_| StoreError::Closed)??;
+            for (slot, outcome) in self.slots.into_iter().zip(stored) {
+                outcomes[slot] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Rejected(Rejection::InvalidId)))
+            .collect())
+    }
+}
+
 /// A cloneable handle on the store.
 #[derive(Clone)]
 pub struct Store {
@@ -153,6 +176,12 @@ impl Store {
 
     /// Check and store `events`; one `Outcome` per event, in order, after commit.
     pub async fn insert(&self, events: Vec<Event>) -> Result<Vec<Outcome>, StoreError> {
+        self.submit(events).await?.wait().await
+    }
+
+    /// Check `events` and queue them for the writer, in call order; the returned [`Pending`]
+    /// resolves after commit. Queueing without waiting lets one client's events share a commit.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Pending, StoreError> {
         let limits = self.inner.limits;
         let checked = if events.len() <= INLINE_CHECK {
             check_all(events, &limits)
@@ -174,7 +203,9 @@ impl Store {
                 Err(r) => outcomes.push(Some(Outcome::Rejected(r))),
             }
         }
-        if !valid.is_empty() {
+        let answer = if valid.is_empty() {
+            None
+        } else {
             let (reply, answer) = oneshot::channel();
             self.inner
                 .writer
@@ -184,15 +215,13 @@ impl Store {
                 })
                 .await
                 .map_err(|_| StoreError::Closed)?;
-            let stored = answer.await.map_err(|_| StoreError::Closed)??;
-            for (slot, outcome) in slots.into_iter().zip(stored) {
-                outcomes[slot] = Some(outcome);
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Rejected(Rejection::InvalidId)))
-            .collect())
+            Some(answer)
+        };
+        Ok(Pending {
+            outcomes,
+            slots,
+            answer,
+        })
     }
 
     /// Run `f` on a pooled read connection, off the async threads.

@@ -2,7 +2,7 @@
 //! tunnels both ways ± swarm key, identity import, half-close and reset behaviour as observed.
 
 #[path = "kubo_harness.rs"]
-mod harness;
+pub mod harness;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -388,53 +388,123 @@ fn malformed_station_files_are_skipped_with_a_reason() {
 
 #[test]
 fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
-    let relays = [
-        PyRelay::start("localrelay", 0),
-        PyRelay::start("localrelay", 0),
-        PyRelay::start("localrelay", 0),
+    // Three stations, each a daemon with its embedded relay, reachable only through its tunnel.
+    let daemons = [
+        Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
+        Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
+        Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
     ];
-    let daemons = [Daemon::start(&[]), Daemon::start(&[]), Daemon::start(&[])];
     let keys: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
     let t = now() - 300;
     let mut all = BTreeSet::new();
-    for (i, (relay, daemon)) in relays.iter().zip(&daemons).enumerate() {
+    for (i, daemon) in daemons.iter().enumerate() {
         let events = [
             note(&keys[i], &format!("event {}", 2 * i + 1), t),
             note(&keys[i], &format!("event {}", 2 * i + 2), t + 1),
         ];
         all.extend(events.iter().map(|e| e.id));
-        publish(&relay.url, &events);
+        let url = relay_url(daemon);
+        publish(&url, &events);
+        let port = url.rsplit(':').next().unwrap();
         daemon.cli_ok(&[
             "p2p",
             "listen",
             &format!("/x/strfry-{}", daemon.peer_id),
-            &format!("/ip4/127.0.0.1/tcp/{}", relay.port()),
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
         ]);
     }
     // A knows B and C as stations whose relay is only on their loopback.
     let tmp = tempfile::tempdir().unwrap();
     let swarm = tmp.path().join("swarm");
     for d in &daemons[1..] {
-        let dir = swarm.join(&d.peer_id);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("12345.json"),
-            format!(
-                r#"{{"ipfsnodeid":"{}","myRELAY":"ws://127.0.0.1:7777"}}"#,
-                d.peer_id
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("x_strfry.sh"), "#!/bin/bash\n").unwrap();
+        station_file(&swarm, &d.peer_id, "ws://127.0.0.1:7777");
         common::connect(d, &daemons[0]);
     }
     let zen = tmp.path().join("zen");
-    let home = daemons[0].home.clone();
+    let args = [
+        "--swarm-dir",
+        swarm.to_str().unwrap(),
+        "--days",
+        "1",
+        "--zen",
+        zen.to_str().unwrap(),
+    ];
+    let (code, stats) = backfill(&daemons[0].home, &args);
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["peers_ok"], 2);
+    assert_eq!(stats["imported"], 4, "{stats}");
+    // B lacks 1, 2, 5, 6 and C lacks 1-4: A uploads them (NIP-77 both ways, third parties' too).
+    assert_eq!(stats["uploaded"], 8, "{stats}");
+    for daemon in &daemons {
+        assert_eq!(
+            ids(&relay_url(daemon), Filter::new().kind(Kind::TextNote)),
+            all,
+            "{} lacks events",
+            daemon.peer_id
+        );
+    }
+    // B's own hourly run then finds nothing new, and that is a success.
+    let swarm_b = tmp.path().join("swarm-b");
+    station_file(&swarm_b, &daemons[0].peer_id, "ws://127.0.0.1:7777");
     let (code, stats) = backfill(
-        &home,
+        &daemons[1].home,
         &[
-            "--local-relay",
-            &relays[0].url,
+            "--swarm-dir",
+            swarm_b.to_str().unwrap(),
+            "--days",
+            "1",
+            "--zen",
+            zen.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(
+        (stats["peers_ok"].as_u64(), stats["imported"].as_u64()),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+}
+
+/// The embedded relay's URL from a daemon's ready line.
+fn relay_url(daemon: &Daemon) -> String {
+    daemon.ready["relay"]
+        .as_str()
+        .expect("daemon runs its relay")
+        .to_owned()
+}
+
+/// `<swarm>/<peer>/12345.json` (and the `x_strfry.sh` that marks a tunnelled relay).
+fn station_file(swarm: &Path, peer: &str, relay: &str) {
+    let dir = swarm.join(peer);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("12345.json"),
+        format!(r#"{{"ipfsnodeid":"{peer}","myRELAY":"{relay}"}}"#),
+    )
+    .unwrap();
+    std::fs::write(dir.join("x_strfry.sh"), "#!/bin/bash\n").unwrap();
+}
+
+#[test]
+fn a_relay_behind_a_real_kubo_tunnel_is_synced_through_our_node() {
+    use crate::kubo::harness::{Kubo, KuboOptions};
+    let relay = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..30)
+        .map(|i| note(&keys, &format!("behind kubo {i}"), now() - 100 - i))
+        .collect();
+    publish(&relay.url, &events);
+    let kubo = Kubo::start(KuboOptions::default());
+    kubo.listen(&format!("/x/strfry-{}", kubo.peer_id), relay.port());
+    let ours = Daemon::start(&["--relay-listen", "127.0.0.1:0"]);
+    ours.cli_ok(&["swarm", "connect", &kubo.addr()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let swarm = tmp.path().join("swarm");
+    station_file(&swarm, &kubo.peer_id, "ws://127.0.0.1:7777");
+    let zen = tmp.path().join("zen");
+    let (code, stats) = backfill(
+        &ours.home,
+        &[
             "--swarm-dir",
             swarm.to_str().unwrap(),
             "--days",
@@ -444,13 +514,105 @@ fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
         ],
     );
     assert_eq!(code, 0, "{stats}");
-    assert_eq!(stats["peers_ok"], 2);
-    for relay in &relays {
-        assert_eq!(
-            ids(&relay.url, Filter::new().kind(Kind::TextNote)),
-            all,
-            "{} lacks events",
-            relay.url
-        );
+    assert_eq!(
+        stats["peers"][0]["endpoint"]
+            .as_str()
+            .map(|e| e.contains("/x/strfry-")),
+        Some(true),
+        "{stats}"
+    );
+    assert_eq!(
+        ids(&relay_url(&ours), Filter::new().kind(Kind::TextNote)),
+        events.iter().map(|e| e.id).collect::<BTreeSet<_>>()
+    );
+}
+
+#[test]
+fn a_deleted_event_is_not_resurrected_by_a_peer_that_still_holds_it() {
+    let peer = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let kept = note(&keys, "kept", now() - 50);
+    let gone = note(&keys, "deleted here", now() - 40);
+    publish(&peer.url, &[kept.clone(), gone.clone()]);
+    let station = Daemon::start(&["--relay-listen", "127.0.0.1:0"]);
+    let deletion = EventBuilder::new(Kind::EventDeletion, "")
+        .tags([Tag::event(gone.id)])
+        .custom_created_at(Timestamp::from(now() - 30))
+        .finalize(&keys)
+        .unwrap();
+    publish(&relay_url(&station), std::slice::from_ref(&deletion));
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
+    let (code, stats) = backfill(
+        &station.home,
+        &[
+            "--peer",
+            &peer.url,
+            "--days",
+            "1",
+            "--zen",
+            &zen,
+            "--no-profiles",
+        ],
+    );
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["rejected"]["deleted"], 1, "{stats}");
+    let local = ids(&relay_url(&station), Filter::new());
+    assert!(local.contains(&kept.id) && local.contains(&deletion.id));
+    assert!(!local.contains(&gone.id), "the deleted event came back");
+    // The deletion went up to the peer too.
+    assert!(ids(&peer.url, Filter::new().kind(Kind::EventDeletion)).contains(&deletion.id));
+}
+
+#[test]
+fn a_peer_killed_mid_sync_is_reported_and_what_was_imported_stays() {
+    let healthy = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let good: Vec<Event> = (0..20)
+        .map(|i| note(&keys, &format!("healthy {i}"), now() - 60 - i))
+        .collect();
+    publish(&healthy.url, &good);
+    let partial: Vec<String> = (0..5)
+        .map(|i| note(&keys, &format!("dying {i}"), now() - 200 - i).as_json())
+        .collect();
+    let dying = fake_relay::start(Behaviour::Die(partial));
+    let tmp = tempfile::tempdir().unwrap();
+    let home = embedded_home(&tmp.path().join("home"));
+    let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
+    let (code, stats) = backfill(
+        &home,
+        &[
+            "--peer",
+            &healthy.url,
+            "--peer",
+            &dying,
+            "--days",
+            "1",
+            "--zen",
+            &zen,
+            "--no-profiles",
+            "--idle-timeout",
+            "3",
+        ],
+    );
+    assert_eq!(code, 2, "partial run: {stats}");
+    assert_eq!(
+        (stats["peers_ok"].as_u64(), stats["peers_failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    let failed = stats["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ok"] == false)
+        .unwrap();
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    let stored = stored(&home);
+    for e in &good {
+        assert!(stored.contains(&e.id), "an imported event was lost");
     }
 }

@@ -13,6 +13,8 @@ pub enum Behaviour {
     Serve(Vec<String>),
     /// Accept the REQ and never answer.
     Silent,
+    /// Send these events for the first REQ, then drop the connection (a peer killed mid-sync).
+    Die(Vec<String>),
 }
 
 /// Start the relay on 127.0.0.1:0 in a background thread; returns its URL.
@@ -57,6 +59,14 @@ pub fn start(behaviour: Behaviour) -> String {
                                 }
                                 let _ =
                                     ws.send(Message::text(format!(r#"["EOSE","{sub}"]"#))).await;
+                            }
+                            ("REQ", Behaviour::Die(events)) => {
+                                for e in events {
+                                    let _ = ws
+                                        .send(Message::text(format!(r#"["EVENT","{sub}",{e}]"#)))
+                                        .await;
+                                }
+                                return; // no EOSE: the connection drops
                             }
                             ("EVENT", _) => {
                                 let id = msg
