@@ -5,12 +5,12 @@
 //!
 //! Usage: relay_bench [--events N] [--bin PATH] [--python PATH]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "bench_common/mod.rs"]
+mod bench_common;
 
-use constellation::sync::client::RelayClient;
+use std::time::Instant;
+
+use bench_common::{Relay, arg, client, local_relay, ours, publish_all, sign};
 use nostr::prelude::*;
 
 /// REQ samples per filter (median and p95 reported).
@@ -20,115 +20,20 @@ const AUTHORS: usize = 200;
 /// Seconds over which `created_at` is spread (30 days).
 const SPREAD: u64 = 30 * 86_400;
 
-struct Relay {
-    name: &'static str,
-    url: String,
-    child: Child,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn first_line_with(child: &mut Child, needle: &str) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if line.contains(needle) {
-            return line;
-        }
-    }
-    panic!("no line with {needle:?}");
-}
-
-fn ours(bin: &str, db: &std::path::Path) -> Relay {
-    let mut child = Command::new(bin)
-        .args(["--home"])
-        .arg(db.parent().expect("dir"))
-        .args(["relay", "--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start constellation relay");
-    let line = first_line_with(&mut child, "ready");
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
-    Relay {
-        name: "constellation",
-        url: ready["relay"].as_str().expect("url").to_owned(),
-        child,
-    }
-}
-
-fn local_relay(python: &str) -> Relay {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/relays/serve.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg("localrelay")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start LocalRelay");
-    let url = first_line_with(&mut child, "ws://");
-    Relay {
-        name: "nostr-sdk LocalRelay",
-        url: url.trim().to_owned(),
-        child,
-    }
-}
-
-/// `n` signed events over `AUTHORS` authors, mostly notes with a hashtag, some profiles.
+/// `n` signed notes over `AUTHORS` authors, spread over 30 days.
 fn generate(n: usize, salt: &str) -> (Vec<Keys>, Vec<Event>) {
     let keys: Vec<Keys> = (0..AUTHORS).map(|_| Keys::generate()).collect();
     let now = Timestamp::now().as_secs();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let chunk = n.div_ceil(threads);
-    let events = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let keys = &keys;
-                s.spawn(move || {
-                    let mut out = Vec::with_capacity(chunk);
-                    for i in (t * chunk)..((t + 1) * chunk).min(n) {
-                        let k = &keys[i % AUTHORS];
-                        let at = now - (i as u64 * 7919) % SPREAD;
-                        let tag = Tag::hashtag(format!("topic{}", i % 50));
-                        let e = EventBuilder::new(Kind::TextNote, format!("{salt} note {i}"))
-                            .tags([tag])
-                            .custom_created_at(Timestamp::from(at))
-                            .finalize(k)
-                            .expect("sign");
-                        out.push(e);
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("signer"))
-            .collect()
-    });
+    let events = sign(&keys, n, salt, |i| now - (i as u64 * 7919) % SPREAD);
     (keys, events)
-}
-
-async fn client(url: &str) -> RelayClient {
-    RelayClient::connect_url(url, Duration::from_secs(10), Duration::from_secs(120))
-        .await
-        .expect("connect")
 }
 
 struct Figures {
     ingest_rate: f64,
     ingest_secs: f64,
     req: Vec<(String, f64, f64)>,
-    neg_secs: f64,
-    neg_bytes: u64,
-    neg_rounds: u64,
-    neg_ok: bool,
+    /// NIP-77: (seconds, bytes, round trips, found exactly the difference), or the refusal.
+    neg: Result<(f64, u64, u64, bool), String>,
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
@@ -137,17 +42,16 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 async fn measure(relay: &Relay, events: &[Event], keys: &[Keys], extra: &[Event]) -> Figures {
-    let mut c = client(&relay.url).await;
     let start = Instant::now();
-    let published = c.publish(events).await.expect("publish");
+    let accepted = publish_all(&relay.url, events).await;
     let ingest_secs = start.elapsed().as_secs_f64();
     assert_eq!(
-        published.accepted as usize,
+        accepted,
         events.len(),
-        "{} did not accept every event: {:?}",
-        relay.name,
-        published.refused
+        "{} did not accept every event",
+        relay.name
     );
+    let mut c = client(&relay.url).await;
 
     let now = Timestamp::now().as_secs();
     let filters: Vec<(&str, Filter)> = vec![
@@ -205,28 +109,23 @@ async fn measure(relay: &Relay, events: &[Event], keys: &[Keys], extra: &[Event]
     let mut c = client(&relay.url).await;
     let (bytes0, rounds0) = (c.bytes_in + c.bytes_out, c.round_trips);
     let t = Instant::now();
-    let rec = c.reconcile(Filter::new(), &items).await.expect("reconcile");
-    let neg_secs = t.elapsed().as_secs_f64();
-    let neg_ok = rec.have.len() == extra.len() && rec.need.len() == events.len() - keep;
+    let neg = match c.reconcile(Filter::new(), &items).await {
+        Ok(rec) => Ok((
+            t.elapsed().as_secs_f64(),
+            c.bytes_in + c.bytes_out - bytes0,
+            c.round_trips - rounds0,
+            rec.have.len() == extra.len() && rec.need.len() == events.len() - keep,
+        )),
+        Err(e) => Err(e.to_string()),
+    };
     let figures = Figures {
         ingest_rate: events.len() as f64 / ingest_secs,
         ingest_secs,
         req,
-        neg_secs,
-        neg_bytes: c.bytes_in + c.bytes_out - bytes0,
-        neg_rounds: c.round_trips - rounds0,
-        neg_ok,
+        neg,
     };
     c.close().await;
     figures
-}
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
 }
 
 fn main() {
@@ -274,24 +173,33 @@ fn main() {
             ratio(*med_b, *med_a)
         );
     }
+    let cell = |neg: &Result<(f64, u64, u64, bool), String>, what: usize| match neg {
+        Ok((secs, bytes, rounds, ok)) => match what {
+            0 => format!("{secs:.2} s"),
+            1 => format!("{} KiB, {rounds}", bytes / 1024),
+            _ => ok.to_string(),
+        },
+        Err(e) => format!("refused: {e}"),
+    };
+    let speed = match (&a.neg, &b.neg) {
+        (Ok(x), Ok(y)) => format!("{:.2}× faster", ratio(y.0, x.0)),
+        _ => String::new(),
+    };
     println!(
-        "| NIP-77 {}k vs {}k, 1% each side: time | {:.2} s | {:.2} s | {:.2}× faster |",
+        "| NIP-77 {}k vs {}k, 1% each side: time | {} | {} | {speed} |",
         n / 1000,
         n / 1000,
-        a.neg_secs,
-        b.neg_secs,
-        ratio(b.neg_secs, a.neg_secs)
+        cell(&a.neg, 0),
+        cell(&b.neg, 0)
     );
     println!(
-        "| NIP-77: bytes on the wire, round trips | {} KiB, {} | {} KiB, {} | {:.2}× |",
-        a.neg_bytes / 1024,
-        a.neg_rounds,
-        b.neg_bytes / 1024,
-        b.neg_rounds,
-        ratio(a.neg_bytes as f64, b.neg_bytes as f64)
+        "| NIP-77: bytes on the wire, round trips | {} | {} | |",
+        cell(&a.neg, 1),
+        cell(&b.neg, 1)
     );
     println!(
         "| NIP-77 found exactly the 1% each way | {} | {} | |",
-        a.neg_ok, b.neg_ok
+        cell(&a.neg, 2),
+        cell(&b.neg, 2)
     );
 }

@@ -75,6 +75,10 @@ pub struct BackfillArgs {
     /// Peers synced at the same time.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Use REQ paging even with peers that speak NIP-77 (to compare, or to debug a peer).
+    #[arg(long)]
+    #[serde(default)]
+    pub req_only: bool,
     /// Content that marks spam ("" disables the rule).
     #[arg(long, default_value = "Hello NOSTR visitor.")]
     pub spam: String,
@@ -97,6 +101,7 @@ impl BackfillArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             fallback_relays: self.fallback_relays.clone(),
             amis_out: Some(AuthorSources::astroport(&self.zen()).amis_file),
+            req_only: self.req_only,
             ..SyncOptions::default()
         }
     }

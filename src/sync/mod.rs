@@ -50,6 +50,8 @@ pub struct SyncOptions {
     pub author_chunk: usize,
     /// Where to write the N² author set (`amisOfAmis.txt`), unless dry-run.
     pub amis_out: Option<PathBuf>,
+    /// REQ paging even with peers that speak NIP-77 (comparisons, debugging).
+    pub req_only: bool,
 }
 
 impl Default for SyncOptions {
@@ -69,6 +71,7 @@ impl Default for SyncOptions {
             page: 500,
             author_chunk: 250,
             amis_out: None,
+            req_only: false,
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct Engine<'a, L: LocalStore> {
     /// Events stored during the run (id → (kind, author, referenced ids for reposts/reactions)).
     stored: Mutex<HashMap<EventId, Stored>>,
     newly_rejected: Mutex<Vec<(String, String)>>,
+    /// Ids being downloaded by some peer's session (NIP-77 `need`), so others skip them.
+    claimed: Mutex<HashSet<EventId>>,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -117,6 +122,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             rejected_cache,
             stored: Mutex::default(),
             newly_rejected: Mutex::default(),
+            claimed: Mutex::default(),
             progress: None,
         }
     }
@@ -323,6 +329,9 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         filters: &[Filter],
         upload: bool,
     ) -> Result<(), String> {
+        if self.options.req_only {
+            session.nip77 = Some(false);
+        }
         for filter in filters {
             if session.nip77 != Some(false) {
                 match self.negentropy(session, filter, upload).await {
@@ -369,17 +378,28 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             .await
             .map_err(|e| NegOutcome::Failed(e.to_string()))?;
         let rec = session.reconcile(self, filter, &items).await?;
-        let need: Vec<EventId> = rec
-            .need
-            .into_iter()
-            .filter(|id| !self.rejected_cache.contains(&id.to_hex()))
-            .collect();
-        for chunk in need.chunks(IDS_PER_FILTER) {
+        // Ids another peer's session already fetches are not downloaded twice; a failed fetch
+        // gives its ids back for the others.
+        let need: Vec<EventId> = {
+            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+            rec.need
+                .into_iter()
+                .filter(|id| !self.rejected_cache.contains(&id.to_hex()))
+                .filter(|id| claimed.insert(*id))
+                .collect()
+        };
+        for (i, chunk) in need.chunks(IDS_PER_FILTER).enumerate() {
             let filter = Filter::new().ids(chunk.iter().copied()).limit(chunk.len());
-            let events = session
-                .query(self, filter)
-                .await
-                .map_err(NegOutcome::Failed)?;
+            let events = match session.query(self, filter).await {
+                Ok(events) => events,
+                Err(e) => {
+                    let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+                    for id in &need[i * IDS_PER_FILTER..] {
+                        claimed.remove(id);
+                    }
+                    return Err(NegOutcome::Failed(e));
+                }
+            };
             self.store(session, events)
                 .await
                 .map_err(NegOutcome::Failed)?;

@@ -1,0 +1,245 @@
+//! Sync benchmark (issue 5): `constellation backfill` against a constellation of our relays on
+//! loopback. A 5-peer run (20k events per peer, 90% shared) then an "hourly" run with 1% new
+//! events, in NIP-77 mode and in REQ mode; then convergence of 10, 20 and 40 stations.
+//! Prints markdown tables. A script, not a test: `interop/bench/sync.sh` builds and runs it.
+//!
+//! Usage: sync_bench [--peers 5] [--per-peer 20000] [--scaling 10,20,40] [--bin PATH]
+
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bench_common::{Relay, arg, ours, publish_all, sign};
+use nostr::prelude::*;
+use serde_json::Value;
+
+/// Authors of the generated events (the station's MULTIPASS accounts).
+const AUTHORS: usize = 100;
+/// Share of each peer's events that every peer holds.
+const OVERLAP: f64 = 0.9;
+/// Unique events per station in the scaling runs, plus as many shared by all.
+const SCALE_EVENTS: usize = 500;
+
+struct Bench {
+    bin: String,
+    tmp: tempfile::TempDir,
+    keys: Vec<Keys>,
+    zen: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Bench {
+    /// Events of the last 20 hours (inside `--days 1`).
+    fn events(&self, n: usize, salt: &str) -> Vec<Event> {
+        let now = Timestamp::now().as_secs();
+        sign(&self.keys, n, salt, |i| now - 60 - (i as u64 * 7) % 72_000)
+    }
+
+    fn peers(&self, name: &str, sets: &[Vec<Event>]) -> Vec<(Relay, PathBuf)> {
+        sets.iter()
+            .enumerate()
+            .map(|(i, events)| {
+                let dir = self.tmp.path().join(format!("{name}-{i}"));
+                std::fs::create_dir_all(&dir).expect("dir");
+                let db = dir.join("relay.sqlite");
+                let relay = ours(&self.bin, &db);
+                let n = self.runtime.block_on(publish_all(&relay.url, events));
+                assert_eq!(n, events.len());
+                (relay, db)
+            })
+            .collect()
+    }
+
+    /// A station home whose backfills use its embedded store.
+    fn station(&self, name: &str) -> PathBuf {
+        let home = self.tmp.path().join(name);
+        std::fs::create_dir_all(&home).expect("home");
+        let unused = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        std::fs::write(
+            home.join("config.toml"),
+            format!("[relay]\nlisten = \"{unused}\"\n"),
+        )
+        .expect("config");
+        home
+    }
+
+    fn backfill(&self, home: &Path, peers: &[(Relay, PathBuf)], extra: &[&str]) -> Value {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--home")
+            .arg(home)
+            .args(["backfill", "--json", "--days", "1", "--no-profiles"]);
+        cmd.arg("--zen").arg(&self.zen).args(extra);
+        for (relay, _) in peers {
+            cmd.args(["--peer", &relay.url]);
+        }
+        let out = cmd.output().expect("run backfill");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "backfill gave no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn stored(&self, db: &Path) -> u64 {
+        let out = Command::new(&self.bin)
+            .args(["relay", "stats", "--json", "--db"])
+            .arg(db)
+            .output()
+            .expect("relay stats");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
+        v["events"].as_u64().unwrap_or(0)
+    }
+}
+
+struct Row {
+    label: String,
+    stats: Value,
+}
+
+fn row(label: &str, stats: Value) -> Row {
+    Row {
+        label: label.to_owned(),
+        stats,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let peers_n: usize = arg(&args, "--peers", "5").parse().expect("--peers");
+    let per_peer: usize = arg(&args, "--per-peer", "20000")
+        .parse()
+        .expect("--per-peer");
+    let scaling: Vec<usize> = arg(&args, "--scaling", "10,20,40")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("--scaling list"))
+        .collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let zen = tmp.path().join("zen");
+    let keys: Vec<Keys> = (0..AUTHORS).map(|_| Keys::generate()).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let dir = zen.join(format!("game/nostr/user{i}@bench"));
+        std::fs::create_dir_all(&dir).expect("zen");
+        std::fs::write(dir.join("HEX"), k.public_key().to_hex()).expect("HEX");
+    }
+    let bench = Bench {
+        bin: arg(&args, "--bin", "target/release/constellation"),
+        tmp,
+        keys,
+        zen,
+        runtime: tokio::runtime::Runtime::new().expect("runtime"),
+    };
+
+    let shared_n = (per_peer as f64 * OVERLAP) as usize;
+    eprintln!(
+        "signing {} events…",
+        shared_n + peers_n * (per_peer - shared_n)
+    );
+    let shared = bench.events(shared_n, "shared");
+    let sets: Vec<Vec<Event>> = (0..peers_n)
+        .map(|p| {
+            let mut set = shared.clone();
+            set.extend(bench.events(per_peer - shared_n, &format!("peer{p}")));
+            set
+        })
+        .collect();
+    let distinct = shared_n + peers_n * (per_peer - shared_n);
+
+    let mut rows = Vec::new();
+    for (mode, flags) in [("NIP-77", vec![]), ("REQ", vec!["--req-only"])] {
+        eprintln!("{mode}: seeding {peers_n} peers…");
+        let peers = bench.peers(&format!("{mode}-peer"), &sets);
+        let home = bench.station(&format!("{mode}-station"));
+        eprintln!("{mode}: first run…");
+        rows.push(row(
+            &format!("{mode}, first run"),
+            bench.backfill(&home, &peers, &flags),
+        ));
+        let fresh = per_peer / 100;
+        for (p, (relay, _)) in peers.iter().enumerate() {
+            let new = bench.events(fresh, &format!("{mode}-hour-{p}"));
+            bench.runtime.block_on(publish_all(&relay.url, &new));
+        }
+        eprintln!("{mode}: hourly run…");
+        rows.push(row(
+            &format!("{mode}, hourly run (+1% per peer)"),
+            bench.backfill(&home, &peers, &flags),
+        ));
+    }
+
+    println!(
+        "| {peers_n} peers × {per_peer} events, {:.0}% shared ({distinct} distinct) | time | events in | imported | events out | MiB in / out | round trips |",
+        OVERLAP * 100.0
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / (1 << 20) as f64;
+    for r in &rows {
+        let s = &r.stats;
+        let events_in: u64 = s["peers"]
+            .as_array()
+            .map(|p| p.iter().filter_map(|x| x["events_in"].as_u64()).sum())
+            .unwrap_or(0);
+        println!(
+            "| {} | {:.2} s | {} | {} | {} | {:.2} / {:.2} | {} |",
+            r.label,
+            s["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            events_in,
+            s["imported"],
+            s["uploaded"],
+            mib(&s["bytes_in"]),
+            mib(&s["bytes_out"]),
+            s["round_trips"]
+        );
+    }
+    let bytes = |r: &Row| {
+        r.stats["bytes_in"].as_f64().unwrap_or(0.0) + r.stats["bytes_out"].as_f64().unwrap_or(0.0)
+    };
+    if rows.len() == 4 {
+        let down = |r: &Row| r.stats["bytes_in"].as_f64().unwrap_or(0.0);
+        println!(
+            "\nhourly NIP-77 run / full-day REQ run, bytes: {:.2}% in both directions (the NIP-77 run \
+             also uploads what each peer lacks), {:.2}% downloaded (target < 2%)",
+            100.0 * bytes(&rows[1]) / bytes(&rows[2]),
+            100.0 * down(&rows[1]) / down(&rows[2])
+        );
+    }
+
+    if scaling.is_empty() {
+        return;
+    }
+    println!(
+        "\n| stations | distinct events | one backfill on station 0: time | bytes | round trips | every station holds every event |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for n in scaling {
+        eprintln!("scaling: {n} stations…");
+        let common = bench.events(SCALE_EVENTS, &format!("scale{n}"));
+        let sets: Vec<Vec<Event>> = (1..n)
+            .map(|s| {
+                let mut set = common.clone();
+                set.extend(bench.events(SCALE_EVENTS, &format!("scale{n}-station{s}")));
+                set
+            })
+            .collect();
+        let peers = bench.peers(&format!("scale{n}"), &sets);
+        let home = bench.station(&format!("scale{n}-station0"));
+        let stats = bench.backfill(&home, &peers, &["--concurrency", "8"]);
+        let total = (SCALE_EVENTS + (n - 1) * SCALE_EVENTS) as u64;
+        let converged = bench.stored(&home.join("relay.sqlite")) == total
+            && peers.iter().all(|(_, db)| bench.stored(db) == total);
+        let bytes =
+            stats["bytes_in"].as_u64().unwrap_or(0) + stats["bytes_out"].as_u64().unwrap_or(0);
+        println!(
+            "| {n} | {total} | {:.2} s | {:.1} MiB | {} | {} |",
+            stats["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            bytes as f64 / (1 << 20) as f64,
+            stats["round_trips"],
+            converged
+        );
+    }
+}
