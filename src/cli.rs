@@ -49,6 +49,12 @@ pub enum Command {
     Backfill(crate::backfill::BackfillArgs),
     /// Run the embedded Nostr relay on its own, or show its statistics.
     Relay(crate::relay::cli::RelayArgs),
+    /// What this station publishes (and skips, and why), and the services it reaches.
+    Services(crate::dragon::cli::ServicesArgs),
+    /// Reach another station's service: forward a local port to its /x/<slug>-<PEERID>.
+    Connect(crate::dragon::cli::ConnectArgs),
+    /// Close the forwards opened by `connect`.
+    Disconnect(crate::dragon::cli::DisconnectArgs),
 }
 
 /// Run the parsed command line.
@@ -62,5 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::P2p(command) => crate::client::p2p(&home, command),
         Command::Backfill(args) => crate::backfill::run(&home, args),
         Command::Relay(args) => crate::relay::cli::run(&home, args),
+        Command::Services(args) => crate::dragon::cli::services(&home, args),
+        Command::Connect(args) => crate::dragon::cli::connect(&home, args),
+        Command::Disconnect(args) => crate::dragon::cli::disconnect(&home, args),
     }
 }

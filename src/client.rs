@@ -151,7 +151,7 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
-fn call(home: &Home, request: Request) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn call(home: &Home, request: Request) -> anyhow::Result<serde_json::Value> {
     Ok(block_on(control::call(&home.control_socket(), &request))??)
 }
 

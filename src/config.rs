@@ -93,6 +93,8 @@ pub struct Config {
     pub tunnels: Vec<TunnelSpec>,
     /// `[relay]`: the embedded relay's address and limits.
     pub relay: crate::relay::RelayConfig,
+    /// `[dragon]`: publishing the station's services, client scripts, connect.
+    pub dragon: crate::dragon::DragonConfig,
 }
 
 /// `[node]`: the libp2p side.

@@ -49,6 +49,22 @@ pub enum Request {
     Backfill {
         args: crate::backfill::BackfillArgs,
     },
+    /// DRAGON's report; `refresh` runs a publishing cycle first.
+    Services {
+        #[serde(default)]
+        refresh: bool,
+    },
+    /// Forward a local port to a station's `/x/<slug>-<peer>` (the BRIEF port rule).
+    Connect {
+        slug: String,
+        peer: String,
+        #[serde(default)]
+        port: Option<u16>,
+    },
+    Disconnect {
+        slug: String,
+        peer: String,
+    },
 }
 
 /// The answer: `result` on success, a one-sentence `error` otherwise.

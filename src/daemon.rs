@@ -45,6 +45,12 @@ pub struct DaemonArgs {
     /// Swarm key file (private network). Default: swarm.key of the Kubo repo or of the home.
     #[arg(long, value_name = "PATH")]
     pub swarm_key: Option<PathBuf>,
+    /// Do not publish the station's services (DRAGON); `connect` still works.
+    #[arg(long, conflicts_with = "dragon")]
+    pub no_dragon: bool,
+    /// Publish the station's services even if `[dragon] enabled = false`.
+    #[arg(long)]
+    pub dragon: bool,
 }
 
 /// The Kubo repo to import from, if any: the flag (empty = default location), else config.
@@ -180,15 +186,30 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             .await?,
         )
     };
+    let control_stop = CancellationToken::new();
+    let dragon_enabled = args.dragon || (config.dragon.enabled && !args.no_dragon);
     let daemon = Arc::new(Daemon {
         node: node.clone(),
         tunnels: tunnels.clone(),
         home: home.clone(),
         station: relay.as_ref().map(|r| r.station.clone()),
+        dragon: std::sync::OnceLock::new(),
+        dragon_config: config.dragon.clone(),
     });
     daemon.restore_tunnels(&config).await;
+    if dragon_enabled {
+        // After the restored tunnels (its first cycle sees them); stopped with the control API,
+        // before the tunnels shut down.
+        let dragon = crate::dragon::Dragon::spawn(
+            tunnels.clone(),
+            node.peer_id(),
+            config.dragon.clone(),
+            control_stop.clone(),
+            &tracker,
+        )?;
+        let _ = daemon.dragon.set(dragon);
+    }
 
-    let control_stop = CancellationToken::new();
     let listener = control::bind(&socket)
         .with_context(|| format!("cannot bind the control socket {}", socket.display()))?;
     tracker.spawn(control::serve(
@@ -286,6 +307,9 @@ struct Daemon {
     home: Home,
     /// The local relay (None with `--no-relay`).
     station: Option<Station>,
+    /// The service publisher (unset with `--no-dragon`).
+    dragon: std::sync::OnceLock<crate::dragon::Dragon>,
+    dragon_config: crate::dragon::DragonConfig,
 }
 
 impl Daemon {
@@ -346,6 +370,22 @@ impl Daemon {
                     self.station.clone(),
                 )
                 .await?,
+            )?,
+            Request::Services { refresh } => serde_json::to_value(
+                crate::dragon::services(self.dragon.get(), &self.tunnels, refresh).await?,
+            )?,
+            Request::Connect { slug, peer, port } => serde_json::to_value(
+                crate::dragon::connect::connect(
+                    &self.tunnels,
+                    &self.dragon_config.swarm_dir_path(),
+                    &slug,
+                    &peer,
+                    port,
+                )
+                .await?,
+            )?,
+            Request::Disconnect { slug, peer } => serde_json::to_value(
+                crate::dragon::connect::disconnect(&self.tunnels, &slug, &peer)?,
             )?,
         })
     }

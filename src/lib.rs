@@ -14,6 +14,7 @@
 //! - [`store`]: the SQLite event store (one writer task) used by the embedded relay and the sync.
 //! - [`sync`]: the constellation backfill: discovery, N², NIP-77 / REQ paging, import, stats.
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/77) over [`store`].
+//! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect.
 
 pub mod backfill;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dragon;
 pub mod identity;
 pub mod logging;
 pub mod node;

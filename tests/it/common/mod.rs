@@ -57,6 +57,10 @@ impl Daemon {
         if !extra.contains(&"--relay-listen") {
             command.arg("--no-relay");
         }
+        if !extra.contains(&"--dragon") {
+            // DRAGON would publish this machine's services and write scripts under ~/.zen.
+            command.arg("--no-dragon");
+        }
         if !extra.contains(&"--listen") {
             command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }

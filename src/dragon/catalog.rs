@@ -1,0 +1,369 @@
+//! The services DRAGON may publish: the built-in catalog, `IA/modules.list` lines, the SSH port
+//! of `sshd_config`, and the private list (`DRAGON_PRIVATE_SERVICES`). Pure parsing, no sockets.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Slug;
+
+/// Port of sshd when `sshd_config` has no `Port` line (or cannot be read).
+pub const DEFAULT_SSH_PORT: u16 = 22;
+/// Longest check argument accepted from modules.list (a process, container, image or unit name).
+const MAX_CHECK_ARG: usize = 128;
+/// Longest modules.list file read; a real one is a few KiB.
+const MAX_MODULES_LIST_BYTES: u64 = 1024 * 1024;
+
+/// How to tell that a service runs, besides a native listener on its port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Check {
+    /// The listener on the port is the only check.
+    Auto,
+    /// `pgrep NAME` finds a process.
+    Pgrep(String),
+    /// A running docker container's name contains NAME.
+    Docker(String),
+    /// A running docker container's image contains IMAGE.
+    DockerImg(String),
+    /// `systemctl is-active UNIT`.
+    Systemctl(String),
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Auto => write!(f, "auto"),
+            Check::Pgrep(n) => write!(f, "pgrep:{n}"),
+            Check::Docker(n) => write!(f, "docker:{n}"),
+            Check::DockerImg(n) => write!(f, "dockerimg:{n}"),
+            Check::Systemctl(n) => write!(f, "systemctl:{n}"),
+        }
+    }
+}
+
+impl Check {
+    /// `auto`, `pgrep:NAME`, `docker:NAME`, `dockerimg:IMAGE`, `systemctl:UNIT` (empty = auto).
+    pub fn parse(text: &str) -> Result<Check, String> {
+        let text = text.trim();
+        if text.is_empty() || text == "auto" {
+            return Ok(Check::Auto);
+        }
+        let Some((kind, arg)) = text.split_once(':') else {
+            return Err(format!("unknown check {text:?}"));
+        };
+        let arg = arg.trim();
+        let bad = arg.is_empty()
+            || arg.len() > MAX_CHECK_ARG
+            || arg.starts_with('-')
+            || arg.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(format!("check {text:?} has no usable name"));
+        }
+        let arg = arg.to_owned();
+        match kind {
+            "pgrep" => Ok(Check::Pgrep(arg)),
+            "docker" => Ok(Check::Docker(arg)),
+            "dockerimg" => Ok(Check::DockerImg(arg)),
+            "systemctl" => Ok(Check::Systemctl(arg)),
+            _ => Err(format!("unknown check {text:?}")),
+        }
+    }
+}
+
+/// Where a service entry came from (shown by `constellation services`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Catalog,
+    ModulesList,
+}
+
+/// One service the station may publish as `/x/<slug>-<peer id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub slug: Slug,
+    /// The station's port; `None` for a modules.list entry with port `-` (nothing to tunnel).
+    pub port: Option<u16>,
+    /// The port consumers prefer (strfry: 9999, so that it never meets a local relay on 7777).
+    pub consumer_port: Option<u16>,
+    pub check: Check,
+    pub label: String,
+    pub origin: Origin,
+}
+
+/// The built-in catalog: `(slug, port, consumer port, label)`; ssh's port comes from sshd_config.
+const BUILTIN: &[(&str, u16, u16, &str)] = &[
+    (
+        "ssh",
+        DEFAULT_SSH_PORT,
+        DEFAULT_SSH_PORT,
+        "SSH Remote Access",
+    ),
+    ("strfry", 7777, 9999, "Nostr Relay"),
+    ("ollama", 11434, 11434, "Ollama LLM API"),
+    ("comfyui", 8188, 8188, "ComfyUI"),
+    ("orpheus", 5005, 5005, "Orpheus TTS"),
+    ("perplexica", 3001, 3001, "Perplexica Search"),
+];
+
+/// The built-in services, with sshd's port.
+pub fn builtin(ssh_port: u16) -> Vec<Service> {
+    BUILTIN
+        .iter()
+        .filter_map(|&(slug, port, consumer, label)| {
+            let (port, consumer) = if slug == "ssh" {
+                (ssh_port, ssh_port)
+            } else {
+                (port, consumer)
+            };
+            Some(Service {
+                slug: Slug::parse(slug).ok()?,
+                port: Some(port),
+                consumer_port: Some(consumer),
+                check: Check::Auto,
+                label: label.to_owned(),
+                origin: Origin::Catalog,
+            })
+        })
+        .collect()
+}
+
+/// The consumer's preferred port of a built-in slug (`strfry` → 9999), if it is one.
+pub fn builtin_consumer_port(slug: &str) -> Option<u16> {
+    BUILTIN
+        .iter()
+        .find(|(s, ..)| *s == slug)
+        .map(|&(_, _, consumer, _)| consumer)
+}
+
+/// Parse `IA/modules.list`: `name|port|check|group|label` per line, `#` comments, port `-` for
+/// "no port". A malformed line is skipped with a warning naming `source:line`.
+pub fn parse_modules_list(source: &str, text: &str) -> (Vec<Service>, Vec<String>) {
+    let mut services = Vec::new();
+    let mut warnings = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_module_line(line) {
+            Ok(service) => services.push(service),
+            Err(why) => warnings.push(format!("{source}:{}: skipping {line:?}: {why}", index + 1)),
+        }
+    }
+    (services, warnings)
+}
+
+fn parse_module_line(line: &str) -> Result<Service, String> {
+    let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+    if fields.len() < 3 || fields.len() > 5 {
+        return Err(format!(
+            "expected name|port|check|group|label, got {} field(s)",
+            fields.len()
+        ));
+    }
+    let slug = Slug::parse(fields[0]).map_err(|e| e.to_string())?;
+    let port = match fields[1] {
+        "-" => None,
+        p => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("port {p:?} is not a TCP port or -")),
+            Ok(port) => Some(port),
+        },
+    };
+    let check = Check::parse(fields[2])?;
+    let label = fields
+        .get(4)
+        .filter(|l| !l.is_empty())
+        .map_or_else(|| slug.to_string(), |l| (*l).to_owned());
+    Ok(Service {
+        slug,
+        port,
+        consumer_port: port,
+        check,
+        label,
+        origin: Origin::ModulesList,
+    })
+}
+
+/// Read a modules.list file (bounded); a missing or unreadable file is one warning.
+pub fn read_modules_list(path: &Path) -> (Vec<Service>, Vec<String>) {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MODULES_LIST_BYTES).read_to_string(&mut text));
+    match read {
+        Ok(_) => parse_modules_list(&path.display().to_string(), &text),
+        Err(e) => (
+            Vec::new(),
+            vec![format!("cannot read {}: {e}", path.display())],
+        ),
+    }
+}
+
+/// The first `Port N` of an sshd_config text; `None` when there is none.
+pub fn sshd_port_in(text: &str) -> Result<Option<u16>, String> {
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.splitn(2, |c: char| c.is_whitespace() || c == '=');
+        let (Some(key), Some(value)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if key.eq_ignore_ascii_case("port") {
+            let value = value.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+            let value = value.split_whitespace().next().unwrap_or_default();
+            return match value.parse::<u16>() {
+                Ok(0) | Err(_) => Err(format!("Port {value:?} is not a TCP port")),
+                Ok(port) => Ok(Some(port)),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// sshd's port from `path`; an unreadable file or a bad `Port` falls back to 22 with a warning.
+pub fn sshd_port(path: &Path) -> (u16, Option<String>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match sshd_port_in(&text) {
+            Ok(port) => (port.unwrap_or(DEFAULT_SSH_PORT), None),
+            Err(e) => (
+                DEFAULT_SSH_PORT,
+                Some(format!(
+                    "{}: {e}; using port {DEFAULT_SSH_PORT}",
+                    path.display()
+                )),
+            ),
+        },
+        Err(e) => (
+            DEFAULT_SSH_PORT,
+            Some(format!(
+                "cannot read {}: {e}; using port {DEFAULT_SSH_PORT} for ssh",
+                path.display()
+            )),
+        ),
+    }
+}
+
+/// The value of `DRAGON_PRIVATE_SERVICES=…` in a `.env` text (last assignment wins), unquoted.
+pub fn private_in_env_file(text: &str) -> Option<String> {
+    let mut found = None;
+    for line in text.lines() {
+        let line = line.trim();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        if let Some(value) = line.strip_prefix("DRAGON_PRIVATE_SERVICES=") {
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
+/// The private slugs: `DRAGON_PRIVATE_SERVICES` from the environment when set, else from the
+/// station's `.env`; plus the config's own list.
+pub fn private_slugs(
+    from_env: Option<String>,
+    env_file_text: Option<&str>,
+    configured: &[String],
+) -> BTreeSet<String> {
+    let list = from_env.or_else(|| env_file_text.and_then(private_in_env_file));
+    list.iter()
+        .flat_map(|l| l.split_whitespace())
+        .map(str::to_owned)
+        .chain(configured.iter().cloned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_list_lines_parse_and_bad_ones_are_named() {
+        let text = "# comment\n\
+            open-webui|8000|docker:open-webui|ai|Open WebUI\n\
+            qdrant|6333|auto\n\
+            \n\
+            nothing|-|pgrep:foo|x|No port\n\
+            Bad Slug|80|auto\n\
+            web|http|auto\n\
+            web2|8080|frobnicate:x\n\
+            short|80\n\
+            tts|5005|systemctl:orpheus.service|ai|Orpheus\n";
+        let (services, warnings) = parse_modules_list("IA/modules.list", text);
+        let slugs: Vec<&str> = services.iter().map(|s| s.slug.as_str()).collect();
+        assert_eq!(slugs, ["open-webui", "qdrant", "nothing", "tts"]);
+        assert_eq!(services[0].check, Check::Docker("open-webui".into()));
+        assert_eq!(services[0].label, "Open WebUI");
+        assert_eq!(services[1].port, Some(6333));
+        assert_eq!(services[2].port, None);
+        assert_eq!(
+            services[3].check,
+            Check::Systemctl("orpheus.service".into())
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("IA/modules.list:6:"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains(":7:") && warnings[1].contains("http"));
+        assert!(warnings[2].contains(":8:") && warnings[2].contains("frobnicate"));
+        assert!(warnings[3].contains(":9:"));
+    }
+
+    #[test]
+    fn checks_refuse_option_like_and_empty_names() {
+        assert!(Check::parse("pgrep:-f").is_err());
+        assert!(Check::parse("docker:").is_err());
+        assert!(Check::parse("pgrep:a b").is_err());
+        assert_eq!(Check::parse("").unwrap(), Check::Auto);
+        assert_eq!(
+            Check::parse("dockerimg:linuxserver/webtop")
+                .unwrap()
+                .to_string(),
+            "dockerimg:linuxserver/webtop"
+        );
+    }
+
+    #[test]
+    fn sshd_port_is_the_first_uncommented_port_line() {
+        assert_eq!(
+            sshd_port_in("#Port 2222\nPort 2022\nPort 22\n"),
+            Ok(Some(2022))
+        );
+        assert_eq!(sshd_port_in("port=2200\n"), Ok(Some(2200)));
+        assert_eq!(sshd_port_in("PermitRootLogin no\n"), Ok(None));
+        assert!(sshd_port_in("Port abc\n").is_err());
+    }
+
+    #[test]
+    fn unreadable_sshd_config_falls_back_to_22_with_a_warning() {
+        let (port, warning) = sshd_port(Path::new("/nonexistent/sshd_config"));
+        assert_eq!(port, 22);
+        assert!(warning.unwrap().contains("/nonexistent/sshd_config"));
+    }
+
+    #[test]
+    fn private_list_comes_from_env_before_env_file() {
+        let file = "FOO=1\nexport DRAGON_PRIVATE_SERVICES=\"qdrant nextcloud-app\"\n";
+        let from_file = private_slugs(None, Some(file), &["x".into()]);
+        assert_eq!(
+            from_file.into_iter().collect::<Vec<_>>(),
+            ["nextcloud-app", "qdrant", "x"]
+        );
+        let from_env = private_slugs(Some("ollama".into()), Some(file), &[]);
+        assert_eq!(from_env.into_iter().collect::<Vec<_>>(), ["ollama"]);
+        assert_eq!(
+            private_in_env_file("DRAGON_PRIVATE_SERVICES='a'\n").as_deref(),
+            Some("a")
+        );
+    }
+}

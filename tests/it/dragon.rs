@@ -1,0 +1,658 @@
+//! Issue 6, DRAGON: a daemon publishes the services that really run (a real sshd, HTTP, echo),
+//! skips private / stopped / tunnelled ones, writes x_<slug>.sh, and another daemon reaches them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
+use crate::common::{self, Daemon};
+
+/// How long a test waits for something the daemon does in one 1-second cycle.
+const CYCLE_WAIT: Duration = Duration::from_secs(4);
+/// How long sshd may take to accept connections.
+const SSHD_START: Duration = Duration::from_secs(10);
+
+/// A station directory: home, scripts, swarm mirror, `.env`, modules.list.
+struct Station {
+    dir: tempfile::TempDir,
+}
+
+impl Station {
+    fn new() -> Station {
+        Station {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+    /// Write config.toml with a `[dragon]` section pointing every path into this station
+    /// (sshd_config: a file that does not exist).
+    fn configure(&self, extra: &str) {
+        self.configure_with_sshd(&self.path("no-sshd_config"), extra);
+    }
+    fn configure_with_sshd(&self, sshd_config: &Path, extra: &str) {
+        let home = self.home();
+        std::fs::create_dir_all(&home).unwrap();
+        let config = format!(
+            "[dragon]\nscripts_dir = {:?}\nswarm_dir = {:?}\nenv_file = {:?}\nsshd_config = {:?}\n{extra}",
+            self.path("scripts"),
+            self.path("swarm"),
+            self.path("env"),
+            sshd_config,
+        );
+        std::fs::write(home.join("config.toml"), config).unwrap();
+    }
+    /// Start the daemon with DRAGON on.
+    fn start(&self, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_env(&self.home(), &["--dragon"], env)
+    }
+}
+
+/// A daemon that only consumes (DRAGON off), with its own swarm mirror folder.
+fn consumer(station: &Station) -> Daemon {
+    station.configure("enabled = false\n");
+    Daemon::start_in(&station.home(), &[])
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn services(d: &Daemon) -> Value {
+    json(&d.cli_ok(&["services", "--refresh", "--json"]))
+}
+
+fn published<'a>(report: &'a Value, slug: &str) -> Option<&'a Value> {
+    report["published"]
+        .as_array()?
+        .iter()
+        .find(|p| p["slug"] == slug)
+}
+
+fn skipped<'a>(report: &'a Value, slug: &str) -> Option<&'a Value> {
+    report["skipped"]
+        .as_array()?
+        .iter()
+        .find(|p| p["slug"] == slug)
+}
+
+/// POSIX `cksum` of `text` computed by the system's command.
+fn system_cksum(text: &str) -> u32 {
+    let out = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" | cksum", "sh", text])
+        .output()
+        .expect("run cksum");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The BRIEF's alternative port, computed with the system's `cksum`.
+fn system_alt_port(node: &str, slug: &str) -> u16 {
+    (21220 + system_cksum(node) % 500 + system_cksum(slug) % 100) as u16
+}
+
+fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn tunnels(d: &Daemon) -> String {
+    d.cli_ok(&["p2p", "ls"])
+}
+
+/// An HTTP/1.0 server answering every request with `page`.
+fn http_server(page: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let page = page.clone();
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                    page.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&page);
+            });
+        }
+    });
+    port
+}
+
+/// GET / on 127.0.0.1:port; returns the body.
+fn http_get(port: u16) -> Vec<u8> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: dragon\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).expect("read answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP head");
+    assert!(answer.starts_with(b"HTTP/1.0 200"), "bad answer");
+    answer[split + 4..].to_vec()
+}
+
+/// A real OpenSSH server on 127.0.0.1 with a temporary host key and authorized key.
+struct Sshd {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+    client_key: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+}
+
+/// Start sshd, or `None` (with a loud message) when it is not installed.
+fn start_sshd(dir: &Path) -> Option<Sshd> {
+    let sshd = Path::new("/usr/sbin/sshd");
+    if !sshd.exists() || Command::new("ssh").arg("-V").output().is_err() {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: /usr/sbin/sshd or ssh is not installed \
+             (apt-get install openssh-server openssh-client); the real-sshd test did NOT run !!!!!!!!\n"
+        );
+        return None;
+    }
+    // sshd refuses to start as root without its privilege separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let host_key = dir.join("host_key");
+    let client_key = dir.join("client_key");
+    keygen(&host_key);
+    keygen(&client_key);
+    let authorized = dir.join("authorized_keys");
+    std::fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+    let port = free_port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "# test sshd\nPort {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+             PidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+            host_key.display(),
+            authorized.display(),
+            dir.join("sshd.pid").display(),
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sshd.log");
+    let child = Command::new(sshd)
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn sshd");
+    let sshd = Sshd {
+        child,
+        port,
+        config,
+        client_key,
+        log,
+    };
+    let up = wait_until(SSHD_START, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        up,
+        "sshd did not start: {}",
+        std::fs::read_to_string(&sshd.log).unwrap_or_default()
+    );
+    Some(sshd)
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `ssh -p PORT user@127.0.0.1 echo ok` with the test key; returns (success, stdout).
+fn ssh_echo(sshd: &Sshd, port: u16) -> (bool, String) {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(&sshd.client_key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=15",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            &port.to_string(),
+            &format!("{}@127.0.0.1", whoami()),
+            "echo",
+            "ok",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+#[test]
+fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sshd) = start_sshd(tmp.path()) else {
+        return;
+    };
+    let b_station = Station::new();
+    let b = consumer(&b_station);
+    let a_station = Station::new();
+    a_station.configure_with_sshd(
+        &sshd.config,
+        &format!("[dragon.allow_peers]\nssh = [{:?}]\n", b.peer_id),
+    );
+    let a = a_station.start(&[]);
+
+    // A publishes ssh on sshd's port (read from the same sshd_config sshd uses), for B only.
+    let report = services(&a);
+    let ssh = published(&report, "ssh").unwrap_or_else(|| panic!("ssh not published: {report}"));
+    assert_eq!(ssh["port"], sshd.port);
+    assert_eq!(ssh["protocol"], format!("/x/ssh-{}", a.peer_id));
+    assert_eq!(ssh["target"], tcp_addr(sshd.port));
+    assert_eq!(ssh["allow_peers"], serde_json::json!([b.peer_id]));
+    let script = std::fs::read_to_string(a_station.path("scripts").join("x_ssh.sh")).unwrap();
+    assert!(script.contains(&format!("NATIVE_PORT=\"{}\"", sshd.port)));
+
+    // B connects: 22 is privileged, sshd's own port is taken → the alternative port.
+    common::connect(&a, &b);
+    let c = json(&b.cli_ok(&["connect", "ssh", &a.peer_id, "--json"]));
+    let port = c["port"].as_u64().unwrap() as u16;
+    assert_eq!(port, system_alt_port(&a.peer_id, "ssh"));
+    assert_eq!(c["address"], format!("127.0.0.1:{port}"));
+    let (ok, stdout) = ssh_echo(&sshd, port);
+    assert!(
+        ok && stdout == "ok",
+        "ssh through the tunnel failed (stdout {stdout:?}); sshd log:\n{}\nA log:\n{}",
+        std::fs::read_to_string(&sshd.log).unwrap_or_default(),
+        a.log()
+    );
+    // The text output prints where the service is and the ssh line.
+    let again = b.cli_ok(&["connect", "ssh", &a.peer_id]);
+    assert!(again.contains(&format!("127.0.0.1:{port}")), "{again}");
+    assert!(again.contains("already open"), "{again}");
+    assert!(again.contains(&format!("ssh -p {port}")), "{again}");
+    let listing = json(&b.cli_ok(&["services", "--json"]));
+    assert_eq!(listing["remote"][0]["slug"], "ssh");
+    assert_eq!(listing["remote"][0]["peer"], a.peer_id);
+
+    // C is not in the allow-list: its tunnel opens locally but A resets the stream. (B holds
+    // the alternative port on this one machine, so C names its own.)
+    let c_station = Station::new();
+    let c_daemon = consumer(&c_station);
+    common::connect(&a, &c_daemon);
+    let c_port = free_port();
+    c_daemon.cli_ok(&["connect", "ssh", &a.peer_id, "--port", &c_port.to_string()]);
+    let (ok, stdout) = ssh_echo(&sshd, c_port);
+    assert!(!ok && stdout.is_empty(), "C reached ssh: {stdout}");
+    assert!(a.wait_log("not in the allow-list", CYCLE_WAIT));
+
+    // disconnect closes B's forward.
+    let closed = b.cli_ok(&["disconnect", "ssh", &a.peer_id]);
+    assert!(
+        closed.contains(&format!("/x/ssh-{}", a.peer_id)),
+        "{closed}"
+    );
+    assert!(!tunnels(&b).contains("/x/ssh-"));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let again = b.cli(&["disconnect", "ssh", &a.peer_id]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
+    let page = payload(200_000, 42);
+    let web = http_server(page.clone());
+    let hidden = http_server(b"secret".to_vec());
+    let a_station = Station::new();
+    std::fs::write(
+        a_station.path("modules.list"),
+        format!(
+            "# name|port|check|group|label\n\
+             web|{web}|auto|test|Test page\n\
+             hidden|{hidden}|auto|test|Private page\n\
+             gone|{hidden}|pgrep:no-such-process-dragon|test|Never runs\n\
+             nodock|{hidden}|docker:no-such-container|test|No docker here\n\
+             noport|-|auto|test|No port\n\
+             Bad Slug|80|auto\n\
+             web2|notaport|auto\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        a_station.path("env"),
+        "OTHER=1\nDRAGON_PRIVATE_SERVICES=\"hidden qdrant\"\n",
+    )
+    .unwrap();
+    a_station.configure(&format!(
+        "modules_list = {:?}\n",
+        a_station.path("modules.list")
+    ));
+    let a = a_station.start(&[]);
+    let report = services(&a);
+
+    let w = published(&report, "web").unwrap_or_else(|| panic!("web not published: {report}"));
+    assert_eq!(w["target"], tcp_addr(web));
+    assert_eq!(skipped(&report, "hidden").unwrap()["reason"], "private");
+    let gone = skipped(&report, "gone").unwrap();
+    assert_eq!(gone["reason"], "not_running");
+    assert!(gone["detail"].as_str().unwrap().contains("pgrep"));
+    assert_eq!(skipped(&report, "nodock").unwrap()["reason"], "not_running");
+    assert_eq!(skipped(&report, "noport").unwrap()["reason"], "no_port");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("modules.list:7:"), "{warnings}");
+    assert!(warnings.contains("Bad Slug"), "{warnings}");
+    assert!(warnings.contains("modules.list:8:"), "{warnings}");
+    // The sshd_config of this station does not exist: port 22, with a warning naming it.
+    assert!(warnings.contains("no-sshd_config"), "{warnings}");
+    assert_eq!(
+        report["published"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(report["skipped"].as_array().unwrap())
+            .find(|s| s["slug"] == "ssh")
+            .unwrap()["port"],
+        22
+    );
+    let text = a.cli_ok(&["services"]);
+    assert!(text.contains("skipped    hidden"), "{text}");
+    assert!(text.contains("private"), "{text}");
+    assert!(
+        text.contains("warning    ") && text.contains("Bad Slug"),
+        "{text}"
+    );
+    assert!(a_station.path("scripts").join("x_web.sh").exists());
+    assert!(!a_station.path("scripts").join("x_hidden.sh").exists());
+    assert!(!tunnels(&a).contains("/x/hidden-"));
+
+    // B has A's folder mirrored: the native port is web's own (taken here) → alternative port.
+    let b_station = Station::new();
+    let b = consumer(&b_station);
+    let mirror = b_station.path("swarm").join(&a.peer_id);
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::copy(
+        a_station.path("scripts").join("x_web.sh"),
+        mirror.join("x_web.sh"),
+    )
+    .unwrap();
+    common::connect(&a, &b);
+    let c = json(&b.cli_ok(&["connect", "web", &a.peer_id, "--json"]));
+    assert_eq!(c["native_port"], web);
+    let port = c["port"].as_u64().unwrap() as u16;
+    assert_eq!(port, system_alt_port(&a.peer_id, "web"));
+    assert!(c["notes"].to_string().contains("taken"), "{c}");
+    let body = http_get(port);
+    assert_eq!(sha256(&body), sha256(&page));
+
+    // An explicit port that is taken is a clear error; a bad slug is refused.
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port().to_string();
+    let out = b.cli(&["connect", "web", &a.peer_id, "--port", &busy_port]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&busy_port) && err.contains("taken"), "{err}");
+    let out = b.cli(&["connect", "Bad$lug", &a.peer_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
+}
+
+#[test]
+fn private_stopped_and_tunnel_held_ports_are_not_published() {
+    let b_station = Station::new();
+    let b = consumer(&b_station);
+    let private = TcpListener::bind("127.0.0.1:0").unwrap();
+    let orpheus_port = free_port();
+    let mut orpheus = Some(TcpListener::bind(("127.0.0.1", orpheus_port)).unwrap());
+    let (b_forward, a_forward) = (free_port(), free_port());
+    // B holds a forward on comfyui's port: another constellation process's tunnel.
+    b.cli_ok(&[
+        "p2p",
+        "forward",
+        "/x/elsewhere",
+        &tcp_addr(b_forward),
+        &format!("/p2p/{}", b.peer_id),
+    ]);
+    let a_station = Station::new();
+    a_station.configure(&format!(
+        "interval_secs = 1\n[dragon.ports]\nollama = {}\norpheus = {orpheus_port}\ncomfyui = {b_forward}\nperplexica = {a_forward}\n",
+        private.local_addr().unwrap().port()
+    ));
+    let a = a_station.start(&[("DRAGON_PRIVATE_SERVICES", "ollama")]);
+    // A holds a forward on perplexica's port: its own tunnel.
+    a.cli_ok(&[
+        "p2p",
+        "forward",
+        "/x/elsewhere",
+        &tcp_addr(a_forward),
+        &format!("/p2p/{}", b.peer_id),
+    ]);
+
+    let report = services(&a);
+    assert!(published(&report, "orpheus").is_some(), "{report}");
+    assert_eq!(skipped(&report, "ollama").unwrap()["reason"], "private");
+    let comfy = skipped(&report, "comfyui").unwrap();
+    assert_eq!(comfy["reason"], "tunnel", "{report}");
+    assert!(comfy["detail"].as_str().unwrap().contains("constellation"));
+    let perplexica = skipped(&report, "perplexica").unwrap();
+    assert_eq!(perplexica["reason"], "tunnel", "{report}");
+    assert!(
+        perplexica["detail"]
+            .as_str()
+            .unwrap()
+            .contains("this daemon")
+    );
+    let listing = tunnels(&a);
+    assert!(listing.contains(&format!("/x/orpheus-{}", a.peer_id)));
+    for slug in ["ollama", "comfyui", "perplexica"] {
+        assert!(!listing.contains(&format!("/x/{slug}-")), "{listing}");
+    }
+    let script = a_station.path("scripts").join("x_orpheus.sh");
+    assert!(script.exists());
+
+    // orpheus stops: within one 1-second cycle its tunnel and script are gone.
+    drop(orpheus.take());
+    let stopped = Instant::now();
+    let proto = format!("/x/orpheus-{}", a.peer_id);
+    assert!(
+        wait_until(CYCLE_WAIT, || !tunnels(&a).contains(&proto)),
+        "orpheus still published:\n{}",
+        a.log()
+    );
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "unpublished after {took:?}"
+    );
+    assert!(!script.exists());
+    let report = json(&a.cli_ok(&["services", "--json"]));
+    assert_eq!(
+        skipped(&report, "orpheus").unwrap()["reason"],
+        "not_running"
+    );
+
+    // It comes back: republished.
+    let _orpheus = TcpListener::bind(("127.0.0.1", orpheus_port)).unwrap();
+    assert!(wait_until(CYCLE_WAIT, || tunnels(&a).contains(&proto)));
+    assert!(wait_until(CYCLE_WAIT, || script.exists()));
+}
+
+#[test]
+fn sighup_runs_a_publishing_cycle() {
+    let port = free_port();
+    let a_station = Station::new();
+    a_station.configure(&format!(
+        "interval_secs = 3600\n[dragon.ports]\nollama = {port}\n"
+    ));
+    let a = a_station.start(&[]);
+    let report = services(&a);
+    assert_eq!(skipped(&report, "ollama").unwrap()["reason"], "not_running");
+    let _ollama = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let proto = format!("/x/ollama-{}", a.peer_id);
+    assert!(!tunnels(&a).contains(&proto));
+    Command::new("kill")
+        .args(["-HUP", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        wait_until(CYCLE_WAIT, || tunnels(&a).contains(&proto)),
+        "SIGHUP did not publish:\n{}",
+        a.log()
+    );
+    let report = json(&a.cli_ok(&["services", "--json"]));
+    assert!(report["cycles"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn alternative_port_agrees_with_the_system_cksum() {
+    let pairs = [
+        (
+            "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "ssh",
+        ),
+        (
+            "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "strfry",
+        ),
+        ("QmPChd2hVbrJ6bfo3WBcTW4iZnpHm8TEzWkLHmLpXhF68A", "ollama"),
+        (
+            "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK",
+            "webtop-http",
+        ),
+        (
+            "12D3KooWPjceQrSwdWXPyLLeABRXmuqt69Rg3sBYbU1Nft9HyQ6X",
+            "open-webui",
+        ),
+        (
+            "12D3KooWHa8k1GxzPbqZ7B2T5bVvJ9fJ6mX2Uz3RkD5hYtLqW1nE",
+            "comfyui",
+        ),
+        ("", "x"),
+    ];
+    for (node, slug) in pairs {
+        assert_eq!(
+            constellation::dragon::port::alt_port(node, slug),
+            system_alt_port(node, slug),
+            "({node}, {slug})"
+        );
+    }
+}
+
+#[test]
+fn generated_x_strfry_script_opens_the_tunnel_and_stop_closes_it() {
+    let echo = net::echo_server();
+    let a_station = Station::new();
+    a_station.configure(&format!("[dragon.ports]\nstrfry = {}\n", echo.port()));
+    let a = a_station.start(&[]);
+    assert!(published(&services(&a), "strfry").is_some());
+    let script = a_station.path("scripts").join("x_strfry.sh");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let alt = system_alt_port(&a.peer_id, "strfry");
+    assert!(text.contains("NATIVE_PORT=\"9999\""), "{text}");
+    assert!(text.contains(&format!("ALT_PORT=\"{alt}\"")), "{text}");
+
+    let b_station = Station::new();
+    let b = consumer(&b_station);
+    common::connect(&a, &b);
+    let bin_dir = Path::new(common::bin()).parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |arg: Option<&str>| {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(arg)
+            .env("PATH", &path)
+            .env("CONSTELLATION_HOME", &b.home)
+            .output()
+            .expect("run bash");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(None);
+    assert!(ok, "script failed: {stdout}\n{stderr}");
+    let proto = format!("/x/strfry-{}", a.peer_id);
+    let listing = tunnels(&b);
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with(&proto))
+        .unwrap_or_else(|| panic!("no forward on B: {listing}"));
+    let port: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|l| l.rsplit('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    assert!(port == 9999 || port == alt, "port {port}");
+    assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
+    let data = payload(300_000, 6);
+    assert_eq!(sha256(&net::request(port, &data).unwrap()), sha256(&data));
+    // Run again: the existing tunnel is reused.
+    let (ok, stdout, _) = run(None);
+    assert!(ok && stdout.contains("already open"), "{stdout}");
+    assert_eq!(tunnels(&b).matches(&proto).count(), 1);
+
+    let (ok, stdout, stderr) = run(Some("stop"));
+    assert!(ok, "stop failed: {stdout}\n{stderr}");
+    assert!(!tunnels(&b).contains(&proto));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
