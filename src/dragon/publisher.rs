@@ -391,10 +391,10 @@ impl Publisher {
             .into_iter()
             .filter(|t| t.kind == "listen" && t.protocol == entry.spec.protocol)
             .count();
-        if closed > 0 {
-            if let Err(e) = self.tunnels.close(&filter) {
-                tracing::warn!(%slug, "cannot unpublish: {e}");
-            }
+        if closed > 0
+            && let Err(e) = self.tunnels.close(&filter)
+        {
+            tracing::warn!(%slug, "cannot unpublish: {e}");
         }
         if let Some(script) = &entry.script {
             remove_script(script);

@@ -5,12 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use nostr::prelude::{ClientMessage, Event, EventId, Filter, MatchEventOptions};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ const MAX_NEG_SESSIONS: usize = 4;
 const NEG_FRAME_LIMIT: u64 = 60_000;
 /// Above `max_message_bytes` × this, the websocket layer itself drops the connection.
 const HARD_LIMIT_FACTOR: usize = 8;
+/// A client whose outbound queue stays full this long has stopped reading.
+const SLOW_CLIENT: Duration = Duration::from_secs(5);
 /// Verbs and ids quoted back in errors are cut to this length.
 const QUOTE_MAX: usize = 64;
 
@@ -78,6 +81,7 @@ pub async fn run(
         let gone = gone.clone();
         async move {
             let mut live = store.subscribe();
+            let unacked = Arc::new(Semaphore::new((config.outbound_queue / 2).max(1)));
             let mut session = Session {
                 store,
                 config,
@@ -85,6 +89,7 @@ pub async fn run(
                 gone: gone.clone(),
                 subs: HashMap::new(),
                 negs: HashMap::new(),
+                unacked,
             };
             loop {
                 tokio::select! {
@@ -96,7 +101,7 @@ pub async fn run(
                     m = source.next() => match m {
                         Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
                         Some(Ok(Message::Binary(_))) => {
-                            session.notice("invalid: binary messages are not supported");
+                            session.notice("invalid: binary messages are not supported").await;
                         }
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Ok(_)) => {}
@@ -106,7 +111,7 @@ pub async fn run(
                         }
                     },
                     e = live.recv() => match e {
-                        Ok(event) => session.on_live(&event),
+                        Ok(event) => session.on_live(&event).await,
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(%peer, missed, "relay client too slow for live events; disconnecting");
                             gone.cancel();
@@ -129,6 +134,8 @@ struct Session {
     gone: CancellationToken,
     subs: HashMap<String, Vec<Filter>>,
     negs: HashMap<String, Negentropy<'static, NegentropyStorageVector>>,
+    /// Permits for events whose OK is not sent yet.
+    unacked: Arc<Semaphore>,
 }
 
 fn quote(s: &str) -> String {
@@ -136,38 +143,33 @@ fn quote(s: &str) -> String {
 }
 
 impl Session {
-    /// Queue a message; a full queue means the client stopped reading: disconnect it.
-    fn send(&self, text: String) -> bool {
-        match self.out.try_send(Message::text(text)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("relay client stopped reading; disconnecting");
-                self.gone.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+    /// Queue a message, waiting while the queue is full; a client that reads nothing for
+    /// `SLOW_CLIENT` is disconnected.
+    async fn send(&self, text: String) -> bool {
+        send_or_cut(&self.out, &self.gone, text).await
     }
 
-    fn notice(&self, message: &str) {
-        self.send(json!(["NOTICE", message]).to_string());
+    async fn notice(&self, message: &str) {
+        self.send(json!(["NOTICE", message]).to_string()).await;
     }
 
-    fn ok(&self, id: &str, accepted: bool, message: &str) {
-        self.send(json!(["OK", id, accepted, message]).to_string());
+    async fn ok(&self, id: &str, accepted: bool, message: &str) {
+        self.send(json!(["OK", id, accepted, message]).to_string())
+            .await;
     }
 
-    fn closed(&self, sub: &str, message: &str) {
-        self.send(json!(["CLOSED", sub, message]).to_string());
+    async fn closed(&self, sub: &str, message: &str) {
+        self.send(json!(["CLOSED", sub, message]).to_string()).await;
     }
 
-    fn neg_err(&self, sub: &str, message: &str) {
-        self.send(json!(["NEG-ERR", sub, message]).to_string());
+    async fn neg_err(&self, sub: &str, message: &str) {
+        self.send(json!(["NEG-ERR", sub, message]).to_string())
+            .await;
     }
 
-    fn event(&self, sub: &str, json: &str) -> bool {
+    async fn event(&self, sub: &str, json: &str) -> bool {
         let sub = Value::from(sub).to_string();
-        self.send(format!("[\"EVENT\",{sub},{json}]"))
+        self.send(format!("[\"EVENT\",{sub},{json}]")).await
     }
 
     async fn on_text(&mut self, text: &str) {
@@ -178,21 +180,22 @@ impl Session {
                 self.config.max_message_bytes
             );
             match event_id_of(text) {
-                Some(id) => self.ok(&id, false, &message),
-                None => self.notice(&message),
+                Some(id) => self.ok(&id, false, &message).await,
+                None => self.notice(&message).await,
             }
             return;
         }
         match ClientMessage::from_json(text) {
             Ok(message) => self.on_message(message).await,
-            Err(e) => self.on_malformed(text, &e.to_string()),
+            Err(e) => self.on_malformed(text, &e.to_string()).await,
         }
     }
 
     /// Answer a message that did not parse in the most specific way NIP-01 allows.
-    fn on_malformed(&self, text: &str, error: &str) {
+    async fn on_malformed(&self, text: &str, error: &str) {
         let Ok(value) = serde_json::from_str::<Value>(text) else {
-            self.notice(&format!("invalid: not JSON ({})", quote(error)));
+            self.notice(&format!("invalid: not JSON ({})", quote(error)))
+                .await;
             return;
         };
         let items = value.as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -203,26 +206,39 @@ impl Session {
             .filter(|s| s.len() <= MAX_SUB_ID);
         match (verb, sub) {
             (Some("EVENT"), _) => match event_id_of(text) {
-                Some(id) => self.ok(&id, false, &format!("invalid: malformed event ({error})")),
-                None => self.notice(&format!("invalid: malformed EVENT ({error})")),
+                Some(id) => {
+                    self.ok(&id, false, &format!("invalid: malformed event ({error})"))
+                        .await
+                }
+                None => {
+                    self.notice(&format!("invalid: malformed EVENT ({error})"))
+                        .await
+                }
             },
             (Some("REQ" | "COUNT"), Some(sub)) => {
-                self.closed(sub, &format!("invalid: bad filter ({error})"));
+                self.closed(sub, &format!("invalid: bad filter ({error})"))
+                    .await;
             }
             (Some("NEG-OPEN" | "NEG-MSG"), Some(sub)) => {
-                self.neg_err(sub, &format!("invalid: bad NEG message ({error})"));
+                self.neg_err(sub, &format!("invalid: bad NEG message ({error})"))
+                    .await;
             }
             (
                 Some(
                     v @ ("REQ" | "COUNT" | "CLOSE" | "NEG-OPEN" | "NEG-MSG" | "NEG-CLOSE" | "AUTH"),
                 ),
                 _,
-            ) => self.notice(&format!("invalid: malformed {v} ({error})")),
+            ) => {
+                self.notice(&format!("invalid: malformed {v} ({error})"))
+                    .await
+            }
             (Some(other), _) => {
-                self.notice(&format!("invalid: unknown message type {:?}", quote(other)));
+                self.notice(&format!("invalid: unknown message type {:?}", quote(other)))
+                    .await;
             }
             (None, _) => {
-                self.notice("invalid: a message is a JSON array that starts with a verb");
+                self.notice("invalid: a message is a JSON array that starts with a verb")
+                    .await;
             }
         }
     }
@@ -244,15 +260,19 @@ impl Session {
                 let sub = subscription_id.as_str();
                 match self.store.count(filter.into_owned()).await {
                     Ok(n) => {
-                        self.send(json!(["COUNT", sub, {"count": n}]).to_string());
+                        self.send(json!(["COUNT", sub, {"count": n}]).to_string())
+                            .await;
                     }
-                    Err(e) => self.closed(sub, &format!("error: {e}")),
+                    Err(e) => self.closed(sub, &format!("error: {e}")).await,
                 }
             }
             ClientMessage::Close(sub) => {
                 self.subs.remove(sub.as_str());
             }
-            ClientMessage::Auth(_) => self.notice("unsupported: this relay does not use AUTH"),
+            ClientMessage::Auth(_) => {
+                self.notice("unsupported: this relay does not use AUTH")
+                    .await
+            }
             ClientMessage::NegOpen {
                 subscription_id,
                 filter,
@@ -268,7 +288,7 @@ impl Session {
             ClientMessage::NegMsg {
                 subscription_id,
                 message,
-            } => self.on_neg_msg(subscription_id.as_str(), &message),
+            } => self.on_neg_msg(subscription_id.as_str(), &message).await,
             ClientMessage::NegClose { subscription_id } => {
                 self.negs.remove(subscription_id.as_str());
             }
@@ -282,14 +302,19 @@ impl Session {
             match rules::check(&event, size, &self.store.limits()) {
                 Ok(()) => {
                     self.store.relay_ephemeral(event);
-                    self.ok(&id, true, "");
+                    self.ok(&id, true, "").await;
                 }
-                Err(r) => self.ok(&id, false, &r.reason()),
+                Err(r) => self.ok(&id, false, &r.reason()).await,
             }
             return;
         }
         // Queue in arrival order (so replacements and deletions apply in order), answer after
         // commit without blocking this connection: its next events can join the same commit.
+        // Events awaiting their OK are bounded to half the outbound queue, so that a burst of
+        // OKs never looks like a client that stopped reading.
+        let Ok(permit) = self.unacked.clone().acquire_owned().await else {
+            return;
+        };
         let pending = match self.store.submit(vec![event]).await {
             Ok(p) => p,
             Err(e) => {
@@ -297,13 +322,15 @@ impl Session {
                     &id,
                     false,
                     &format!("error: could not store the event: {e}"),
-                );
+                )
+                .await;
                 return;
             }
         };
         let out = self.out.clone();
         let gone = self.gone.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let (accepted, message) = match pending.wait().await {
                 Ok(outcomes) => match outcomes.first() {
                     Some(outcome) => outcome.ok_message(),
@@ -311,10 +338,12 @@ impl Session {
                 },
                 Err(e) => (false, format!("error: could not store the event: {e}")),
             };
-            let text = json!(["OK", id, accepted, message]).to_string();
-            if let Err(mpsc::error::TrySendError::Full(_)) = out.try_send(Message::text(text)) {
-                gone.cancel();
-            }
+            send_or_cut(
+                &out,
+                &gone,
+                json!(["OK", id, accepted, message]).to_string(),
+            )
+            .await;
         });
     }
 
@@ -324,7 +353,8 @@ impl Session {
             self.closed(
                 &quote(sub),
                 "invalid: subscription id longer than 64 characters",
-            );
+            )
+            .await;
             return;
         }
         if filters.len() > config.max_filters {
@@ -335,11 +365,13 @@ impl Session {
                     filters.len(),
                     config.max_filters
                 ),
-            );
+            )
+            .await;
             return;
         }
         if filters.iter().any(|f| f.search.is_some()) {
-            self.closed(sub, "unsupported: search (NIP-50) is not supported");
+            self.closed(sub, "unsupported: search (NIP-50) is not supported")
+                .await;
             return;
         }
         // NIP-01: a REQ with an id in use replaces that subscription.
@@ -351,7 +383,8 @@ impl Session {
                     "blocked: too many subscriptions (max {})",
                     config.max_subscriptions
                 ),
-            );
+            )
+            .await;
             return;
         }
         let mut seen = HashSet::new();
@@ -366,23 +399,24 @@ impl Session {
             match self.store.query_json(filter.clone(), Some(limit)).await {
                 Ok(rows) => {
                     for (id, json) in rows {
-                        if (filters.len() == 1 || seen.insert(id)) && !self.event(sub, &json) {
+                        if (filters.len() == 1 || seen.insert(id)) && !self.event(sub, &json).await
+                        {
                             return;
                         }
                     }
                 }
                 Err(e) => {
-                    self.closed(sub, &format!("error: {e}"));
+                    self.closed(sub, &format!("error: {e}")).await;
                     return;
                 }
             }
         }
-        if self.send(json!(["EOSE", sub]).to_string()) {
+        if self.send(json!(["EOSE", sub]).to_string()).await {
             self.subs.insert(sub.to_owned(), filters);
         }
     }
 
-    fn on_live(&self, event: &Event) {
+    async fn on_live(&self, event: &Event) {
         let mut json: Option<String> = None;
         for (sub, filters) in &self.subs {
             if filters
@@ -390,7 +424,7 @@ impl Session {
                 .any(|f| f.match_event(event, MatchEventOptions::new()))
             {
                 let json = json.get_or_insert_with(|| event.as_json());
-                if !self.event(sub, json) {
+                if !self.event(sub, json).await {
                     return;
                 }
             }
@@ -403,24 +437,27 @@ impl Session {
             self.neg_err(
                 &quote(sub),
                 "invalid: subscription id longer than 64 characters",
-            );
+            )
+            .await;
             return;
         }
         if self.negs.len() >= MAX_NEG_SESSIONS {
             self.neg_err(
                 sub,
                 "blocked: too many reconciliations open on this connection",
-            );
+            )
+            .await;
             return;
         }
         let Ok(query) = hex::decode(initial) else {
-            self.neg_err(sub, "invalid: NEG-OPEN message is not hex");
+            self.neg_err(sub, "invalid: NEG-OPEN message is not hex")
+                .await;
             return;
         };
         let items = match self.store.items(filter).await {
             Ok(items) => items,
             Err(e) => {
-                self.neg_err(sub, &format!("error: {e}"));
+                self.neg_err(sub, &format!("error: {e}")).await;
                 return;
             }
         };
@@ -429,45 +466,63 @@ impl Session {
             self.neg_err(
                 sub,
                 &format!("blocked: too many records ({}, max {max})", items.len()),
-            );
+            )
+            .await;
             return;
         }
         let negentropy = match server(&items) {
             Ok(n) => n,
             Err(e) => {
-                self.neg_err(sub, &format!("error: {e}"));
+                self.neg_err(sub, &format!("error: {e}")).await;
                 return;
             }
         };
         self.negs.insert(sub.to_owned(), negentropy);
-        self.reconcile(sub, &query);
+        self.reconcile(sub, &query).await;
     }
 
-    fn on_neg_msg(&mut self, sub: &str, message: &str) {
+    async fn on_neg_msg(&mut self, sub: &str, message: &str) {
         if !self.negs.contains_key(sub) {
-            self.neg_err(sub, "closed: no reconciliation open with this id");
+            self.neg_err(sub, "closed: no reconciliation open with this id")
+                .await;
             return;
         }
         let Ok(query) = hex::decode(message) else {
             self.negs.remove(sub);
-            self.neg_err(sub, "invalid: NEG-MSG message is not hex");
+            self.neg_err(sub, "invalid: NEG-MSG message is not hex")
+                .await;
             return;
         };
-        self.reconcile(sub, &query);
+        self.reconcile(sub, &query).await;
     }
 
-    fn reconcile(&mut self, sub: &str, query: &[u8]) {
+    async fn reconcile(&mut self, sub: &str, query: &[u8]) {
         let Some(negentropy) = self.negs.get_mut(sub) else {
             return;
         };
         match negentropy.reconcile(query) {
             Ok(reply) => {
-                self.send(json!(["NEG-MSG", sub, hex::encode(reply)]).to_string());
+                self.send(json!(["NEG-MSG", sub, hex::encode(reply)]).to_string())
+                    .await;
             }
             Err(e) => {
                 self.negs.remove(sub);
-                self.neg_err(sub, &format!("invalid: {e}"));
+                self.neg_err(sub, &format!("invalid: {e}")).await;
             }
+        }
+    }
+}
+
+/// Queue `text` for the client, waiting while the queue is full; after `SLOW_CLIENT` without
+/// room the client is taken to have stopped reading and is disconnected.
+async fn send_or_cut(out: &mpsc::Sender<Message>, gone: &CancellationToken, text: String) -> bool {
+    match tokio::time::timeout(SLOW_CLIENT, out.send(Message::text(text))).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!("relay client stopped reading; disconnecting");
+            gone.cancel();
+            false
         }
     }
 }

@@ -36,6 +36,7 @@ impl OurRelay {
             .arg("--home")
             .arg(&home)
             .args(["relay", "--listen", "127.0.0.1:0", "--db"])
+            .env("RUST_LOG", "info,constellation=debug")
             .arg(&db)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,6 +79,10 @@ impl OurRelay {
 impl Drop for OurRelay {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.home.join("../relay.log")).unwrap_or_default();
+            eprintln!("relay log:\n{log}");
+        }
     }
 }
 
@@ -108,21 +113,41 @@ fn write_jsonl(path: &Path, events: &[Event]) {
     std::fs::write(path, text).expect("write events");
 }
 
-/// Run `interop/relays/sdk_client.py` and parse its JSON answer.
-fn sdk(args: &[&str]) -> Value {
+/// Run `interop/relays/sdk_client.py` and parse its JSON answer; also says how many attempts
+/// it took. nostr-sdk's Python LMDB binding sometimes dies by a signal in a callback (its
+/// event-loop lookup from a Rust thread); such a crash is retried, up to 3 attempts.
+fn sdk_attempts(args: &[&str]) -> (Value, u32) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/relays/sdk_client.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sdk_client.py");
-    assert!(
-        out.status.success(),
-        "sdk_client {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("sdk_client JSON")
+    for attempt in 1..=3 {
+        let out = Command::new(python())
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sdk_client.py");
+        if out.status.code().is_none() && attempt < 3 {
+            eprintln!(
+                "sdk_client {args:?} died by a signal ({}); retrying",
+                out.status
+            );
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "sdk_client {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return (
+            serde_json::from_slice(&out.stdout).expect("sdk_client JSON"),
+            attempt,
+        );
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+fn sdk(args: &[&str]) -> Value {
+    sdk_attempts(args).0
 }
 
 fn id_set(v: &Value) -> BTreeSet<String> {
@@ -176,7 +201,7 @@ fn nostr_sdk_client_publishes_queries_and_syncs_both_ways() {
     let mut seeded = first[..10].to_vec();
     seeded.extend(new.iter().cloned());
     write_jsonl(&seed, &seeded);
-    let up = sdk(&[
+    let (up, attempts) = sdk_attempts(&[
         "sync",
         &relay.url,
         r#"{"kinds":[1]}"#,
@@ -186,7 +211,12 @@ fn nostr_sdk_client_publishes_queries_and_syncs_both_ways() {
         seed.to_str().expect("path"),
     ]);
     assert_eq!(up["failed"], json!({}));
-    assert_eq!(id_set(&up["sent"]), hex_set(&new));
+    if attempts == 1 {
+        assert_eq!(id_set(&up["sent"]), hex_set(&new));
+    } else {
+        // A crashed attempt may have sent part of them already.
+        assert!(id_set(&up["sent"]).is_subset(&hex_set(&new)));
+    }
     let want: BTreeSet<EventId> = first.iter().chain(&new).map(|e| e.id).collect();
     assert_eq!(relay.stored_ids(), want);
 }
@@ -553,21 +583,15 @@ fn a_client_that_stops_reading_is_disconnected_and_others_are_served() {
     relays::publish(&relay.url, &events);
     runtime().block_on(async {
         let mut slow = Ws::connect(&relay.url).await;
-        // 400 REQs of 500 events (~100 MB) that this client never reads.
+        // 60 REQs of 500 events (~12 MB of answers) that this client does not read: small
+        // frames, so the sends complete; the relay's queue and the socket buffers fill up.
         let req = json!(["REQ", "flood", {"limit": 500}]).to_string();
-        let mut sent = 0;
-        for _ in 0..400 {
-            match tokio::time::timeout(
-                Duration::from_secs(2),
-                slow.ws.send(Message::text(req.clone())),
-            )
-            .await
-            {
-                Ok(Ok(())) => sent += 1,
-                _ => break,
-            }
+        let sent = 60;
+        for _ in 0..sent {
+            slow.send(req.clone()).await;
         }
-        assert!(sent > 0);
+        // Longer than the relay waits for a client that reads nothing (5 s).
+        tokio::time::sleep(Duration::from_secs(7)).await;
         let mut fresh = Ws::connect(&relay.url).await;
         fresh.alive().await;
         // The slow client was cut: reading now ends well before 400 × 501 messages.
@@ -582,7 +606,7 @@ fn a_client_that_stops_reading_is_disconnected_and_others_are_served() {
             assert!(Instant::now() < deadline, "still reading after 60 s");
         }
         assert!(
-            received < sent as u64 * 501,
+            received < sent * 501,
             "received {received} of {}",
             sent * 501
         );
