@@ -21,7 +21,7 @@ use super::{
     port, remote_forwards,
 };
 use crate::config::ListenSpec;
-use crate::tunnel::{CloseFilter, Tunnels, addr};
+use crate::tunnel::{CloseFilter, TunnelError, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).
 const COMMAND_QUEUE: usize = 8;
@@ -381,20 +381,15 @@ impl Publisher {
         let Some(entry) = self.published.remove(slug) else {
             return;
         };
+        // Protocol and target: only our listener, never a forward that happens to share the name.
         let filter = CloseFilter {
             protocol: Some(entry.spec.protocol.clone()),
+            target: Some(entry.spec.target.clone()),
             ..CloseFilter::default()
         };
-        let closed = self
-            .tunnels
-            .list()
-            .into_iter()
-            .filter(|t| t.kind == "listen" && t.protocol == entry.spec.protocol)
-            .count();
-        if closed > 0 {
-            if let Err(e) = self.tunnels.close(&filter) {
-                tracing::warn!(%slug, "cannot unpublish: {e}");
-            }
+        match self.tunnels.close(&filter) {
+            Ok(_) | Err(TunnelError::NoMatch) => {}
+            Err(e) => tracing::warn!(%slug, "cannot unpublish: {e}"),
         }
         if let Some(script) = &entry.script {
             remove_script(script);
