@@ -93,7 +93,7 @@ struct Publisher {
     config: DragonConfig,
     own_pid: u32,
     published: BTreeMap<Slug, Entry>,
-    /// Warnings already logged: each is logged once, not every cycle.
+    /// The last cycle's warnings: a warning is logged when it appears, not every cycle.
     warned: HashSet<String>,
     cycles: u64,
 }
@@ -162,11 +162,10 @@ impl Publisher {
             }
         }
         let published = self.reconcile(running, &mut skipped);
-        for warning in &warnings {
-            if self.warned.insert(warning.clone()) {
-                tracing::warn!("DRAGON: {warning}");
-            }
+        for warning in warnings.iter().filter(|w| !self.warned.contains(*w)) {
+            tracing::warn!("DRAGON: {warning}");
         }
+        self.warned = warnings.iter().cloned().collect();
         self.cycles += 1;
         ServicesReport {
             publishing: true,

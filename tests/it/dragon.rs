@@ -451,6 +451,46 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
 }
 
+/// A process named `ipfs` (python3 under that name) listening on a port, as Kubo's
+/// `ipfs p2p forward` does on a station; killed on drop.
+struct FakeIpfs {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeIpfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake_ipfs(dir: &Path) -> FakeIpfs {
+    let link = dir.join("ipfs");
+    std::os::unix::fs::symlink("/usr/bin/python3", &link).expect("symlink python3 as ipfs");
+    let port = free_port();
+    let child = Command::new(&link)
+        .args([
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket()\n\
+             s.bind(('127.0.0.1', int(sys.argv[1])))\n\
+             s.listen()\n\
+             time.sleep(600)\n",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn the fake ipfs");
+    let fake = FakeIpfs { child, port };
+    assert!(wait_until(CYCLE_WAIT, || TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    fake
+}
+
 #[test]
 fn private_stopped_and_tunnel_held_ports_are_not_published() {
     let b_station = Station::new();
@@ -459,6 +499,8 @@ fn private_stopped_and_tunnel_held_ports_are_not_published() {
     let orpheus_port = free_port();
     let mut orpheus = Some(TcpListener::bind(("127.0.0.1", orpheus_port)).unwrap());
     let (b_forward, a_forward) = (free_port(), free_port());
+    let ipfs_dir = tempfile::tempdir().unwrap();
+    let ipfs = fake_ipfs(ipfs_dir.path());
     // B holds a forward on comfyui's port: another constellation process's tunnel.
     b.cli_ok(&[
         "p2p",
@@ -469,8 +511,9 @@ fn private_stopped_and_tunnel_held_ports_are_not_published() {
     ]);
     let a_station = Station::new();
     a_station.configure(&format!(
-        "interval_secs = 1\n[dragon.ports]\nollama = {}\norpheus = {orpheus_port}\ncomfyui = {b_forward}\nperplexica = {a_forward}\n",
-        private.local_addr().unwrap().port()
+        "interval_secs = 1\n[dragon.ports]\nollama = {}\norpheus = {orpheus_port}\ncomfyui = {b_forward}\nperplexica = {a_forward}\nstrfry = {}\n",
+        private.local_addr().unwrap().port(),
+        ipfs.port,
     ));
     let a = a_station.start(&[("DRAGON_PRIVATE_SERVICES", "ollama")]);
     // A holds a forward on perplexica's port: its own tunnel.
@@ -496,9 +539,12 @@ fn private_stopped_and_tunnel_held_ports_are_not_published() {
             .unwrap()
             .contains("this daemon")
     );
+    let strfry = skipped(&report, "strfry").unwrap();
+    assert_eq!(strfry["reason"], "tunnel", "{report}");
+    assert!(strfry["detail"].as_str().unwrap().contains("ipfs (pid"));
     let listing = tunnels(&a);
     assert!(listing.contains(&format!("/x/orpheus-{}", a.peer_id)));
-    for slug in ["ollama", "comfyui", "perplexica"] {
+    for slug in ["ollama", "comfyui", "perplexica", "strfry"] {
         assert!(!listing.contains(&format!("/x/{slug}-")), "{listing}");
     }
     let script = a_station.path("scripts").join("x_orpheus.sh");
@@ -655,4 +701,9 @@ fn generated_x_strfry_script_opens_the_tunnel_and_stop_closes_it() {
     assert!(ok, "stop failed: {stdout}\n{stderr}");
     assert!(!tunnels(&b).contains(&proto));
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    // A stops gracefully: its scripts go with its tunnels.
+    let mut a = a;
+    assert!(a.stop().is_some_and(|s| s.success()));
+    assert!(!script.exists());
 }
