@@ -707,3 +707,17 @@ fn generated_x_strfry_script_opens_the_tunnel_and_stop_closes_it() {
     assert!(a.stop().is_some_and(|s| s.success()));
     assert!(!script.exists());
 }
+
+#[test]
+fn the_daemons_own_embedded_relay_is_published_as_strfry() {
+    let relay_port = free_port();
+    let a_station = Station::new();
+    a_station.configure(&format!("[dragon.ports]\nstrfry = {relay_port}\n"));
+    let relay = format!("127.0.0.1:{relay_port}");
+    let a = Daemon::start_in(&a_station.home(), &["--dragon", "--relay-listen", &relay]);
+    assert_eq!(a.ready["relay_mode"], "embedded");
+    let report = services(&a);
+    let strfry = published(&report, "strfry").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(strfry["target"], tcp_addr(relay_port));
+    assert!(a_station.path("scripts").join("x_strfry.sh").exists());
+}
