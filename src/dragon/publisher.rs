@@ -25,6 +25,8 @@ use crate::tunnel::{CloseFilter, TunnelError, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).
 const COMMAND_QUEUE: usize = 8;
+/// Checks (docker, systemctl, pgrep) run at once: a long modules.list must not fork a crowd.
+const MAX_CONCURRENT_CHECKS: usize = 8;
 /// Longest `.env` read for `DRAGON_PRIVATE_SERVICES`.
 const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -144,13 +146,19 @@ impl Publisher {
         let snapshot = tokio::task::spawn_blocking(move || Snapshot::take(&ports))
             .await
             .unwrap_or_default();
+        let verdicts: Vec<_> = {
+            use futures::StreamExt as _;
+            // By index: a closure over `&Service` trips the compiler's higher-ranked lifetimes.
+            futures::stream::iter(0..services.len())
+                .map(|i| self.judge(&services[i], &private, &snapshot, &forward_ports))
+                .buffered(MAX_CONCURRENT_CHECKS)
+                .collect()
+                .await
+        };
         let mut skipped = Vec::new();
         let mut running = BTreeMap::new();
-        for service in services {
-            match self
-                .judge(&service, &private, &snapshot, &forward_ports)
-                .await
-            {
+        for (service, verdict) in services.into_iter().zip(verdicts) {
+            match verdict {
                 Ok(target) => {
                     running.insert(service.slug.clone(), (service, target));
                 }
