@@ -408,9 +408,7 @@ impl Publisher {
     fn write_script(&self, service: &Service, port: u16) -> Option<PathBuf> {
         let dir = self.config.scripts_dir_for(&self.peer);
         let node_id = self.peer.to_string();
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok();
+        let user = account_name();
         let text = script::client_script(&ScriptParams {
             node_id: &node_id,
             slug: &service.slug,
@@ -431,6 +429,24 @@ impl Publisher {
             }
         }
     }
+}
+
+/// The account the daemon runs as (suggested in the `ssh -p` line): `$USER`, `$LOGNAME`, else
+/// the name of our uid in `/etc/passwd` (daemons started by init systems often have no `$USER`).
+fn account_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Some(user) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    {
+        return Some(user);
+    }
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+    })
 }
 
 /// Write through a temporary file and rename, so a reader never sees half a script.

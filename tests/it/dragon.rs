@@ -283,6 +283,29 @@ fn ssh_echo(sshd: &Sshd, port: u16) -> (bool, String) {
     )
 }
 
+/// Run a client script with bash, with our binary first on PATH and `consumer`'s home;
+/// returns (success, stdout, stderr).
+fn run_script(script: &Path, consumer: &Daemon, arg: Option<&str>) -> (bool, String, String) {
+    let bin_dir = Path::new(common::bin()).parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(script)
+        .args(arg)
+        .env("PATH", &path)
+        .env("CONSTELLATION_HOME", &consumer.home)
+        .output()
+        .expect("run bash");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -308,11 +331,21 @@ fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
     let script = std::fs::read_to_string(a_station.path("scripts").join("x_ssh.sh")).unwrap();
     assert!(script.contains(&format!("NATIVE_PORT=\"{}\"", sshd.port)));
 
-    // B connects: 22 is privileged, sshd's own port is taken → the alternative port.
+    // B runs A's x_ssh.sh: sshd's own port is taken here → the alternative port, and the
+    // script prints the ssh line.
     common::connect(&a, &b);
+    let alt = system_alt_port(&a.peer_id, "ssh");
+    let (ok, stdout, stderr) = run_script(&a_station.path("scripts").join("x_ssh.sh"), &b, None);
+    assert!(ok, "x_ssh.sh failed: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("SSH : ssh -p {alt} {}@127.0.0.1", whoami())),
+        "{stdout}"
+    );
+    // `connect` finds the script's tunnel and reuses it.
     let c = json(&b.cli_ok(&["connect", "ssh", &a.peer_id, "--json"]));
     let port = c["port"].as_u64().unwrap() as u16;
-    assert_eq!(port, system_alt_port(&a.peer_id, "ssh"));
+    assert_eq!(port, alt);
+    assert_eq!(c["reused"], true);
     assert_eq!(c["address"], format!("127.0.0.1:{port}"));
     let (ok, stdout) = ssh_echo(&sshd, port);
     assert!(
@@ -654,26 +687,7 @@ fn generated_x_strfry_script_opens_the_tunnel_and_stop_closes_it() {
     let b_station = Station::new();
     let b = consumer(&b_station);
     common::connect(&a, &b);
-    let bin_dir = Path::new(common::bin()).parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let run = |arg: Option<&str>| {
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(arg)
-            .env("PATH", &path)
-            .env("CONSTELLATION_HOME", &b.home)
-            .output()
-            .expect("run bash");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |arg: Option<&str>| run_script(&script, &b, arg);
     let (ok, stdout, stderr) = run(None);
     assert!(ok, "script failed: {stdout}\n{stderr}");
     let proto = format!("/x/strfry-{}", a.peer_id);
