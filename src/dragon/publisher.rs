@@ -380,6 +380,7 @@ impl Publisher {
                 managed,
             });
         }
+        remove_stale_scripts(&scripts, &published);
         published
     }
 
@@ -461,6 +462,29 @@ fn write_executable(
     std::fs::write(&tmp, text)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&tmp, path)
+}
+
+/// Remove our `x_*.sh` for services not published now (left by an earlier run that did not stop
+/// cleanly, or by a service since removed from modules.list). Scripts we did not write stay.
+fn remove_stale_scripts(dir: &std::path::Path, published: &[PublishedService]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let current: HashSet<String> = published
+        .iter()
+        .map(|p| script::file_name(&p.slug))
+        .collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("x_") || !name.ends_with(".sh") || current.contains(&name) {
+            continue;
+        }
+        let ours = std::fs::read_to_string(entry.path())
+            .is_ok_and(|text| text.lines().take(3).any(|l| l.starts_with(script::MARKER)));
+        if ours {
+            remove_script(&entry.path());
+        }
+    }
 }
 
 fn remove_script(path: &std::path::Path) {

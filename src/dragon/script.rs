@@ -23,6 +23,9 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", clean.replace('\'', r"'\''"))
 }
 
+/// The line that marks a script as ours (only such stale scripts are ever removed).
+pub const MARKER: &str = "# Written by constellation DRAGON.";
+
 /// The file name of a service's client script.
 pub fn file_name(slug: &Slug) -> String {
     format!("x_{slug}.sh")
@@ -52,7 +55,7 @@ pub fn client_script(p: &ScriptParams<'_>) -> String {
     format!(
         r#"#!/bin/bash
 # x_{slug}.sh: reach {label} of station {node} through the swarm.
-# Written by constellation DRAGON. Usage: x_{slug}.sh [off|stop]
+{marker} Usage: x_{slug}.sh [off|stop]
 NODE_ID="{node}"
 SLUG="{slug}"
 LABEL={label}
@@ -113,6 +116,7 @@ export LPORT
         native = p.native_port,
         alt = p.alt_port,
         privileged = PRIVILEGED_BELOW,
+        marker = MARKER,
         ssh = ssh,
     )
 }

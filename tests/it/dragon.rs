@@ -360,6 +360,7 @@ fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
     assert!(again.contains("already open"), "{again}");
     assert!(again.contains(&format!("ssh -p {port}")), "{again}");
     let listing = json(&b.cli_ok(&["services", "--json"]));
+    assert_eq!(listing["publishing"], false);
     assert_eq!(listing["remote"][0]["slug"], "ssh");
     assert_eq!(listing["remote"][0]["peer"], a.peer_id);
 
@@ -367,9 +368,9 @@ fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
     // the alternative port on this one machine, so C names its own.)
     let c_station = Station::new();
     let c_daemon = consumer(&c_station);
-    common::connect(&a, &c_daemon);
     let c_port = free_port();
-    c_daemon.cli_ok(&["connect", "ssh", &a.peer_id, "--port", &c_port.to_string()]);
+    // C names A by its full address: connect dials it.
+    c_daemon.cli_ok(&["connect", "ssh", &a.addr(), "--port", &c_port.to_string()]);
     let (ok, stdout) = ssh_echo(&sshd, c_port);
     assert!(!ok && stdout.is_empty(), "C reached ssh: {stdout}");
     assert!(a.wait_log("not in the allow-list", CYCLE_WAIT));
@@ -415,6 +416,19 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
         "modules_list = {:?}\n",
         a_station.path("modules.list")
     ));
+    // Left by an earlier run: our stale script goes, a script we did not write stays.
+    let scripts = a_station.path("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("x_old.sh"),
+        "#!/bin/bash\n# x_old.sh: …\n# Written by constellation DRAGON. Usage: x_old.sh [off|stop]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scripts.join("x_kubo.sh"),
+        "#!/bin/bash\nipfs p2p forward …\n",
+    )
+    .unwrap();
     let a = a_station.start(&[]);
     let report = services(&a);
 
@@ -451,6 +465,8 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
     );
     assert!(a_station.path("scripts").join("x_web.sh").exists());
     assert!(!a_station.path("scripts").join("x_hidden.sh").exists());
+    assert!(!scripts.join("x_old.sh").exists());
+    assert!(scripts.join("x_kubo.sh").exists());
     assert!(!tunnels(&a).contains("/x/hidden-"));
 
     // B has A's folder mirrored: the native port is web's own (taken here) → alternative port.
@@ -593,10 +609,8 @@ fn private_stopped_and_tunnel_held_ports_are_not_published() {
         a.log()
     );
     let took = stopped.elapsed();
-    assert!(
-        took < Duration::from_millis(2500),
-        "unpublished after {took:?}"
-    );
+    // One 1-second cycle, plus slack for a loaded machine.
+    assert!(took < Duration::from_secs(3), "unpublished after {took:?}");
     assert!(!script.exists());
     let report = json(&a.cli_ok(&["services", "--json"]));
     assert_eq!(
