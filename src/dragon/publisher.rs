@@ -21,7 +21,7 @@ use super::{
     port, remote_forwards,
 };
 use crate::config::ListenSpec;
-use crate::tunnel::{CloseFilter, TunnelError, Tunnels, addr};
+use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).
 const COMMAND_QUEUE: usize = 8;
@@ -307,6 +307,32 @@ impl Publisher {
         running: BTreeMap<Slug, (Service, SocketAddr)>,
         skipped: &mut Vec<SkippedService>,
     ) -> Vec<PublishedService> {
+        self.withdraw_stale(&running);
+        let listing = self.tunnels.list();
+        let scripts = self.config.scripts_dir_for(&self.peer);
+        for s in skipped.iter() {
+            remove_script(&scripts.join(script::file_name(&s.slug)));
+        }
+        let mut published = Vec::new();
+        for (slug, (service, target)) in running {
+            match self.publish(&service, target, &listing) {
+                Ok(p) => published.push(p),
+                Err(e) => {
+                    tracing::warn!(%slug, "cannot publish: {e}");
+                    skipped.push(SkippedService {
+                        slug,
+                        port: service.port,
+                        reason: SkipReason::Failed(e.to_string()),
+                    });
+                }
+            }
+        }
+        remove_stale_scripts(&scripts, &published);
+        published
+    }
+
+    /// Withdraw what DRAGON published for services that stopped or whose listener must change.
+    fn withdraw_stale(&mut self, running: &BTreeMap<Slug, (Service, SocketAddr)>) {
         let listing = self.tunnels.list();
         // Listeners closed from outside (`p2p close`) are forgotten, so they come back.
         self.published.retain(|_, e| {
@@ -327,61 +353,49 @@ impl Publisher {
         for slug in stale {
             self.withdraw(&slug);
         }
-        let listing = self.tunnels.list();
-        let scripts = self.config.scripts_dir_for(&self.peer);
-        for s in skipped.iter() {
-            remove_script(&scripts.join(script::file_name(&s.slug)));
-        }
-        let mut published = Vec::new();
-        for (slug, (service, target)) in running {
-            let spec = self.listen_spec(&slug, target);
-            let manual = listing
-                .iter()
-                .find(|t| t.kind == "listen" && t.protocol == spec.protocol)
-                .filter(|_| !self.published.contains_key(&slug));
-            let (target_address, allow_peers, managed) = match manual {
-                Some(t) => (t.target_address.clone(), t.allow_peers.clone(), false),
-                None if self.published.contains_key(&slug) => {
-                    (spec.target.clone(), spec.allow_peers.clone(), true)
-                }
-                None => match self.tunnels.listen(&spec) {
-                    Ok(info) => {
-                        tracing::info!(%slug, protocol = %spec.protocol, target = %info.target_address, "published");
-                        (info.target_address, info.allow_peers, true)
-                    }
-                    Err(e) => {
-                        tracing::warn!(%slug, "cannot publish: {e}");
-                        skipped.push(SkippedService {
-                            slug,
-                            port: service.port,
-                            reason: SkipReason::Failed(e.to_string()),
-                        });
-                        continue;
-                    }
-                },
-            };
-            let script = self.write_script(&service, target.port());
-            if managed {
-                self.published.insert(
-                    slug.clone(),
-                    Entry {
-                        spec: spec.clone(),
-                        script: script.clone(),
-                    },
-                );
+    }
+
+    /// Publish one running service (or keep it published) and write its script. A listener
+    /// made by hand for the same protocol is left alone and reported as not managed.
+    fn publish(
+        &mut self,
+        service: &Service,
+        target: SocketAddr,
+        listing: &[TunnelInfo],
+    ) -> Result<PublishedService, TunnelError> {
+        let slug = &service.slug;
+        let spec = self.listen_spec(slug, target);
+        let ours = self.published.contains_key(slug);
+        let manual = listing
+            .iter()
+            .find(|t| t.kind == "listen" && t.protocol == spec.protocol)
+            .filter(|_| !ours);
+        let (target_address, allow_peers) = match manual {
+            Some(t) => (t.target_address.clone(), t.allow_peers.clone()),
+            None if ours => (spec.target.clone(), spec.allow_peers.clone()),
+            None => {
+                let info = self.tunnels.listen(&spec)?;
+                tracing::info!(%slug, protocol = %spec.protocol, target = %info.target_address, "published");
+                (info.target_address, info.allow_peers)
             }
-            published.push(PublishedService {
-                slug,
-                port: target.port(),
-                protocol: spec.protocol,
-                target: target_address,
-                allow_peers,
-                script,
-                managed,
-            });
+        };
+        let script = self.write_script(service, target.port());
+        if manual.is_none() {
+            let entry = Entry {
+                spec: spec.clone(),
+                script: script.clone(),
+            };
+            self.published.insert(slug.clone(), entry);
         }
-        remove_stale_scripts(&scripts, &published);
-        published
+        Ok(PublishedService {
+            slug: slug.clone(),
+            port: target.port(),
+            protocol: spec.protocol,
+            target: target_address,
+            allow_peers,
+            script,
+            managed: manual.is_none(),
+        })
     }
 
     /// Close DRAGON's listener for `slug` and remove its script.

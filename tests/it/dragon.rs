@@ -749,3 +749,31 @@ fn the_daemons_own_embedded_relay_is_published_as_strfry() {
     assert_eq!(strfry["target"], tcp_addr(relay_port));
     assert!(a_station.path("scripts").join("x_strfry.sh").exists());
 }
+
+#[test]
+fn a_listener_made_by_hand_is_reported_and_left_alone() {
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port();
+    let elsewhere = free_port();
+    let a_station = Station::new();
+    let init = common::cli(&a_station.home(), &["init"]);
+    let peer = String::from_utf8(init.stdout).unwrap().trim().to_owned();
+    a_station.configure(&format!(
+        "[dragon.ports]\nollama = {port}\n\n[[tunnels]]\nkind = \"listen\"\nprotocol = \"/x/ollama-{peer}\"\ntarget = {:?}\n",
+        tcp_addr(elsewhere)
+    ));
+    let a = a_station.start(&[]);
+    assert_eq!(a.peer_id, peer);
+    let report = services(&a);
+    let ollama = published(&report, "ollama").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(ollama["managed"], false);
+    assert_eq!(ollama["target"], tcp_addr(elsewhere));
+    let listing = tunnels(&a);
+    assert_eq!(
+        listing.matches(&format!("/x/ollama-{peer}")).count(),
+        1,
+        "{listing}"
+    );
+    assert!(listing.contains(&tcp_addr(elsewhere)));
+    assert!(a.cli_ok(&["services"]).contains("(manual)"));
+}
