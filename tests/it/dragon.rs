@@ -402,6 +402,7 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
              gone|{hidden}|pgrep:no-such-process-dragon|test|Never runs\n\
              nodock|{hidden}|docker:no-such-container|test|No docker here\n\
              noport|-|auto|test|No port\n\
+             alive|{web}|pgrep:constellation|test|pgrep finds the daemon\n\
              Bad Slug|80|auto\n\
              web2|notaport|auto\n"
         ),
@@ -441,9 +442,11 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
     assert_eq!(skipped(&report, "nodock").unwrap()["reason"], "not_running");
     assert_eq!(skipped(&report, "noport").unwrap()["reason"], "no_port");
     let warnings = report["warnings"].to_string();
-    assert!(warnings.contains("modules.list:7:"), "{warnings}");
-    assert!(warnings.contains("Bad Slug"), "{warnings}");
     assert!(warnings.contains("modules.list:8:"), "{warnings}");
+    assert!(warnings.contains("Bad Slug"), "{warnings}");
+    assert!(warnings.contains("modules.list:9:"), "{warnings}");
+    let alive = published(&report, "alive").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(alive["target"], tcp_addr(web));
     // The sshd_config of this station does not exist: port 22, with a warning naming it.
     assert!(warnings.contains("no-sshd_config"), "{warnings}");
     assert_eq!(
