@@ -141,6 +141,21 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # protocol = "/x/strfry-12D3…"
 # listen = "/ip4/127.0.0.1/tcp/9999"
 # target = "/p2p/12D3…"
+
+# DRAGON: publish this station's running services as /x/<slug>-<PEERID> and write x_<slug>.sh.
+[dragon]
+# enabled = true
+# interval_secs = 300
+# modules_list = "/home/user/.zen/Astroport.ONE/IA/modules.list"
+# env_file = "/home/user/.zen/Astroport.ONE/.env"     # DRAGON_PRIVATE_SERVICES="qdrant …"
+# scripts_dir = "/home/user/.zen/tmp/<PEERID>"
+# swarm_dir = "/home/user/.zen/tmp/swarm"
+# sshd_config = "/etc/ssh/sshd_config"
+# private = []
+# [dragon.ports]
+# ollama = 11434
+# [dragon.allow_peers]
+# ssh = ["12D3…"]
 "#;
 
 fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {

@@ -21,10 +21,12 @@ use super::{
     port, remote_forwards,
 };
 use crate::config::ListenSpec;
-use crate::tunnel::{CloseFilter, Tunnels, addr};
+use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).
 const COMMAND_QUEUE: usize = 8;
+/// Checks (docker, systemctl, pgrep) run at once: a long modules.list must not fork a crowd.
+const MAX_CONCURRENT_CHECKS: usize = 8;
 /// Longest `.env` read for `DRAGON_PRIVATE_SERVICES`.
 const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -93,7 +95,7 @@ struct Publisher {
     config: DragonConfig,
     own_pid: u32,
     published: BTreeMap<Slug, Entry>,
-    /// Warnings already logged: each is logged once, not every cycle.
+    /// The last cycle's warnings: a warning is logged when it appears, not every cycle.
     warned: HashSet<String>,
     cycles: u64,
 }
@@ -144,13 +146,19 @@ impl Publisher {
         let snapshot = tokio::task::spawn_blocking(move || Snapshot::take(&ports))
             .await
             .unwrap_or_default();
+        let verdicts: Vec<_> = {
+            use futures::StreamExt as _;
+            // By index: a closure over `&Service` trips the compiler's higher-ranked lifetimes.
+            futures::stream::iter(0..services.len())
+                .map(|i| self.judge(&services[i], &private, &snapshot, &forward_ports))
+                .buffered(MAX_CONCURRENT_CHECKS)
+                .collect()
+                .await
+        };
         let mut skipped = Vec::new();
         let mut running = BTreeMap::new();
-        for service in services {
-            match self
-                .judge(&service, &private, &snapshot, &forward_ports)
-                .await
-            {
+        for (service, verdict) in services.into_iter().zip(verdicts) {
+            match verdict {
                 Ok(target) => {
                     running.insert(service.slug.clone(), (service, target));
                 }
@@ -162,11 +170,10 @@ impl Publisher {
             }
         }
         let published = self.reconcile(running, &mut skipped);
-        for warning in &warnings {
-            if self.warned.insert(warning.clone()) {
-                tracing::warn!("DRAGON: {warning}");
-            }
+        for warning in warnings.iter().filter(|w| !self.warned.contains(*w)) {
+            tracing::warn!("DRAGON: {warning}");
         }
+        self.warned = warnings.iter().cloned().collect();
         self.cycles += 1;
         ServicesReport {
             publishing: true,
@@ -300,6 +307,32 @@ impl Publisher {
         running: BTreeMap<Slug, (Service, SocketAddr)>,
         skipped: &mut Vec<SkippedService>,
     ) -> Vec<PublishedService> {
+        self.withdraw_stale(&running);
+        let listing = self.tunnels.list();
+        let scripts = self.config.scripts_dir_for(&self.peer);
+        for s in skipped.iter() {
+            remove_script(&scripts.join(script::file_name(&s.slug)));
+        }
+        let mut published = Vec::new();
+        for (slug, (service, target)) in running {
+            match self.publish(&service, target, &listing) {
+                Ok(p) => published.push(p),
+                Err(e) => {
+                    tracing::warn!(%slug, "cannot publish: {e}");
+                    skipped.push(SkippedService {
+                        slug,
+                        port: service.port,
+                        reason: SkipReason::Failed(e.to_string()),
+                    });
+                }
+            }
+        }
+        remove_stale_scripts(&scripts, &published);
+        published
+    }
+
+    /// Withdraw what DRAGON published for services that stopped or whose listener must change.
+    fn withdraw_stale(&mut self, running: &BTreeMap<Slug, (Service, SocketAddr)>) {
         let listing = self.tunnels.list();
         // Listeners closed from outside (`p2p close`) are forgotten, so they come back.
         self.published.retain(|_, e| {
@@ -320,60 +353,49 @@ impl Publisher {
         for slug in stale {
             self.withdraw(&slug);
         }
-        let listing = self.tunnels.list();
-        let scripts = self.config.scripts_dir_for(&self.peer);
-        for s in skipped.iter() {
-            remove_script(&scripts.join(script::file_name(&s.slug)));
-        }
-        let mut published = Vec::new();
-        for (slug, (service, target)) in running {
-            let spec = self.listen_spec(&slug, target);
-            let manual = listing
-                .iter()
-                .find(|t| t.kind == "listen" && t.protocol == spec.protocol)
-                .filter(|_| !self.published.contains_key(&slug));
-            let (target_address, allow_peers, managed) = match manual {
-                Some(t) => (t.target_address.clone(), t.allow_peers.clone(), false),
-                None if self.published.contains_key(&slug) => {
-                    (spec.target.clone(), spec.allow_peers.clone(), true)
-                }
-                None => match self.tunnels.listen(&spec) {
-                    Ok(info) => {
-                        tracing::info!(%slug, protocol = %spec.protocol, target = %info.target_address, "published");
-                        (info.target_address, info.allow_peers, true)
-                    }
-                    Err(e) => {
-                        tracing::warn!(%slug, "cannot publish: {e}");
-                        skipped.push(SkippedService {
-                            slug,
-                            port: service.port,
-                            reason: SkipReason::Failed(e.to_string()),
-                        });
-                        continue;
-                    }
-                },
-            };
-            let script = self.write_script(&service, target.port());
-            if managed {
-                self.published.insert(
-                    slug.clone(),
-                    Entry {
-                        spec: spec.clone(),
-                        script: script.clone(),
-                    },
-                );
+    }
+
+    /// Publish one running service (or keep it published) and write its script. A listener
+    /// made by hand for the same protocol is left alone and reported as not managed.
+    fn publish(
+        &mut self,
+        service: &Service,
+        target: SocketAddr,
+        listing: &[TunnelInfo],
+    ) -> Result<PublishedService, TunnelError> {
+        let slug = &service.slug;
+        let spec = self.listen_spec(slug, target);
+        let ours = self.published.contains_key(slug);
+        let manual = listing
+            .iter()
+            .find(|t| t.kind == "listen" && t.protocol == spec.protocol)
+            .filter(|_| !ours);
+        let (target_address, allow_peers) = match manual {
+            Some(t) => (t.target_address.clone(), t.allow_peers.clone()),
+            None if ours => (spec.target.clone(), spec.allow_peers.clone()),
+            None => {
+                let info = self.tunnels.listen(&spec)?;
+                tracing::info!(%slug, protocol = %spec.protocol, target = %info.target_address, "published");
+                (info.target_address, info.allow_peers)
             }
-            published.push(PublishedService {
-                slug,
-                port: target.port(),
-                protocol: spec.protocol,
-                target: target_address,
-                allow_peers,
-                script,
-                managed,
-            });
+        };
+        let script = self.write_script(service, target.port());
+        if manual.is_none() {
+            let entry = Entry {
+                spec: spec.clone(),
+                script: script.clone(),
+            };
+            self.published.insert(slug.clone(), entry);
         }
-        published
+        Ok(PublishedService {
+            slug: slug.clone(),
+            port: target.port(),
+            protocol: spec.protocol,
+            target: target_address,
+            allow_peers,
+            script,
+            managed: manual.is_none(),
+        })
     }
 
     /// Close DRAGON's listener for `slug` and remove its script.
@@ -381,20 +403,15 @@ impl Publisher {
         let Some(entry) = self.published.remove(slug) else {
             return;
         };
+        // Protocol and target: only our listener, never a forward that happens to share the name.
         let filter = CloseFilter {
             protocol: Some(entry.spec.protocol.clone()),
+            target: Some(entry.spec.target.clone()),
             ..CloseFilter::default()
         };
-        let closed = self
-            .tunnels
-            .list()
-            .into_iter()
-            .filter(|t| t.kind == "listen" && t.protocol == entry.spec.protocol)
-            .count();
-        if closed > 0
-            && let Err(e) = self.tunnels.close(&filter)
-        {
-            tracing::warn!(%slug, "cannot unpublish: {e}");
+        match self.tunnels.close(&filter) {
+            Ok(_) | Err(TunnelError::NoMatch) => {}
+            Err(e) => tracing::warn!(%slug, "cannot unpublish: {e}"),
         }
         if let Some(script) = &entry.script {
             remove_script(script);
@@ -406,9 +423,7 @@ impl Publisher {
     fn write_script(&self, service: &Service, port: u16) -> Option<PathBuf> {
         let dir = self.config.scripts_dir_for(&self.peer);
         let node_id = self.peer.to_string();
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok();
+        let user = account_name();
         let text = script::client_script(&ScriptParams {
             node_id: &node_id,
             slug: &service.slug,
@@ -431,6 +446,24 @@ impl Publisher {
     }
 }
 
+/// The account the daemon runs as (suggested in the `ssh -p` line): `$USER`, `$LOGNAME`, else
+/// the name of our uid in `/etc/passwd` (daemons started by init systems often have no `$USER`).
+fn account_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Some(user) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    {
+        return Some(user);
+    }
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+    })
+}
+
 /// Write through a temporary file and rename, so a reader never sees half a script.
 fn write_executable(
     dir: &std::path::Path,
@@ -443,6 +476,29 @@ fn write_executable(
     std::fs::write(&tmp, text)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&tmp, path)
+}
+
+/// Remove our `x_*.sh` for services not published now (left by an earlier run that did not stop
+/// cleanly, or by a service since removed from modules.list). Scripts we did not write stay.
+fn remove_stale_scripts(dir: &std::path::Path, published: &[PublishedService]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let current: HashSet<String> = published
+        .iter()
+        .map(|p| script::file_name(&p.slug))
+        .collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("x_") || !name.ends_with(".sh") || current.contains(&name) {
+            continue;
+        }
+        let ours = std::fs::read_to_string(entry.path())
+            .is_ok_and(|text| text.lines().take(3).any(|l| l.starts_with(script::MARKER)));
+        if ours {
+            remove_script(&entry.path());
+        }
+    }
 }
 
 fn remove_script(path: &std::path::Path) {

@@ -23,6 +23,9 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", clean.replace('\'', r"'\''"))
 }
 
+/// The line that marks a script as ours (only such stale scripts are ever removed).
+pub const MARKER: &str = "# Written by constellation DRAGON.";
+
 /// The file name of a service's client script.
 pub fn file_name(slug: &Slug) -> String {
     format!("x_{slug}.sh")
@@ -33,7 +36,15 @@ pub fn file_name(slug: &Slug) -> String {
 pub fn client_script(p: &ScriptParams<'_>) -> String {
     let label = shell_quote(p.label);
     let ssh = if p.slug.as_str() == "ssh" {
-        let user = p.ssh_user.map(|u| format!("{}@", shell_quote(u)));
+        // Inside double quotes: only a plain account name is printed.
+        let user = p
+            .ssh_user
+            .filter(|u| {
+                !u.is_empty()
+                    && u.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+            .map(|u| format!("{u}@"));
         format!(
             "echo \"SSH : ssh -p ${{LPORT}} {}127.0.0.1\"\n",
             user.unwrap_or_default()
@@ -44,7 +55,7 @@ pub fn client_script(p: &ScriptParams<'_>) -> String {
     format!(
         r#"#!/bin/bash
 # x_{slug}.sh: reach {label} of station {node} through the swarm.
-# Written by constellation DRAGON. Usage: x_{slug}.sh [off|stop]
+{marker} Usage: x_{slug}.sh [off|stop]
 NODE_ID="{node}"
 SLUG="{slug}"
 LABEL={label}
@@ -105,6 +116,7 @@ export LPORT
         native = p.native_port,
         alt = p.alt_port,
         privileged = PRIVILEGED_BELOW,
+        marker = MARKER,
         ssh = ssh,
     )
 }
@@ -127,7 +139,16 @@ mod tests {
         assert!(text.starts_with("#!/bin/bash\n"));
         assert!(text.contains("NATIVE_PORT=\"22\"\nALT_PORT=\"21300\"\n"));
         assert!(text.contains("LABEL='it'\\''s $(rm -rf /)x'\n"), "{text}");
-        assert!(text.contains("ssh -p ${LPORT} 'pi'@127.0.0.1"));
+        assert!(text.contains("ssh -p ${LPORT} pi@127.0.0.1"));
+        let odd = client_script(&ScriptParams {
+            ssh_user: Some("a\"b"),
+            node_id: "12D3KooWabc",
+            slug: &slug,
+            label: "x",
+            native_port: 22,
+            alt_port: 21300,
+        });
+        assert!(odd.contains("ssh -p ${LPORT} 127.0.0.1"));
     }
 
     #[test]
