@@ -93,8 +93,25 @@ pub struct Config {
     pub tunnels: Vec<TunnelSpec>,
     /// `[relay]`: the embedded relay's address and limits.
     pub relay: crate::relay::RelayConfig,
+    /// `[status]`: the status page.
+    pub status: StatusConfig,
     /// `[dragon]`: publishing the station's services, client scripts, connect.
     pub dragon: crate::dragon::DragonConfig,
+}
+
+/// `[status]`: where the daemon serves its status page (loopback: it shows the station's state).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    pub listen: String,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            listen: "127.0.0.1:7778".into(),
+        }
+    }
 }
 
 /// `[node]`: the libp2p side.

@@ -35,9 +35,13 @@ pub struct DaemonArgs {
     /// Do not start or look for a local relay.
     #[arg(long)]
     pub no_relay: bool,
-    /// Address of the status page (loopback by default).
+    /// Address of the status page (`/` and `/api/status`). Default: `[status] listen` of
+    /// config.toml, else 127.0.0.1:7778.
     #[arg(long, value_name = "ADDR")]
     pub status_listen: Option<String>,
+    /// Do not serve the status page.
+    #[arg(long, conflicts_with = "status_listen")]
+    pub no_status: bool,
     /// Use the identity of this Kubo repo (its `config`), so the PeerID is the station's
     /// IPFSNODEID. Without a value: $IPFS_PATH, else ~/.ipfs.
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
@@ -195,6 +199,8 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         station: relay.as_ref().map(|r| r.station.clone()),
         dragon: std::sync::OnceLock::new(),
         dragon_config: config.dragon.clone(),
+        relay_url: relay.as_ref().map(|r| r.url.clone()),
+        started: std::time::Instant::now(),
     });
     daemon.restore_tunnels(&config).await;
     if dragon_enabled {
@@ -219,8 +225,23 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         tracker.clone(),
     ));
 
+    let status = if args.no_status {
+        None
+    } else {
+        let addr = args
+            .status_listen
+            .clone()
+            .unwrap_or_else(|| config.status.listen.clone());
+        let bound = crate::status::start(&addr, daemon.clone(), control_stop.clone(), &tracker)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the status page"))?;
+        tracing::info!("status page at http://{bound}/");
+        Some(format!("http://{bound}/"))
+    };
+
     let ready = json!({
         "event": "ready",
+        "status": status,
         "peer_id": node.peer_id().to_string(),
         "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "control": socket,
@@ -310,7 +331,75 @@ struct Daemon {
     /// The service publisher (unset with `--no-dragon`).
     dragon: std::sync::OnceLock<crate::dragon::Dragon>,
     dragon_config: crate::dragon::DragonConfig,
+    relay_url: Option<String>,
+    started: std::time::Instant,
 }
+
+impl crate::status::StatusSource for Daemon {
+    /// Everything the status page shows; a part that fails is left out, not the whole.
+    async fn status(&self) -> serde_json::Value {
+        let info = self.node.info().await.ok();
+        let services = match self.dragon.get() {
+            Some(dragon) => crate::dragon::services(Some(dragon), &self.tunnels, false)
+                .await
+                .ok()
+                .and_then(|r| serde_json::to_value(r).ok()),
+            None => None,
+        };
+        let relay = match (&self.station, &self.relay_url) {
+            (Some(Station::Embedded(store)), Some(url)) => {
+                let stats = store.stats().await.ok();
+                Some(json!({
+                    "url": url,
+                    "mode": "embedded",
+                    "events": stats.as_ref().map(|s| s.events),
+                    "bytes": stats.as_ref().map(|s| s.bytes),
+                    "pubkeys": stats.as_ref().map(|s| s.pubkeys),
+                    "kinds": stats.as_ref().map(|s| s.kinds.clone()),
+                }))
+            }
+            (Some(Station::External(url)), _) => Some(json!({"url": url, "mode": "external"})),
+            _ => None,
+        };
+        let history = self.home.root().join("history.sqlite");
+        let runs = tokio::task::spawn_blocking(move || {
+            crate::sync::history::History::open(&history)
+                .and_then(|h| h.recent(STATUS_RUNS))
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let runs: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "run_id": r.run_id, "started_at": r.started_at, "status": r.status(),
+                    "duration_ms": r.duration_ms, "peers_contacted": r.peers_contacted,
+                    "peers_ok": r.peers_ok, "peers_failed": r.peers_failed,
+                    "collected": r.collected, "imported": r.imported, "uploaded": r.uploaded,
+                    "discovered": r.discovered, "unique_pubkeys": r.unique_pubkeys,
+                    "groups": r.groups, "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "peer_id": self.node.peer_id().to_string(),
+            "listen": info.as_ref().map(|i| i.listen.clone()).unwrap_or_default(),
+            "private_network": info.as_ref().is_some_and(|i| i.private_network),
+            "peers": info.as_ref().map(|i| i.peers.clone()).unwrap_or_default(),
+            "tunnels": self.tunnels.list(),
+            "streams": self.tunnels.streams(),
+            "services": services,
+            "relay": relay,
+            "runs": runs,
+        })
+    }
+}
+
+/// Sync runs shown on the status page (newest first).
+const STATUS_RUNS: usize = 24;
 
 impl Daemon {
     /// Bring back the tunnels of config.toml and of `--persist`; a failing one is logged, not fatal.

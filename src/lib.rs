@@ -14,6 +14,7 @@
 //! - [`store`]: the SQLite event store (one writer task) used by the embedded relay and the sync.
 //! - [`sync`]: the constellation backfill: discovery, N², NIP-77 / REQ paging, import, stats.
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/77) over [`store`].
+//! - [`status`]: the loopback status page and `/api/status`, fed by the daemon.
 //! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect.
 
 pub mod backfill;
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod logging;
 pub mod node;
 pub mod relay;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tunnel;

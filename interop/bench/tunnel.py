@@ -211,7 +211,7 @@ class OursNode:
         self._tmp = tempfile.TemporaryDirectory(prefix="constellation-")
         self.home = os.path.join(self._tmp.name, "home")
         os.makedirs(self.home)
-        cmd = [binary, "--home", self.home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-relay", "--no-dragon"]
+        cmd = [binary, "--home", self.home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-relay", "--no-dragon", "--no-status"]
         if swarm_key_hex:
             key = os.path.join(self._tmp.name, "swarm.key")
             with open(key, "w") as f:

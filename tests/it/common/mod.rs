@@ -57,6 +57,9 @@ impl Daemon {
         if !extra.contains(&"--relay-listen") {
             command.arg("--no-relay");
         }
+        if !extra.contains(&"--status-listen") {
+            command.arg("--no-status");
+        }
         if !extra.contains(&"--dragon") {
             // DRAGON would publish this machine's services and write scripts under ~/.zen.
             command.arg("--no-dragon");

@@ -1,0 +1,117 @@
+//! The status page: `GET /` (one self-contained HTML page that refreshes itself from the API) and
+//! `GET /api/status` (JSON) on a loopback HTTP port. The daemon supplies the JSON through
+//! [`StatusSource`]; this module only serves it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::relay::http;
+
+/// The page: HTML, CSS, JS and SVG inline; no framework, no external asset.
+const PAGE: &str = include_str!("page.html");
+/// Concurrent HTTP clients (a browser tab or two, a monitoring probe).
+const MAX_CLIENTS: usize = 32;
+/// Back-off after a failed `accept`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long building the JSON may take before the request fails.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the page shows, as JSON.
+pub trait StatusSource: Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = serde_json::Value> + Send;
+}
+
+/// Bind `addr` and serve until `shutdown`; returns the bound address.
+pub async fn start<S: StatusSource>(
+    addr: &str,
+    source: Arc<S>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let inner = tracker.clone();
+    tracker.spawn(async move {
+        let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let (stream, _) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("status page accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let source = source.clone();
+            inner.spawn(async move {
+                let _permit = permit;
+                if let Err(e) = handle(stream, source).await {
+                    tracing::debug!("status page request failed: {e}");
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+/// The path of a request head's first line (`GET /path HTTP/1.1`).
+fn path_of(head: &[u8]) -> Option<&str> {
+    let line = head.split(|b| *b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(path)) => Some(path.split('?').next().unwrap_or(path)),
+        _ => None,
+    }
+}
+
+async fn handle<S: StatusSource>(
+    mut stream: tokio::net::TcpStream,
+    source: Arc<S>,
+) -> std::io::Result<()> {
+    let Some(head) = http::read_head(&mut stream).await? else {
+        return Ok(());
+    };
+    match path_of(&head) {
+        Some("/") | Some("/index.html") => {
+            http::respond(stream, "200 OK", "text/html; charset=utf-8", PAGE).await
+        }
+        Some("/api/status") => {
+            let body = match tokio::time::timeout(STATUS_TIMEOUT, source.status()).await {
+                Ok(v) => v.to_string(),
+                Err(_) => serde_json::json!({"error": "status timed out"}).to_string(),
+            };
+            http::respond(stream, "200 OK", "application/json", &body).await
+        }
+        Some(_) => http::respond(stream, "404 Not Found", "text/plain", "not found\n").await,
+        None => http::respond(stream, "405 Method Not Allowed", "text/plain", "GET only\n").await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn paths_are_read_from_get_lines_only() {
+        assert_eq!(
+            path_of(b"GET /api/status?x=1 HTTP/1.1\r\n\r\n"),
+            Some("/api/status")
+        );
+        assert_eq!(path_of(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Some("/"));
+        assert_eq!(path_of(b"POST / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(path_of(b"\xff\xfe"), None);
+    }
+}
