@@ -55,6 +55,8 @@ pub enum Command {
     Connect(crate::dragon::cli::ConnectArgs),
     /// Close the forwards opened by `connect`.
     Disconnect(crate::dragon::cli::DisconnectArgs),
+    /// Start a small constellation on loopback, sync it once, and show the before/after table.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Run the parsed command line.
@@ -68,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::P2p(command) => crate::client::p2p(&home, command),
         Command::Backfill(args) => crate::backfill::run(&home, args),
         Command::Relay(args) => crate::relay::cli::run(&home, args),
+        Command::Demo(args) => crate::demo::run(args),
         Command::Services(args) => crate::dragon::cli::services(&home, args),
         Command::Connect(args) => crate::dragon::cli::connect(&home, args),
         Command::Disconnect(args) => crate::dragon::cli::disconnect(&home, args),

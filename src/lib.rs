@@ -4,6 +4,7 @@
 //! - [`cli`]: clap definitions and dispatch to the modules below; no logic.
 //! - [`backfill`]: the `backfill` command: flags, run lock, and recording a run.
 //! - [`client`]: the CLI side of daemon commands (`init`, `id`, `swarm`, `p2p`) and their output.
+//! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay and the control API; owns shutdown.
 //! - [`control`]: the local JSON API over a Unix socket, shared by CLI and daemon.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod demo;
 pub mod dragon;
 pub mod identity;
 pub mod logging;

@@ -2,6 +2,7 @@
 //! One test binary keeps link time down; each area is a module.
 
 mod common;
+mod demo;
 mod dragon;
 mod kubo;
 mod relay;
