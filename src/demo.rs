@@ -193,11 +193,9 @@ fn follows(keys: &Keys, friend: &Keys, at: u64) -> anyhow::Result<Event> {
 }
 
 async fn relay_client(url: &str) -> anyhow::Result<RelayClient> {
-    Ok(
-        RelayClient::connect_url(url, Duration::from_secs(10), Duration::from_secs(30))
-            .await
-            .with_context(|| format!("cannot reach the relay {url}"))?,
-    )
+    RelayClient::connect_url(url, Duration::from_secs(10), Duration::from_secs(30))
+        .await
+        .with_context(|| format!("cannot reach the relay {url}"))
 }
 
 async fn publish(url: &str, events: &[Event]) -> anyhow::Result<()> {
