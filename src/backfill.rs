@@ -144,24 +144,44 @@ pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_SKIPPED));
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let stats = runtime.block_on(async {
-        let socket = home.control_socket();
-        if crate::control::is_running(&socket).await {
-            let value = crate::control::call(
-                &socket,
-                &crate::control::Request::Backfill { args: args.clone() },
-            )
-            .await?;
-            Ok::<RunStats, anyhow::Error>(serde_json::from_value(value)?)
-        } else {
-            execute(home, &args, None, None).await
-        }
-    })?;
+    let stats = runtime.block_on(run_locked(home, &args))?;
     print(&args, &stats);
     Ok(match stats.status() {
         "OK" => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_PARTIAL),
     })
+}
+
+/// One run for a caller that holds the [`RunLock`]: in the running daemon (its node and local
+/// relay) when there is one, else here.
+pub async fn run_locked(home: &Home, args: &BackfillArgs) -> anyhow::Result<RunStats> {
+    let socket = home.control_socket();
+    if crate::control::is_running(&socket).await {
+        let value = crate::control::call(
+            &socket,
+            &crate::control::Request::Backfill { args: args.clone() },
+        )
+        .await?;
+        Ok(serde_json::from_value(value)?)
+    } else {
+        execute(home, args, None, None).await
+    }
+}
+
+/// Backfill flags from a list of words (`[trigger] backfill` in config.toml, the demo).
+pub fn parse_args<I, T>(words: I) -> anyhow::Result<BackfillArgs>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: BackfillArgs,
+    }
+    let words = std::iter::once(std::ffi::OsString::from("backfill"))
+        .chain(words.into_iter().map(Into::into));
+    Ok(<Wrap as clap::Parser>::try_parse_from(words)?.args)
 }
 
 /// Discover, sync and record one run. `node` and `station` are the daemon's; without a node a

@@ -57,6 +57,13 @@ pub enum Command {
     Disconnect(crate::dragon::cli::DisconnectArgs),
     /// Start a small constellation on loopback, sync it once, and show the before/after table.
     Demo(crate::demo::DemoArgs),
+    /// The hourly job (for cron): checks, lock, backfill, report, mail. Exit 0 OK, 2 partial,
+    /// 3 skipped, 4 cannot run.
+    Trigger(crate::trigger::TriggerArgs),
+    /// Re-render (or re-send) the report of a past sync run.
+    Report(crate::trigger::ReportArgs),
+    /// Print (or write) systemd units and the cron line.
+    InstallService(crate::trigger::InstallArgs),
 }
 
 /// Run the parsed command line.
@@ -71,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(args) => crate::backfill::run(&home, args),
         Command::Relay(args) => crate::relay::cli::run(&home, args),
         Command::Demo(args) => crate::demo::run(args),
+        Command::Trigger(args) => crate::trigger::run(&home, args),
+        Command::Report(args) => crate::trigger::report_command(&home, args),
+        Command::InstallService(args) => crate::trigger::install(&home, args),
         Command::Services(args) => crate::dragon::cli::services(&home, args),
         Command::Connect(args) => crate::dragon::cli::connect(&home, args),
         Command::Disconnect(args) => crate::dragon::cli::disconnect(&home, args),

@@ -95,6 +95,12 @@ pub struct Config {
     pub relay: crate::relay::RelayConfig,
     /// `[status]`: the status page.
     pub status: StatusConfig,
+    /// `[trigger]`: the hourly job and its logs.
+    pub trigger: crate::trigger::TriggerConfig,
+    /// `[report]`: where reports are saved.
+    pub report: crate::report::ReportConfig,
+    /// `[mail]`: how reports reach the captain.
+    pub mail: crate::report::mail::MailConfig,
     /// `[dragon]`: publishing the station's services, client scripts, connect.
     pub dragon: crate::dragon::DragonConfig,
 }

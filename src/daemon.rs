@@ -225,6 +225,16 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         tracker.clone(),
     ));
 
+    if config.trigger.enabled {
+        // The hourly sync, so that cron is optional; stopped with the control API.
+        tracker.spawn(crate::trigger::schedule(
+            home.clone(),
+            config.clone(),
+            node.clone(),
+            relay.as_ref().map(|r| r.station.clone()),
+            control_stop.clone(),
+        ));
+    }
     let status = if args.no_status {
         None
     } else {
@@ -369,8 +379,10 @@ impl crate::status::StatusSource for Daemon {
         })
         .await
         .unwrap_or_default();
+        // Newest first (`recent` gives them oldest first).
         let runs: Vec<serde_json::Value> = runs
             .iter()
+            .rev()
             .map(|r| {
                 json!({
                     "run_id": r.run_id, "started_at": r.started_at, "status": r.status(),

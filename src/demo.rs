@@ -8,7 +8,6 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use nostr::prelude::{
     Event, EventBuilder, EventId, Filter, FinalizeEvent, Keys, Kind, Tag, Timestamp,
 };
@@ -433,20 +432,13 @@ fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Re
         std::fs::create_dir_all(&account)?;
         std::fs::write(account.join("HEX"), captains[0].public_key().to_hex())?;
         let swarm = swarm_dir(dir, &stations, &captains)?;
-        #[derive(clap::Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            args: crate::backfill::BackfillArgs,
-        }
-        let backfill = Wrap::try_parse_from([
-            "backfill".as_ref(),
+        let backfill = crate::backfill::parse_args([
             "--swarm-dir".as_ref(),
             swarm.as_os_str(),
             "--zen".as_ref(),
             zen.as_os_str(),
             "--no-profiles".as_ref(),
-        ])?
-        .args;
+        ])?;
         let value =
             control::call(&stations[0].socket(), &Request::Backfill { args: backfill }).await?;
         let stats: RunStats = serde_json::from_value(value)?;
@@ -460,6 +452,13 @@ fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Re
         &report,
         html_report(&stations, &tracked, &before, &after, &stats),
     )?;
+    // The sync report of A's run, as the hourly trigger writes it.
+    crate::report::Report::load(
+        &stations[0].home.join("history.sqlite"),
+        Some(stats.run_id),
+        "demo station A".into(),
+    )?
+    .save(&dir.join("reports"))?;
     let elapsed = started.elapsed().as_secs_f64();
     if args.json {
         let matrix = |held: &[Vec<bool>]| -> Value {

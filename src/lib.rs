@@ -2,6 +2,9 @@
 //!
 //! Module map (imports point down this list, never up):
 //! - [`cli`]: clap definitions and dispatch to the modules below; no logic.
+//! - [`trigger`]: the hourly job: checks, lock, backfill, report, mail; the daemon's schedule.
+//! - [`report`]: the sync report (HTML with SVG charts, text) from the history, and its mail.
+//! - [`runlog`]: the operators' log files, rotated by size.
 //! - [`backfill`]: the `backfill` command: flags, run lock, and recording a run.
 //! - [`client`]: the CLI side of daemon commands (`init`, `id`, `swarm`, `p2p`) and their output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
@@ -30,7 +33,10 @@ pub mod identity;
 pub mod logging;
 pub mod node;
 pub mod relay;
+pub mod report;
+pub mod runlog;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod trigger;
 pub mod tunnel;

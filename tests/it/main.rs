@@ -6,5 +6,6 @@ mod demo;
 mod dragon;
 mod kubo;
 mod relay;
+mod report;
 mod sync;
 mod tunnel;

@@ -1,0 +1,554 @@
+//! `constellation trigger`: the hourly job (cron, a systemd timer, or the daemon's own schedule).
+//! Checks the station, takes the run lock, skips a run that is too recent, runs the backfill,
+//! saves the report, mails it, and writes the operators' logs. Exit codes are distinct.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::backfill::{self, BackfillArgs, EXIT_PARTIAL, EXIT_SKIPPED, RunLock};
+use crate::config::{Config, Home, home_dir};
+use crate::node::Node;
+use crate::report::{self, Report};
+use crate::runlog::RunLog;
+use crate::sync::history::History;
+use crate::sync::local::Station;
+use crate::sync::stats::RunStats;
+
+/// Exit code: a check failed, nothing ran (the reason is printed).
+pub const EXIT_CANNOT_RUN: u8 = 4;
+
+/// `[trigger]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// The daemon runs the trigger by itself every `period_mins` (cron then becomes optional).
+    pub enabled: bool,
+    pub period_mins: u64,
+    /// Random delay added to each period, so stations do not all sync at the same second.
+    pub jitter_secs: u64,
+    /// A run is skipped when the last one started less than this ago (unless `--force`).
+    pub min_interval_mins: u64,
+    /// Require the Astroport folders (`~/.zen/tmp`, `~/.zen/game`); off: standalone station.
+    pub astroport: bool,
+    /// Folder of `constellation_sync.log` and `constellation_sync.error.log`
+    /// (default `~/.zen/strfry`).
+    pub log_dir: Option<PathBuf>,
+    pub log_max_bytes: u64,
+    pub log_keep: usize,
+    /// Backfill flags of the daemon's scheduled runs, e.g. `["--days", "1"]`.
+    pub backfill: Vec<String>,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            enabled: true,
+            period_mins: 60,
+            jitter_secs: 300,
+            min_interval_mins: 50,
+            astroport: false,
+            log_dir: None,
+            log_max_bytes: 1 << 20,
+            log_keep: 3,
+            backfill: Vec::new(),
+        }
+    }
+}
+
+/// Flags of `constellation trigger`: its own, plus every backfill flag.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TriggerArgs {
+    /// Run even if the last run is less than `[trigger] min_interval_mins` (50) old.
+    #[arg(long)]
+    pub force: bool,
+    /// Save the report but do not mail it.
+    #[arg(long)]
+    pub no_mail: bool,
+    #[command(flatten)]
+    pub backfill: BackfillArgs,
+}
+
+/// What a trigger did.
+#[derive(Debug)]
+pub enum Outcome {
+    Ran {
+        stats: Box<RunStats>,
+        report: Option<PathBuf>,
+        /// Recipient, or why no mail went out.
+        mail: Result<String, String>,
+    },
+    Skipped(String),
+    CannotRun(String),
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Ran { stats, .. } if stats.status() == "OK" => 0,
+            Outcome::Ran { .. } => EXIT_PARTIAL,
+            Outcome::Skipped(_) => EXIT_SKIPPED,
+            Outcome::CannotRun(_) => EXIT_CANNOT_RUN,
+        }
+    }
+
+    /// The one line an operator reads.
+    pub fn line(&self) -> String {
+        match self {
+            Outcome::Ran {
+                stats,
+                report,
+                mail,
+            } => format!(
+                "ran: {} run {}: {} peers ok, {} failed, {} imported, {} uploaded; report {}; mail {}",
+                stats.status(),
+                stats.run_id,
+                stats.peers_ok,
+                stats.peers_failed,
+                stats.imported,
+                stats.uploaded,
+                report
+                    .as_ref()
+                    .map_or("not saved".into(), |p| p.display().to_string()),
+                match mail {
+                    Ok(to) => format!("sent to {to}"),
+                    Err(why) => format!("not sent ({why})"),
+                }
+            ),
+            Outcome::Skipped(why) => format!("skipped: {why}"),
+            Outcome::CannotRun(why) => format!("cannot run: {why}"),
+        }
+    }
+}
+
+/// The two operator logs of a home.
+struct Logs {
+    run: RunLog,
+    errors: RunLog,
+}
+
+impl Logs {
+    fn new(config: &TriggerConfig) -> Logs {
+        let dir = config
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| home_dir().join(".zen/strfry"));
+        Logs {
+            run: RunLog::new(
+                dir.join("constellation_sync.log"),
+                config.log_max_bytes,
+                config.log_keep,
+            ),
+            errors: RunLog::new(
+                dir.join("constellation_sync.error.log"),
+                config.log_max_bytes,
+                config.log_keep,
+            ),
+        }
+    }
+
+    fn run(&self, line: &str) {
+        if let Err(e) = self.run.append(line) {
+            tracing::warn!("cannot write {}: {e}", self.run.path().display());
+        }
+    }
+
+    fn error(&self, line: &str) {
+        tracing::warn!("{line}");
+        self.run(line);
+        if let Err(e) = self.errors.append(line) {
+            tracing::warn!("cannot write {}: {e}", self.errors.path().display());
+        }
+    }
+}
+
+fn writable(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(".constellation-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// `host:port` of a `ws://` / `wss://` URL.
+fn host_port(url: &str) -> Option<String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("wss://") {
+        (true, r)
+    } else {
+        (false, url.strip_prefix("ws://")?)
+    };
+    let authority = rest.split('/').next()?;
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        Some(authority.to_owned())
+    } else {
+        Some(format!("{authority}:{}", if tls { 443 } else { 80 }))
+    }
+}
+
+/// The checks before a run; `Err` is the one-line reason.
+async fn checks(home: &Home, config: &Config, args: &BackfillArgs) -> Result<(), String> {
+    if config.trigger.astroport {
+        let zen = args.zen.clone().unwrap_or_else(|| home_dir().join(".zen"));
+        for sub in ["tmp", "game"] {
+            if !zen.join(sub).is_dir() {
+                return Err(format!(
+                    "no Astroport environment: {} is missing ([trigger] astroport = true)",
+                    zen.join(sub).display()
+                ));
+            }
+        }
+    }
+    writable(home.root())?;
+    writable(&report_dir(home, config))?;
+    let logs = Logs::new(&config.trigger);
+    if let Some(dir) = logs.run.path().parent() {
+        writable(dir)?;
+    }
+    if let Some(url) = &args.local_relay {
+        let addr =
+            host_port(url).ok_or_else(|| format!("--local-relay {url:?} is not a ws:// URL"))?;
+        if !crate::relay::probe(&addr).await {
+            return Err(format!("the local relay {url} is not reachable"));
+        }
+    }
+    Ok(())
+}
+
+pub fn report_dir(home: &Home, config: &Config) -> PathBuf {
+    config
+        .report
+        .dir
+        .clone()
+        .unwrap_or_else(|| home.root().join("reports"))
+}
+
+/// Seconds since the last run started, if any.
+fn since_last_run(home: &Home) -> Option<u64> {
+    let history = History::open(&home.root().join("history.sqlite")).ok()?;
+    let last = history.last_run_at().ok()??;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(now.saturating_sub(last))
+}
+
+/// One trigger. `daemon`: the node and local relay when the daemon runs it itself.
+pub async fn trigger(
+    home: &Home,
+    config: &Config,
+    force: bool,
+    mail: bool,
+    args: &BackfillArgs,
+    daemon: Option<(Node, Option<Station>)>,
+) -> Outcome {
+    let logs = Logs::new(&config.trigger);
+    if let Err(why) = checks(home, config, args).await {
+        logs.error(&format!("cannot run: {why}"));
+        return Outcome::CannotRun(why);
+    }
+    let lock = match RunLock::try_acquire(home) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            logs.run("skipped: running");
+            return Outcome::Skipped("running".into());
+        }
+        Err(e) => return Outcome::CannotRun(format!("{e:#}")),
+    };
+    let min = config.trigger.min_interval_mins * 60;
+    if !force
+        && let Some(ago) = since_last_run(home)
+        && ago < min
+    {
+        let why = format!(
+            "last run {} min ago (less than {}); --force runs anyway",
+            ago / 60,
+            config.trigger.min_interval_mins
+        );
+        logs.run(&format!("skipped: {why}"));
+        return Outcome::Skipped(why);
+    }
+    logs.run("run started");
+    let result = match daemon {
+        Some((node, station)) => backfill::execute(home, args, Some(node), station).await,
+        None => backfill::run_locked(home, args).await,
+    };
+    drop(lock);
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) => {
+            let why = format!("{e:#}");
+            logs.error(&format!("cannot run: {why}"));
+            return Outcome::CannotRun(why);
+        }
+    };
+    for p in stats.peers.iter().filter(|p| !p.ok) {
+        logs.error(&format!(
+            "run {}: peer {} failed: {}",
+            stats.run_id,
+            p.name,
+            p.error.as_deref().unwrap_or("?")
+        ));
+    }
+    logs.run(&format!(
+        "run {} {}: {} contacted, {} ok, {} failed, {} collected, {} imported, {} uploaded, {} ms",
+        stats.run_id,
+        stats.status(),
+        stats.peers_contacted,
+        stats.peers_ok,
+        stats.peers_failed,
+        stats.collected,
+        stats.imported,
+        stats.uploaded,
+        stats.duration_ms
+    ));
+    let (report, mail) = if stats.run_id == 0 {
+        (None, Err("dry run: nothing recorded".to_owned()))
+    } else {
+        deliver(home, config, stats.run_id, mail, &logs).await
+    };
+    Outcome::Ran {
+        stats: Box::new(stats),
+        report,
+        mail,
+    }
+}
+
+/// Save the report of `run_id` and mail it; failures are logged, never fatal.
+async fn deliver(
+    home: &Home,
+    config: &Config,
+    run_id: i64,
+    mail: bool,
+    logs: &Logs,
+) -> (Option<PathBuf>, Result<String, String>) {
+    let station = report::station_name(&config.report);
+    let report = match Report::load(&home.root().join("history.sqlite"), Some(run_id), station) {
+        Ok(r) => r,
+        Err(e) => {
+            logs.error(&format!("run {run_id}: no report: {e}"));
+            return (None, Err(e.to_string()));
+        }
+    };
+    let saved = match report.save(&report_dir(home, config)) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            logs.error(&format!("run {run_id}: {e}"));
+            None
+        }
+    };
+    let sent = if !mail {
+        Err("--no-mail".into())
+    } else if config.mail.recipient().is_none() {
+        Err("no CAPTAINEMAIL".into())
+    } else {
+        match report::mail::send(
+            &config.mail,
+            &report.subject(),
+            report.text(),
+            report.html(),
+        )
+        .await
+        {
+            Ok(to) => {
+                logs.run(&format!("run {run_id}: report mailed to {to}"));
+                Ok(to)
+            }
+            Err(e) => {
+                logs.error(&format!("run {run_id}: mail failed: {e}"));
+                Err(e.to_string())
+            }
+        }
+    };
+    (saved, sent)
+}
+
+/// `constellation trigger`.
+pub fn run(home: &Home, args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&home.config_file())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(trigger(
+        home,
+        &config,
+        args.force,
+        !args.no_mail,
+        &args.backfill,
+        None,
+    ));
+    match &outcome {
+        Outcome::Ran { stats, .. } if args.backfill.json => {
+            println!("{}", serde_json::to_string_pretty(stats)?);
+            eprintln!("{}", outcome.line());
+        }
+        Outcome::Ran { .. } => println!("{}", outcome.line()),
+        _ => eprintln!("{}", outcome.line()),
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// The daemon's own schedule: a trigger every period (plus jitter) until `shutdown`.
+pub async fn schedule(
+    home: Home,
+    config: Config,
+    node: Node,
+    station: Option<Station>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let args = match backfill::parse_args(&config.trigger.backfill) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("[trigger] backfill flags are invalid, no scheduled sync: {e}");
+            return;
+        }
+    };
+    loop {
+        let jitter = if config.trigger.jitter_secs > 0 {
+            use rand::Rng;
+            rand::thread_rng().gen_range(0..=config.trigger.jitter_secs)
+        } else {
+            0
+        };
+        let wait = Duration::from_secs(config.trigger.period_mins.max(1) * 60 + jitter);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let outcome = trigger(
+            &home,
+            &config,
+            false,
+            true,
+            &args,
+            Some((node.clone(), station.clone())),
+        )
+        .await;
+        tracing::info!("scheduled sync {}", outcome.line());
+    }
+}
+
+/// `constellation install-service`: systemd units (daemon; or a timer for the trigger) and the
+/// cron line, printed or written to a folder.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Write the unit files into this folder (e.g. ~/.config/systemd/user) instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
+}
+
+pub fn install(home: &Home, args: InstallArgs) -> anyhow::Result<ExitCode> {
+    let bin = std::env::current_exe().context("cannot find this program's path")?;
+    let bin = bin.display();
+    let home = home.root().display();
+    let files = [
+        (
+            "constellation.service",
+            format!(
+                "[Unit]\nDescription=constellation station daemon (tunnels, relay, hourly sync)\nAfter=network-online.target\n\n\
+                 [Service]\nExecStart={bin} --home {home} daemon\nRestart=on-failure\nRestartSec=5\n\n\
+                 [Install]\nWantedBy=default.target\n"
+            ),
+        ),
+        (
+            "constellation-sync.service",
+            format!(
+                "[Unit]\nDescription=constellation sync (only without the daemon's own schedule)\n\n\
+                 [Service]\nType=oneshot\nExecStart={bin} --home {home} trigger\nSuccessExitStatus=2 3\n"
+            ),
+        ),
+        (
+            "constellation-sync.timer",
+            "[Unit]\nDescription=hourly constellation sync\n\n[Timer]\nOnCalendar=hourly\n\
+             RandomizedDelaySec=300\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
+                .to_owned(),
+        ),
+    ];
+    let cron = format!("0 * * * * {bin} --home {home} trigger >/dev/null 2>&1");
+    match args.write {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, text) in &files {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "then: systemctl --user daemon-reload && systemctl --user enable --now constellation.service\n\
+                 (the daemon syncs hourly by itself; use the timer only without the daemon)\n\
+                 or the cron line: {cron}"
+            );
+        }
+        None => {
+            for (name, text) in &files {
+                println!("# {name}\n{text}");
+            }
+            println!("# cron (instead of the daemon's schedule or the timer)\n{cron}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `constellation report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run (default: the last one).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+    /// Mail it to the captain again.
+    #[arg(long)]
+    pub send: bool,
+    /// Print the plain-text version.
+    #[arg(long)]
+    pub text: bool,
+}
+
+pub fn report_command(home: &Home, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&home.config_file())?;
+    let station = report::station_name(&config.report);
+    let report = Report::load(&home.root().join("history.sqlite"), args.run, station)?;
+    let path = report.save(&report_dir(home, &config))?;
+    if args.text {
+        print!("{}", report.text());
+    } else {
+        println!("{}", path.display());
+    }
+    if args.send {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let to = runtime
+            .block_on(report::mail::send(
+                &config.mail,
+                &report.subject(),
+                report.text(),
+                report.html(),
+            ))
+            .context("cannot mail the report")?;
+        eprintln!("mailed to {to}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn relay_urls_give_host_and_port() {
+        assert_eq!(
+            host_port("ws://127.0.0.1:7777").as_deref(),
+            Some("127.0.0.1:7777")
+        );
+        assert_eq!(
+            host_port("wss://relay.example/x").as_deref(),
+            Some("relay.example:443")
+        );
+        assert_eq!(host_port("ws://[::1]:9/").as_deref(), Some("[::1]:9"));
+        assert_eq!(host_port("http://x"), None);
+    }
+}
