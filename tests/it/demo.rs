@@ -11,7 +11,7 @@ use nostr::prelude::*;
 use serde_json::Value;
 
 use crate::common::relays::{note, now, publish};
-use crate::common::{Daemon, bin};
+use crate::common::{Daemon, bin, chromium};
 
 /// Command lines of running processes that mention `needle`.
 fn processes_mentioning(needle: &str) -> Vec<String> {
@@ -100,28 +100,6 @@ fn http_get(url: &str, path: &str) -> String {
     out.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
-}
-
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=4000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .expect("chromium is installed by ./test (Debian package chromium)")
 }
 
 fn docs() -> PathBuf {

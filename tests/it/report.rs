@@ -211,25 +211,13 @@ fn the_report_arrives_by_smtp_with_the_numbers_of_the_run() {
 
     // Chromium renders it; one screenshot is kept for the README.
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.png");
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+    let out = common::chromium(
+        &[
             "--window-size=1100,1400",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", reports.join("run-1.html").display()))
-        .stdin(Stdio::null())
-        .output()
-        .expect("chromium is installed by ./test");
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &format!("file://{}", reports.join("run-1.html").display()),
+    );
     let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", stderr(&out)));
     assert_eq!(&png[1..4], b"PNG");
     assert!(

@@ -197,3 +197,26 @@ pub fn cli(home: &Path, args: &[&str]) -> Output {
 pub fn connect(a: &Daemon, b: &Daemon) {
     b.cli_ok(&["swarm", "connect", &a.addr()]);
 }
+
+/// Headless Chromium (Debian package, installed by ./test) on `url` with extra `args`.
+pub fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium is installed by ./test (Debian package chromium)")
+}
