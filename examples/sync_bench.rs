@@ -31,10 +31,15 @@ struct Bench {
 }
 
 impl Bench {
-    /// Events of the last 20 hours (inside `--days 1`).
-    fn events(&self, n: usize, salt: &str) -> Vec<Event> {
+    /// Events spread over the last `spread` seconds (inside `--days 1`).
+    fn events_over(&self, n: usize, salt: &str, spread: u64) -> Vec<Event> {
         let now = Timestamp::now().as_secs();
-        sign(&self.keys, n, salt, |i| now - 60 - (i as u64 * 7) % 72_000)
+        sign(&self.keys, n, salt, |i| now - 60 - (i as u64 * 7) % spread)
+    }
+
+    /// A day's events: spread over the last 20 hours.
+    fn events(&self, n: usize, salt: &str) -> Vec<Event> {
+        self.events_over(n, salt, 72_000)
     }
 
     fn peers(&self, name: &str, sets: &[Vec<Event>]) -> Vec<(Relay, PathBuf)> {
@@ -162,7 +167,8 @@ fn main() {
         ));
         let fresh = per_peer / 100;
         for (p, (relay, _)) in peers.iter().enumerate() {
-            let new = bench.events(fresh, &format!("{mode}-hour-{p}"));
+            // An hour's new events were written in the last hour.
+            let new = bench.events_over(fresh, &format!("{mode}-hour-{p}"), 3_600);
             bench.runtime.block_on(publish_all(&relay.url, &new));
         }
         eprintln!("{mode}: hourly run…");

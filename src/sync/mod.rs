@@ -99,6 +99,8 @@ pub struct Engine<'a, L: LocalStore> {
     newly_rejected: Mutex<Vec<(String, String)>>,
     /// Ids being downloaded by some peer's session (NIP-77 `need`), so others skip them.
     claimed: Mutex<HashSet<EventId>>,
+    /// Ids imported during the run, in order (the push pass sends a peer what came after it).
+    imported_log: Mutex<Vec<EventId>>,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -123,6 +125,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             stored: Mutex::default(),
             newly_rejected: Mutex::default(),
             claimed: Mutex::default(),
+            imported_log: Mutex::default(),
             progress: None,
         }
     }
@@ -191,8 +194,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         self.for_each_session(&mut sessions, Phase::Reconcile(&filters))
             .await;
         if !self.options.dry_run && sessions.iter().any(|s| s.nip77 == Some(true) && s.alive()) {
-            self.for_each_session(&mut sessions, Phase::Push(&filters))
-                .await;
+            self.for_each_session(&mut sessions, Phase::Push).await;
         }
         if self.options.profiles && !authors.is_empty() {
             let (found, missing) = self.profiles(&mut sessions, &authors).await;
@@ -227,7 +229,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                         Phase::Reconcile(filters) => {
                             self.reconcile_peer(session, filters, true).await
                         }
-                        Phase::Push(filters) => self.push_peer(session, filters).await,
+                        Phase::Push => self.push_peer(session).await,
                     };
                     if let Err(e) = result {
                         tracing::warn!(peer = %session.peer.name, "sync failed: {e}");
@@ -332,6 +334,11 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         if self.options.req_only {
             session.nip77 = Some(false);
         }
+        session.push_from = self
+            .imported_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
         for filter in filters {
             if session.nip77 != Some(false) {
                 match self.negentropy(session, filter, upload).await {
@@ -352,17 +359,32 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         Ok(())
     }
 
-    /// Second pass for NIP-77 peers: upload what arrived from other peers meanwhile.
-    async fn push_peer(&self, session: &mut Session, filters: &[Filter]) -> Result<(), String> {
+    /// Second pass for NIP-77 peers: upload what other peers brought after this peer's
+    /// reconciliation began and the peer is not known to hold. No second reconciliation: the
+    /// candidates are exactly the run's later imports (a duplicate costs one `OK`).
+    async fn push_peer(&self, session: &mut Session) -> Result<(), String> {
         if session.nip77 != Some(true) {
             return Ok(());
         }
-        for filter in filters {
-            match self.negentropy(session, filter, true).await {
-                Ok(()) | Err(NegOutcome::Unsupported(_)) => {}
-                Err(NegOutcome::Failed(e)) => return Err(e),
-            }
+        let candidates: Vec<EventId> = {
+            let log = self.imported_log.lock().unwrap_or_else(|e| e.into_inner());
+            log.get(session.push_from..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|id| !session.peer_has.contains(id))
+                .copied()
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Ok(());
         }
+        let events = self
+            .local
+            .events(&candidates)
+            .await
+            .map_err(|e| e.to_string())?;
+        session.publish(self, &events).await?;
+        session.peer_has.extend(candidates);
         Ok(())
     }
 
@@ -378,6 +400,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             .await
             .map_err(|e| NegOutcome::Failed(e.to_string()))?;
         let rec = session.reconcile(self, filter, &items).await?;
+        session.peer_has.extend(rec.need.iter().copied());
         // Ids another peer's session already fetches are not downloaded twice; a failed fetch
         // gives its ids back for the others.
         let need: Vec<EventId> = {
@@ -414,6 +437,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                 .publish(self, &events)
                 .await
                 .map_err(NegOutcome::Failed)?;
+            session.peer_has.extend(rec.have.iter().copied());
         }
         Ok(())
     }
@@ -488,6 +512,10 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                     .iter()
                     .map(|(id, r)| (id.to_hex(), r.clone())),
             );
+        self.imported_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(counts.accepted.iter().copied());
         let accepted: HashSet<&EventId> = counts.accepted.iter().collect();
         let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
         for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
@@ -598,8 +626,8 @@ enum Phase<'f> {
     Fetch(&'f [Filter]),
     /// Reconcile: NIP-77 both ways, or REQ paging.
     Reconcile(&'f [Filter]),
-    /// NIP-77 upload pass.
-    Push(&'f [Filter]),
+    /// Upload what arrived after a NIP-77 peer's reconciliation.
+    Push,
 }
 
 /// How a NIP-77 attempt ended.

@@ -27,6 +27,11 @@ pub struct Session {
     pub rejected: BTreeMap<String, u64>,
     /// Contact lists seen in a dry run (nothing is stored then).
     pub contact_lists: Vec<Event>,
+    /// Where the run's import log stood when this peer's reconciliation began: what was
+    /// imported after it may be missing on the peer (the push pass).
+    pub push_from: usize,
+    /// Ids the peer is known to hold (its NIP-77 `need` for us, and what we uploaded).
+    pub peer_has: std::collections::HashSet<nostr::prelude::EventId>,
     started: Instant,
 }
 
@@ -47,6 +52,8 @@ impl Session {
             duplicate: 0,
             rejected: BTreeMap::new(),
             contact_lists: Vec::new(),
+            push_from: 0,
+            peer_has: std::collections::HashSet::new(),
             started: Instant::now(),
         }
     }
