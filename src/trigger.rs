@@ -25,9 +25,9 @@ pub const EXIT_CANNOT_RUN: u8 = 4;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TriggerConfig {
-    /// The daemon runs the trigger by itself every `period_mins` (cron then becomes optional).
+    /// The daemon runs the trigger by itself every `period_secs` (cron then becomes optional).
     pub enabled: bool,
-    pub period_mins: u64,
+    pub period_secs: u64,
     /// Random delay added to each period, so stations do not all sync at the same second.
     pub jitter_secs: u64,
     /// A run is skipped when the last one started less than this ago (unless `--force`).
@@ -47,7 +47,7 @@ impl Default for TriggerConfig {
     fn default() -> Self {
         TriggerConfig {
             enabled: true,
-            period_mins: 60,
+            period_secs: 3_600,
             jitter_secs: 300,
             min_interval_mins: 50,
             astroport: false,
@@ -414,7 +414,7 @@ pub async fn schedule(
         } else {
             0
         };
-        let wait = Duration::from_secs(config.trigger.period_mins.max(1) * 60 + jitter);
+        let wait = Duration::from_secs(config.trigger.period_secs.max(1) + jitter);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

@@ -573,6 +573,66 @@ fn bad_input_gets_a_clear_answer_and_the_connection_stays_up() {
 }
 
 #[test]
+fn live_events_reach_open_subscriptions_only_when_they_match() {
+    let relay = OurRelay::start("");
+    runtime().block_on(async {
+        let keys = Keys::generate();
+        let mut reader = Ws::connect(&relay.url).await;
+        reader
+            .send(json!(["REQ", "live", {"kinds": [1], "#t": ["astroport"]}]).to_string())
+            .await;
+        assert_eq!(reader.recv().await, json!(["EOSE", "live"]));
+        let mut writer = Ws::connect(&relay.url).await;
+        let other = signed(&keys, 1, "untagged", vec![], relays::now());
+        let tagged = signed(
+            &keys,
+            1,
+            "tagged",
+            vec![Tag::hashtag("astroport")],
+            relays::now(),
+        );
+        let ephemeral = signed(
+            &keys,
+            20_001,
+            "now",
+            vec![Tag::hashtag("astroport")],
+            relays::now(),
+        );
+        for e in [&other, &tagged, &ephemeral] {
+            writer.send(ClientMessage::event(e.clone()).as_json()).await;
+            assert_eq!(writer.recv().await[2], true);
+        }
+        // Only the stored tagged note matches (the ephemeral one is kind 20001).
+        let m = reader.recv().await;
+        assert_eq!(
+            (m[0].as_str(), m[1].as_str()),
+            (Some("EVENT"), Some("live"))
+        );
+        assert_eq!(m[2]["id"], tagged.id.to_hex());
+        reader
+            .send(json!(["REQ", "eph", {"kinds": [20_001]}]).to_string())
+            .await;
+        assert_eq!(
+            reader.recv().await,
+            json!(["EOSE", "eph"]),
+            "ephemeral events are not stored"
+        );
+        writer
+            .send(
+                ClientMessage::event(signed(&keys, 20_001, "again", vec![], relays::now()))
+                    .as_json(),
+            )
+            .await;
+        let m = reader.recv().await;
+        assert_eq!(
+            (m[0].as_str(), m[1].as_str()),
+            (Some("EVENT"), Some("eph")),
+            "but relayed live"
+        );
+    });
+}
+
+#[test]
 fn a_client_that_stops_reading_is_disconnected_and_others_are_served() {
     let relay = OurRelay::start("[relay]\noutbound_queue = 32\n");
     let keys = Keys::generate();

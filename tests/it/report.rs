@@ -358,3 +358,38 @@ fn an_unreachable_relay_or_mail_server_does_not_block() {
             .contains("mail failed")
     );
 }
+
+#[test]
+fn the_daemon_runs_the_trigger_on_its_own_schedule() {
+    let station = Station::new(free_port());
+    let peer = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    publish(&peer.url, &[note(&keys, "scheduled", now() - 5)]);
+    let zen = station.zen(&[&keys]);
+    let config = std::fs::read_to_string(station.home().join("config.toml")).unwrap();
+    let config = config.replace(
+        "[trigger]\n",
+        &format!(
+            "[trigger]\nperiod_secs = 1\njitter_secs = 0\nbackfill = [\"--peer\", {:?}, \"--zen\", {zen:?}, \"--no-profiles\"]\n",
+            peer.url
+        ),
+    );
+    std::fs::write(station.home().join("config.toml"), config).unwrap();
+    let daemon = common::Daemon::start_in(&station.home(), &["--relay-listen", "127.0.0.1:0"]);
+    let report = station.tmp.path().join("reports/run-1.html");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !report.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled run; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let history = History::open(&station.home().join("history.sqlite")).unwrap();
+    let run = history.run(Some(1)).unwrap().expect("run 1");
+    assert_eq!((run.peers_ok, run.imported), (1, 1));
+    // The next scheduled run, a second later, is skipped by the 50-minute rule.
+    assert!(daemon.wait_log("skipped: last run", Duration::from_secs(10)));
+    assert!(history.run(Some(2)).unwrap().is_none());
+}
