@@ -69,8 +69,13 @@ pub enum SchemaError {
     },
 }
 
+/// Page cache per connection, in KiB (SQLite's default is 2 MiB; indexes of a few hundred
+/// thousand events want more to stay in memory).
+const CACHE_KIB: i64 = 64 * 1024;
+
 fn settings(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // FULL: a commit is on disk before `OK true` is sent (WAL makes this one fsync per batch).
     conn.pragma_update(None, "synchronous", "FULL")?;
