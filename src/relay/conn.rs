@@ -91,25 +91,38 @@ pub async fn run(
                 negs: HashMap::new(),
                 unacked,
             };
+            let idle = Duration::from_secs(session.config.idle_timeout_secs.max(1));
+            let mut last_message = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         let _ = session.out.try_send(Message::Close(None));
                         break;
                     }
-                    _ = gone.cancelled() => break,
-                    m = source.next() => match m {
-                        Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
-                        Some(Ok(Message::Binary(_))) => {
-                            session.notice("invalid: binary messages are not supported").await;
-                        }
-                        Some(Ok(Message::Close(_))) | None => break,
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => {
-                            tracing::debug!(%peer, "websocket error: {e}");
+                    _ = tokio::time::sleep_until(last_message + idle) => {
+                        if session.subs.is_empty() && session.negs.is_empty() {
+                            tracing::debug!(%peer, "idle relay client closed");
+                            let _ = session.out.try_send(Message::Close(None));
                             break;
                         }
-                    },
+                        last_message = tokio::time::Instant::now();
+                    }
+                    _ = gone.cancelled() => break,
+                    m = source.next() => {
+                        last_message = tokio::time::Instant::now();
+                        match m {
+                            Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
+                            Some(Ok(Message::Binary(_))) => {
+                                session.notice("invalid: binary messages are not supported").await;
+                            }
+                            Some(Ok(Message::Close(_))) | None => break,
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::debug!(%peer, "websocket error: {e}");
+                                break;
+                            }
+                        }
+                    }
                     e = live.recv() => match e {
                         Ok(event) => session.on_live(&event).await,
                         Err(broadcast::error::RecvError::Lagged(missed)) => {

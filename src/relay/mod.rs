@@ -41,6 +41,9 @@ pub struct RelayConfig {
     pub outbound_queue: usize,
     /// Most records in one NIP-77 reconciliation (strfry's `maxSyncEvents`).
     pub max_sync_events: usize,
+    /// A connection with no open subscription that sends nothing for this long is closed
+    /// (also ends clients stuck halfway through a frame).
+    pub idle_timeout_secs: u64,
     /// Largest event and most tags stored.
     pub max_event_bytes: usize,
     pub max_event_tags: usize,
@@ -60,6 +63,7 @@ impl Default for RelayConfig {
             max_connections: 1_024,
             outbound_queue: 4_096,
             max_sync_events: 1_000_000,
+            idle_timeout_secs: 600,
             max_event_bytes: events.max_event_bytes,
             max_event_tags: events.max_tags,
         }

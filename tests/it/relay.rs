@@ -573,6 +573,35 @@ fn bad_input_gets_a_clear_answer_and_the_connection_stays_up() {
 }
 
 #[test]
+fn idle_connections_without_subscriptions_are_closed() {
+    let relay = OurRelay::start("[relay]\nidle_timeout_secs = 1\n");
+    runtime().block_on(async {
+        let mut idle = Ws::connect(&relay.url).await;
+        let mut subscribed = Ws::connect(&relay.url).await;
+        subscribed.send(json!(["REQ", "s", {"kinds": [1]}]).to_string()).await;
+        assert_eq!(subscribed.recv().await, json!(["EOSE", "s"]));
+        // A client that sends half a frame and stops: only the idle timeout ends it.
+        let (mut stalled, _) = {
+            use tokio::io::AsyncWriteExt;
+            let mut tcp = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+            let mut head = [0u8; 512];
+            use tokio::io::AsyncReadExt;
+            let _ = tcp.read(&mut head).await.unwrap();
+            tcp.write_all(&[0x81, 0xfe, 0x01]).await.unwrap(); // a text frame header, cut short
+            (tcp, ())
+        };
+        let closed = tokio::time::timeout(Duration::from_secs(5), idle.ws.next()).await;
+        assert!(matches!(closed, Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_)))), "{closed:?}");
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut stalled, &mut buf)).await;
+        assert!(read.is_ok(), "the stalled client was not closed");
+        // The subscribed one is still served.
+        subscribed.alive().await;
+    });
+}
+
+#[test]
 fn live_events_reach_open_subscriptions_only_when_they_match() {
     let relay = OurRelay::start("");
     runtime().block_on(async {
