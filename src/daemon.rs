@@ -372,15 +372,25 @@ impl crate::status::StatusSource for Daemon {
             _ => None,
         };
         let history = self.home.root().join("history.sqlite");
-        let runs = tokio::task::spawn_blocking(move || {
+        let recent = tokio::task::spawn_blocking(move || {
             crate::sync::history::History::open(&history)
                 .and_then(|h| h.recent(STATUS_RUNS))
                 .unwrap_or_default()
         })
         .await
         .unwrap_or_default();
+        // The report's own charts for the newest run, so the page and the mail look alike.
+        let charts = recent.last().map(|r| {
+            let groups: Vec<(String, u64)> =
+                r.groups.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let trend: Vec<(i64, u64)> = recent.iter().map(|t| (t.run_id, t.imported)).collect();
+            json!({
+                "groups": crate::report::svg::bars("groups-chart", &groups, "#2da44e"),
+                "trend": crate::report::svg::trend("trend-chart", &trend),
+            })
+        });
         // Newest first (`recent` gives them oldest first).
-        let runs: Vec<serde_json::Value> = runs
+        let runs: Vec<serde_json::Value> = recent
             .iter()
             .rev()
             .map(|r| {
@@ -395,6 +405,7 @@ impl crate::status::StatusSource for Daemon {
             })
             .collect();
         json!({
+            "charts": charts,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
             "peer_id": self.node.peer_id().to_string(),

@@ -20,8 +20,8 @@ pub fn bars(id: &str, rows: &[(String, u64)], color: &str) -> String {
     let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1);
     let height = rows.len() * ROW + 4;
     let mut out = format!(
-        r#"<svg id="{id}" width="{}" height="{height}" role="img">"#,
-        LABEL + WIDTH + 60
+        r#"<svg id="{id}" width="{w}" height="{height}" viewBox="0 0 {w} {height}" role="img">"#,
+        w = LABEL + WIDTH + 60
     );
     for (i, (label, value)) in rows.iter().enumerate() {
         let y = i * ROW;
@@ -51,8 +51,8 @@ pub fn trend(id: &str, values: &[(i64, u64)]) -> String {
     // Wide enough for the caption even with one run.
     let width = (values.len() * (BAR + 4) + 4).max(260);
     let mut out = format!(
-        r#"<svg id="{id}" width="{width}" height="{}" role="img">"#,
-        HEIGHT + 16
+        r#"<svg id="{id}" width="{width}" height="{h}" viewBox="0 0 {width} {h}" role="img">"#,
+        h = HEIGHT + 16
     );
     for (i, (run, value)) in values.iter().enumerate() {
         let h = ((*value as f64 / max as f64) * HEIGHT as f64)

@@ -230,6 +230,10 @@ fn status_page_shows_peers_tunnels_services_and_the_last_sync() {
         dom.contains(r#"id="relay-events">3<"#),
         "relay count missing"
     );
+    assert!(
+        dom.contains(r#"<svg id="groups-chart""#),
+        "the report's chart is missing"
+    );
     let shot = docs().join("status.png");
     let out = chromium(
         &["--screenshot=".to_owned() + shot.to_str().unwrap()]
