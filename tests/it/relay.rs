@@ -12,7 +12,7 @@ use nostr::prelude::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::relays::{self, PyRelay, python, runtime};
+use crate::common::relays::{self, PyRelay, python, runtime, stored_ids};
 use crate::common::{self, Daemon, bin};
 
 /// `constellation relay` on 127.0.0.1:0 with its own database; killed on drop.
@@ -84,20 +84,6 @@ impl Drop for OurRelay {
             eprintln!("relay log:\n{log}");
         }
     }
-}
-
-/// Ids in a database file, read with our store's own reader.
-fn stored_ids(db: &Path) -> BTreeSet<EventId> {
-    runtime().block_on(async {
-        let store = constellation::store::Store::open(db, Default::default()).expect("open db");
-        store
-            .items(Filter::new())
-            .await
-            .expect("items")
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect()
-    })
 }
 
 fn signed(keys: &Keys, kind: u16, content: &str, tags: Vec<Tag>, at: u64) -> Event {

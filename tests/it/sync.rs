@@ -40,18 +40,7 @@ fn embedded_home(home: &Path) -> std::path::PathBuf {
 
 /// Ids in the embedded store of `home`.
 fn stored(home: &Path) -> BTreeSet<EventId> {
-    crate::common::relays::runtime().block_on(async {
-        let store =
-            constellation::store::Store::open(&home.join("relay.sqlite"), Default::default())
-                .expect("open store");
-        store
-            .items(Filter::new())
-            .await
-            .expect("items")
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect()
-    })
+    crate::common::relays::stored_ids(&home.join("relay.sqlite"))
 }
 
 fn all_ids(events: &[&Event]) -> BTreeSet<EventId> {

@@ -154,3 +154,17 @@ pub fn contacts(keys: &Keys, follows: &[PublicKey], created_at: u64) -> Event {
 pub fn now() -> u64 {
     Timestamp::now().as_secs()
 }
+
+/// Ids in an event database file, read with our store's own reader.
+pub fn stored_ids(db: &std::path::Path) -> std::collections::BTreeSet<EventId> {
+    runtime().block_on(async {
+        let store = constellation::store::Store::open(db, Default::default()).expect("open db");
+        store
+            .items(Filter::new())
+            .await
+            .expect("items")
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect()
+    })
+}
