@@ -249,25 +249,39 @@ impl Store {
         .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
     }
 
+    /// Rows of `select` for `filter`, newest first, each turned into a `T` by `row`.
+    async fn select<T: Send + 'static>(
+        &self,
+        filter: Filter,
+        select: Select,
+        limit: Option<usize>,
+        row: fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        if query::matches_nothing(&filter) {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            let (sql, params) = query::build(&filter, select, limit);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Ids and stored JSON of events matching `filter`, newest first, at most `limit`.
     pub async fn query_json(
         &self,
         filter: Filter,
         limit: Option<usize>,
     ) -> Result<Vec<(EventId, String)>, StoreError> {
-        if query::matches_nothing(&filter) {
-            return Ok(Vec::new());
-        }
-        self.read(move |conn| {
-            let (sql, params) = query::build(&filter, Select::Json, limit);
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let (id, json): (Vec<u8>, String) = (row.get(0)?, row.get(1)?);
-                out.push((event_id(&id)?, json));
-            }
-            Ok(out)
+        self.select(filter, Select::Json, limit, |r| {
+            let (id, json): (Vec<u8>, String) = (r.get(0)?, r.get(1)?);
+            Ok((event_id(&id)?, json))
         })
         .await
     }
@@ -287,21 +301,9 @@ impl Store {
 
     /// `(created_at, id)` of every event matching `filter`: the NIP-77 item set.
     pub async fn items(&self, filter: Filter) -> Result<Vec<(Timestamp, EventId)>, StoreError> {
-        if query::matches_nothing(&filter) {
-            return Ok(Vec::new());
-        }
-        self.read(move |conn| {
-            let (sql, params) = query::build(&filter, Select::Items, None);
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let (at, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-                let id =
-                    EventId::from_slice(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                out.push((Timestamp::from(at as u64), id));
-            }
-            Ok(out)
+        self.select(filter, Select::Items, None, |r| {
+            let (at, id): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            Ok((Timestamp::from(at as u64), event_id(&id)?))
         })
         .await
     }
