@@ -6,13 +6,66 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Largest request head accepted (browsers send ~1 KiB; websocket clients less).
 const MAX_HEAD: usize = 16 * 1024;
 /// A client that does not finish its request head in this time is dropped.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Back-off after a failed `accept` (e.g. out of file descriptors), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept on `listener` until `shutdown`, at most `max` connections at a time (more wait in
+/// the kernel's queue), each handled by `handle` in a task tracked by `tracker`.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max: usize,
+    what: &'static str,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max.max(1)));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("{what} accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let task = handle(stream, peer);
+        tracker.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = task.await {
+                tracing::debug!(%peer, "{what} connection ended: {e}");
+            }
+        });
+    }
+}
 
 /// What the request head asks for.
 #[derive(Debug, PartialEq, Eq)]

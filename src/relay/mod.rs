@@ -12,7 +12,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -100,9 +99,6 @@ impl RelayConfig {
     }
 }
 
-/// Back-off after a failed `accept` (e.g. out of file descriptors), instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Serve `listener` until `shutdown`; every connection task is tracked by `tracker`.
 pub async fn serve(
     listener: TcpListener,
@@ -111,36 +107,24 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("relay accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        let store = store.clone();
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = handle(stream, peer, store, config, shutdown).await {
-                tracing::debug!(%peer, "relay connection ended: {e}");
-            }
-        });
-    }
+    let max = config.max_connections;
+    http::accept_loop(
+        listener,
+        max,
+        "relay",
+        shutdown.clone(),
+        tracker,
+        |stream, peer| {
+            handle(
+                stream,
+                peer,
+                store.clone(),
+                config.clone(),
+                shutdown.clone(),
+            )
+        },
+    )
+    .await;
 }
 
 async fn handle(

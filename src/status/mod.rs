@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,8 +16,6 @@ use crate::relay::http;
 const PAGE: &str = include_str!("page.html");
 /// Concurrent HTTP clients (a browser tab or two, a monitoring probe).
 const MAX_CLIENTS: usize = 32;
-/// Back-off after a failed `accept`.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long building the JSON may take before the request fails.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,33 +33,17 @@ pub async fn start<S: StatusSource>(
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let inner = tracker.clone();
-    tracker.spawn(async move {
-        let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
-        loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("status page accept failed: {e}");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-            };
+    tracker.spawn(http::accept_loop(
+        listener,
+        MAX_CLIENTS,
+        "status page",
+        shutdown,
+        tracker.clone(),
+        move |stream, _| {
             let source = source.clone();
-            inner.spawn(async move {
-                let _permit = permit;
-                if let Err(e) = handle(stream, source).await {
-                    tracing::debug!("status page request failed: {e}");
-                }
-            });
-        }
-    });
+            async move { Ok(handle(stream, source).await?) }
+        },
+    ));
     Ok(bound)
 }
 
