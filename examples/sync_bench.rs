@@ -1,6 +1,7 @@
 //! Sync benchmark (issue 5): `constellation backfill` against a constellation of our relays on
 //! loopback. A 5-peer run (20k events per peer, 90% shared) then an "hourly" run with 1% new
-//! events, in NIP-77 mode and in REQ mode; then convergence of 10, 20 and 40 stations.
+//! events written since the first, in NIP-77 mode (with and without uploads) and in REQ mode;
+//! then convergence of 10, 20 and 40 stations.
 //! Prints markdown tables. A script, not a test: `interop/bench/sync.sh` builds and runs it.
 //!
 //! Usage: sync_bench [--peers 5] [--per-peer 20000] [--scaling 10,20,40] [--bin PATH]
@@ -19,6 +20,8 @@ use serde_json::Value;
 const AUTHORS: usize = 100;
 /// Share of each peer's events that every peer holds.
 const OVERLAP: f64 = 0.9;
+/// The hourly period.
+const HOUR: u64 = 3_600;
 /// Unique events per station in the scaling runs, plus as many shared by all.
 const SCALE_EVENTS: usize = 500;
 
@@ -31,15 +34,15 @@ struct Bench {
 }
 
 impl Bench {
-    /// Events spread over the last `spread` seconds (inside `--days 1`).
-    fn events_over(&self, n: usize, salt: &str, spread: u64) -> Vec<Event> {
+    /// Events written between `age + spread` and `age` seconds ago (inside `--days 1`).
+    fn events_between(&self, n: usize, salt: &str, age: u64, spread: u64) -> Vec<Event> {
         let now = Timestamp::now().as_secs();
-        sign(&self.keys, n, salt, |i| now - 60 - (i as u64 * 7) % spread)
+        sign(&self.keys, n, salt, |i| now - age - (i as u64 * 7) % spread)
     }
 
-    /// A day's events: spread over the last 20 hours.
+    /// What the peers held at the previous hourly run, an hour ago: 20 hours of events before it.
     fn events(&self, n: usize, salt: &str) -> Vec<Event> {
-        self.events_over(n, salt, 72_000)
+        self.events_between(n, salt, HOUR, 72_000)
     }
 
     fn peers(&self, name: &str, sets: &[Vec<Event>]) -> Vec<(Relay, PathBuf)> {
@@ -156,7 +159,12 @@ fn main() {
     let distinct = shared_n + peers_n * (per_peer - shared_n);
 
     let mut rows = Vec::new();
-    for (mode, flags) in [("NIP-77", vec![]), ("REQ", vec!["--req-only"])] {
+    let modes = [
+        ("NIP-77", vec![]),
+        ("NIP-77 download only", vec!["--no-upload"]),
+        ("REQ", vec!["--req-only"]),
+    ];
+    for (mode, flags) in modes {
         eprintln!("{mode}: seeding {peers_n} peers…");
         let peers = bench.peers(&format!("{mode}-peer"), &sets);
         let home = bench.station(&format!("{mode}-station"));
@@ -167,8 +175,8 @@ fn main() {
         ));
         let fresh = per_peer / 100;
         for (p, (relay, _)) in peers.iter().enumerate() {
-            // An hour's new events were written in the last hour.
-            let new = bench.events_over(fresh, &format!("{mode}-hour-{p}"), 3_600);
+            // An hour's new events were written since the previous run.
+            let new = bench.events_between(fresh, &format!("{mode}-hour-{p}"), 60, HOUR - 120);
             bench.runtime.block_on(publish_all(&relay.url, &new));
         }
         eprintln!("{mode}: hourly run…");
@@ -205,13 +213,33 @@ fn main() {
     let bytes = |r: &Row| {
         r.stats["bytes_in"].as_f64().unwrap_or(0.0) + r.stats["bytes_out"].as_f64().unwrap_or(0.0)
     };
-    if rows.len() == 4 {
-        let down = |r: &Row| r.stats["bytes_in"].as_f64().unwrap_or(0.0);
+    println!(
+        "\n| where the bytes go, KiB | EVENT in | NEG-MSG in | OK in | other in | EVENT out | NEG-* out | REQ/CLOSE out |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let t = &r.stats["traffic"];
+        let kib = |k: &str| t[k].as_f64().unwrap_or(0.0) / 1024.0;
         println!(
-            "\nhourly NIP-77 run / full-day REQ run, bytes: {:.2}% in both directions (the NIP-77 run \
-             also uploads what each peer lacks), {:.2}% downloaded (target < 2%)",
-            100.0 * bytes(&rows[1]) / bytes(&rows[2]),
-            100.0 * down(&rows[1]) / down(&rows[2])
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            r.label,
+            kib("events_in"),
+            kib("reconcile_in"),
+            kib("acks_in"),
+            kib("other_in"),
+            kib("events_out"),
+            kib("reconcile_out"),
+            kib("requests_out")
+        );
+    }
+    if let [_, nip77, _, download, _, req] = &rows[..] {
+        let ratio = |a: &Row, b: &Row| 100.0 * bytes(a) / bytes(b);
+        println!(
+            "\nhourly run / full-day REQ run, bytes in both directions: {:.2}% for NIP-77 download \
+             only, the same job as the REQ run (target < 2%); {:.2}% for NIP-77 with uploads, which \
+             also brings each of the {peers_n} peers up to date",
+            ratio(download, req),
+            ratio(nip77, req)
         );
     }
 

@@ -14,7 +14,7 @@ use crate::store::Store;
 use crate::sync::authors::{self, AuthorSources};
 use crate::sync::discovery::{self, Peer};
 use crate::sync::history::History;
-use crate::sync::local::{ExternalRelay, LocalStore, Station};
+use crate::sync::local::{CommandImport, ExternalRelay, LocalStore, Station};
 use crate::sync::stats::RunStats;
 use crate::sync::{Engine, SyncOptions};
 
@@ -32,6 +32,12 @@ pub struct BackfillArgs {
     /// Sync into this relay (strfry or any NIP-01 relay) instead of the station's local relay.
     #[arg(long, value_name = "URL")]
     pub local_relay: Option<String>,
+    /// Store through this command, fed JSON lines on stdin, e.g. `strfry --config
+    /// /etc/strfry.conf import` (run with `sh -c`); the local relay is asked afterwards which
+    /// events it now holds, and only those count as imported.
+    #[arg(long, value_name = "COMMAND")]
+    #[serde(default)]
+    pub import_command: Option<String>,
     /// Sync with this peer (PeerID, reached through its /x/strfry tunnel, or ws(s):// URL); repeatable.
     /// Without --peer, peers come from the swarm folder.
     #[arg(long = "peer", value_name = "PEERID|URL")]
@@ -79,6 +85,10 @@ pub struct BackfillArgs {
     #[arg(long)]
     #[serde(default)]
     pub req_only: bool,
+    /// Download only: do not upload to NIP-77 peers what they lack.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_upload: bool,
     /// Content that marks spam ("" disables the rule).
     #[arg(long, default_value = "Hello NOSTR visitor.")]
     pub spam: String,
@@ -102,6 +112,7 @@ impl BackfillArgs {
             fallback_relays: self.fallback_relays.clone(),
             amis_out: Some(AuthorSources::astroport(&self.zen()).amis_file),
             req_only: self.req_only,
+            upload: !self.no_upload,
             ..SyncOptions::default()
         }
     }
@@ -234,12 +245,12 @@ pub async fn execute(
         initial,
     };
     let outcome = match station {
-        Station::Embedded(store) => run.sync(&store).await,
+        Station::Embedded(store) => run.sync_into(store).await,
         Station::External(url) => {
             let local = ExternalRelay::connect(&url, LOCAL_CONNECT_TIMEOUT)
                 .await
                 .with_context(|| format!("the local relay {url} is not reachable"))?;
-            run.sync(&local).await
+            run.sync_into(local).await
         }
     };
     let mut stats = outcome.stats;
@@ -279,6 +290,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Sync into `local`, through the import command when one is given.
+    async fn sync_into<L: LocalStore>(self, local: L) -> crate::sync::RunOutcome {
+        match self.args.import_command.clone() {
+            Some(command) => self.sync(&CommandImport::new(local, command)).await,
+            None => self.sync(&local).await,
+        }
+    }
+
     async fn sync<L: LocalStore>(self, local: &L) -> crate::sync::RunOutcome {
         let engine = Engine::new(self.args.options(), local, self.node, self.rejected);
         let engine = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !self.args.json {

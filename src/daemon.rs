@@ -201,6 +201,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         dragon_config: config.dragon.clone(),
         relay_url: relay.as_ref().map(|r| r.url.clone()),
         started: std::time::Instant::now(),
+        figures: crate::status::Cached::new(FIGURES_TTL),
     });
     daemon.restore_tunnels(&config).await;
     if dragon_enabled {
@@ -343,6 +344,7 @@ struct Daemon {
     dragon_config: crate::dragon::DragonConfig,
     relay_url: Option<String>,
     started: std::time::Instant,
+    figures: crate::status::Cached<serde_json::Value>,
 }
 
 impl crate::status::StatusSource for Daemon {
@@ -356,6 +358,32 @@ impl crate::status::StatusSource for Daemon {
                 .and_then(|r| serde_json::to_value(r).ok()),
             None => None,
         };
+        let figures = self.figures.get(self.figures()).await;
+        json!({
+            "charts": figures["charts"],
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "peer_id": self.node.peer_id().to_string(),
+            "listen": info.as_ref().map(|i| i.listen.clone()).unwrap_or_default(),
+            "private_network": info.as_ref().is_some_and(|i| i.private_network),
+            "peers": info.as_ref().map(|i| i.peers.clone()).unwrap_or_default(),
+            "tunnels": self.tunnels.list(),
+            "streams": self.tunnels.streams(),
+            "services": services,
+            "relay": figures["relay"],
+            "runs": figures["runs"],
+        })
+    }
+}
+
+/// Sync runs shown on the status page (newest first).
+const STATUS_RUNS: usize = 24;
+/// How long the status page's database figures are reused.
+const FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Daemon {
+    /// The relay's figures and the recent runs (database reads, cached for [`FIGURES_TTL`]).
+    async fn figures(&self) -> serde_json::Value {
         let relay = match (&self.station, &self.relay_url) {
             (Some(Station::Embedded(store)), Some(url)) => {
                 let stats = store.stats().await.ok();
@@ -404,27 +432,9 @@ impl crate::status::StatusSource for Daemon {
                 })
             })
             .collect();
-        json!({
-            "charts": charts,
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "peer_id": self.node.peer_id().to_string(),
-            "listen": info.as_ref().map(|i| i.listen.clone()).unwrap_or_default(),
-            "private_network": info.as_ref().is_some_and(|i| i.private_network),
-            "peers": info.as_ref().map(|i| i.peers.clone()).unwrap_or_default(),
-            "tunnels": self.tunnels.list(),
-            "streams": self.tunnels.streams(),
-            "services": services,
-            "relay": relay,
-            "runs": runs,
-        })
+        json!({"relay": relay, "runs": runs, "charts": charts})
     }
-}
 
-/// Sync runs shown on the status page (newest first).
-const STATUS_RUNS: usize = 24;
-
-impl Daemon {
     /// Bring back the tunnels of config.toml and of `--persist`; a failing one is logged, not fatal.
     async fn restore_tunnels(&self, config: &Config) {
         let persisted = persist::load(&self.home.tunnels_state()).unwrap_or_else(|e| {

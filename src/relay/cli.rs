@@ -1,4 +1,5 @@
-//! `constellation relay`: run the embedded relay alone, or print the statistics of its database.
+//! `constellation relay`: run the embedded relay alone, print the statistics of its database, or
+//! move its events in and out as JSON lines.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,12 +32,25 @@ pub enum RelayCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Store events read as JSON lines on stdin (the `strfry import` format; `strfry export |
+    /// constellation relay import` moves a strfry station to the embedded relay). Every event is
+    /// checked as the relay checks it; bad lines are counted and skipped. Ends with strfry's
+    /// `Done. Processed N lines. A added, R rejected, D dups` on stderr.
+    Import {
+        /// Also print the counts, with the reasons of rejections, as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every stored event as a JSON line, oldest first (the `strfry export` format).
+    Export,
 }
 
 pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.clone().unwrap_or_else(|| home.database());
     match args.command {
         Some(RelayCommand::Stats { json }) => stats(&db, json),
+        Some(RelayCommand::Import { json }) => import(home, &db, json),
+        Some(RelayCommand::Export) => export(&db),
         None => serve(home, db, args.listen),
     }
 }
@@ -51,6 +65,32 @@ fn stats(db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", render(&stats));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(home: &Home, db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let limits = Config::load(&home.config_file())?.relay.event_limits();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let store = Store::open(db, limits)
+            .with_context(|| format!("cannot open the event store {}", db.display()))?;
+        // Stdin is read on this runtime's only task: a blocking read holds up nothing else.
+        anyhow::Ok(super::jsonl::import(&store, std::io::stdin().lock()).await?)
+    })?;
+    eprintln!("{}", summary.done_line());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(db: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if !db.exists() {
+        anyhow::bail!("no event database at {}", db.display());
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let n = crate::store::export_jsonl(db, &mut out)?;
+    tracing::info!(events = n, "exported");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 mod conn;
 pub mod http;
+pub mod jsonl;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -19,6 +19,36 @@ const MAX_CLIENTS: usize = 32;
 /// How long building the JSON may take before the request fails.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A value computed at most once per `ttl` and shared by every request in between: each open page
+/// asks every 2 s, and the database figures (a count over the whole store) should not be
+/// recomputed for each of them.
+pub struct Cached<T> {
+    ttl: Duration,
+    slot: tokio::sync::Mutex<Option<(std::time::Instant, T)>>,
+}
+
+impl<T: Clone> Cached<T> {
+    pub fn new(ttl: Duration) -> Self {
+        Cached {
+            ttl,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached value, or `compute`'s (requests arriving meanwhile wait for it, once).
+    pub async fn get(&self, compute: impl Future<Output = T>) -> T {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return value.clone();
+        }
+        let value = compute.await;
+        *slot = Some((std::time::Instant::now(), value.clone()));
+        value
+    }
+}
+
 /// What the page shows, as JSON.
 pub trait StatusSource: Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = serde_json::Value> + Send;

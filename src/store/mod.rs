@@ -65,6 +65,23 @@ impl StoreStats {
     }
 }
 
+/// Write every stored event of the database at `path` to `out` as JSON lines, oldest first
+/// (the `strfry export` format), without starting a writer. Returns the number written.
+pub fn export_jsonl(path: &Path, out: &mut impl std::io::Write) -> Result<u64, StoreError> {
+    let conn = schema::open_reader(path)?;
+    let mut stmt = conn.prepare("SELECT json FROM events ORDER BY created_at, id")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let json: String = row.get(0)?;
+        writeln!(out, "{json}").map_err(|e| StoreError::Write(format!("export: {e}")))?;
+        n += 1;
+    }
+    out.flush()
+        .map_err(|e| StoreError::Write(format!("export: {e}")))?;
+    Ok(n)
+}
+
 fn stats(conn: &Connection, path: &Path) -> Result<StoreStats, StoreError> {
     let (events, pubkeys, oldest, newest): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
         "SELECT count(*), count(DISTINCT pubkey), min(created_at), max(created_at) FROM events",

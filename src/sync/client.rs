@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::stats::Traffic;
+
 /// Largest websocket message accepted from a peer: events are ≤ 64 KiB, NEG-MSG ≤ 2×FRAME_LIMIT.
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// NIP-77 frame size limit (bytes before hex): keeps NEG-MSG under strfry's 128 KiB frames.
@@ -82,6 +84,7 @@ pub struct RelayClient {
     until_inclusive: Option<bool>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub traffic: Traffic,
     pub round_trips: u64,
     pub malformed: u64,
     /// Seconds whose events could not all be fetched (one author, one kind, more than a page).
@@ -159,6 +162,7 @@ impl RelayClient {
             until_inclusive: None,
             bytes_in: 0,
             bytes_out: 0,
+            traffic: Traffic::default(),
             round_trips: 0,
             malformed: 0,
             truncated_windows: 0,
@@ -172,7 +176,15 @@ impl RelayClient {
 
     async fn send(&mut self, message: &ClientMessage<'_>) -> Result<(), ClientError> {
         let text = message.as_json();
-        self.bytes_out += text.len() as u64;
+        let n = text.len() as u64;
+        self.bytes_out += n;
+        match message {
+            ClientMessage::Event(_) => self.traffic.events_out += n,
+            ClientMessage::NegOpen { .. }
+            | ClientMessage::NegMsg { .. }
+            | ClientMessage::NegClose { .. } => self.traffic.reconcile_out += n,
+            _ => self.traffic.requests_out += n,
+        }
         self.ws
             .send(Message::text(text))
             .await
@@ -192,9 +204,20 @@ impl RelayClient {
                 Some(Ok(Message::Close(_))) => return Err(ClientError::Closed),
                 Some(Ok(_)) => continue,
             };
-            self.bytes_in += text.len() as u64;
+            let n = text.len() as u64;
+            self.bytes_in += n;
             match RelayMessage::from_json(text.as_str()) {
-                Ok(message) => return Ok(message),
+                Ok(message) => {
+                    match &message {
+                        RelayMessage::Event { .. } => self.traffic.events_in += n,
+                        RelayMessage::NegMsg { .. } | RelayMessage::NegErr { .. } => {
+                            self.traffic.reconcile_in += n
+                        }
+                        RelayMessage::Ok { .. } => self.traffic.acks_in += n,
+                        _ => self.traffic.other_in += n,
+                    }
+                    return Ok(message);
+                }
                 Err(e) => {
                     self.malformed += 1;
                     tracing::debug!("malformed relay message: {e}");

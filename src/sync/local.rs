@@ -1,7 +1,8 @@
 //! The station's own side of a sync: the embedded store, or an external relay (strfry or any
-//! NIP-01 relay) reached over its websocket, where "imported" means the relay answered `OK true`.
+//! NIP-01 relay) reached over its websocket, where "imported" means the relay answered `OK true`,
+//! or that relay fed by an import command (`strfry import`) and asked afterwards what it holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -36,6 +37,34 @@ pub struct ImportCounts {
 }
 
 impl ImportCounts {
+    /// Count the store's outcomes for the events `ids` (same order).
+    pub fn tally(&mut self, ids: Vec<EventId>, outcomes: Vec<Outcome>) {
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Inserted { replaced } => {
+                    self.imported += 1;
+                    self.replaced += u64::from(replaced);
+                    self.accepted.push(id);
+                }
+                Outcome::Duplicate | Outcome::Superseded => self.duplicate += 1,
+                Outcome::Rejected(r) => {
+                    self.reject(r.key());
+                    self.rejected_ids.push((id, r.key().to_owned()));
+                }
+            }
+        }
+    }
+
+    /// Count one refusal for `reason`.
+    pub fn reject(&mut self, reason: &str) {
+        *self.rejected.entry(reason.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Every refusal, whatever its reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
     pub fn add(&mut self, other: ImportCounts) {
         self.imported += other.imported;
         self.replaced += other.replaced;
@@ -119,20 +148,7 @@ impl LocalStore for Store {
         let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
         let outcomes = self.insert(events).await?;
         let mut counts = ImportCounts::default();
-        for (id, outcome) in ids.into_iter().zip(outcomes) {
-            match outcome {
-                Outcome::Inserted { replaced } => {
-                    counts.imported += 1;
-                    counts.replaced += u64::from(replaced);
-                    counts.accepted.push(id);
-                }
-                Outcome::Duplicate | Outcome::Superseded => counts.duplicate += 1,
-                Outcome::Rejected(r) => {
-                    *counts.rejected.entry(r.key().to_owned()).or_insert(0) += 1;
-                    counts.rejected_ids.push((id, r.key().to_owned()));
-                }
-            }
-        }
+        counts.tally(ids, outcomes);
         Ok(counts)
     }
 
@@ -198,4 +214,145 @@ impl LocalStore for ExternalRelay {
             rejected_ids: Vec::new(),
         })
     }
+}
+
+/// Longest an import command may take for one batch.
+const IMPORT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Tail of the import command's stderr kept for the error message and the log.
+const IMPORT_COMMAND_TAIL: usize = 4_096;
+/// Why an event piped to the import command is not in the local relay afterwards.
+pub const REFUSED_BY_COMMAND: &str = "refused by the import command";
+
+/// `--import-command` (`strfry import`): each batch is piped as JSON lines into the command, and
+/// the local relay, asked before and after, tells which events were already there (duplicates)
+/// and which the command stored. Reads go to the local relay as usual.
+pub struct CommandImport<L> {
+    reader: L,
+    command: String,
+}
+
+impl<L: LocalStore> CommandImport<L> {
+    pub fn new(reader: L, command: String) -> Self {
+        CommandImport { reader, command }
+    }
+
+    async fn held(&self, ids: &[EventId]) -> Result<HashSet<EventId>, LocalError> {
+        Ok(self
+            .reader
+            .events(ids)
+            .await?
+            .iter()
+            .map(|e| e.id)
+            .collect())
+    }
+}
+
+impl<L: LocalStore> LocalStore for CommandImport<L> {
+    async fn items(&self, filter: &Filter) -> Result<Vec<(Timestamp, EventId)>, LocalError> {
+        self.reader.items(filter).await
+    }
+
+    async fn query(&self, filter: Filter) -> Result<Vec<Event>, LocalError> {
+        self.reader.query(filter).await
+    }
+
+    async fn events(&self, ids: &[EventId]) -> Result<Vec<Event>, LocalError> {
+        self.reader.events(ids).await
+    }
+
+    async fn import(&self, events: Vec<Event>) -> Result<ImportCounts, LocalError> {
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let before = self.held(&ids).await?;
+        let fresh: Vec<&Event> = events.iter().filter(|e| !before.contains(&e.id)).collect();
+        let mut counts = ImportCounts {
+            duplicate: before.len() as u64,
+            ..ImportCounts::default()
+        };
+        if fresh.is_empty() {
+            return Ok(counts);
+        }
+        let summary = pipe_to(&self.command, &fresh).await?;
+        tracing::debug!(command = %self.command, "{summary}");
+        let fresh_ids: Vec<EventId> = fresh.iter().map(|e| e.id).collect();
+        let after = self.held(&fresh_ids).await?;
+        for id in fresh_ids {
+            if after.contains(&id) {
+                counts.imported += 1;
+                counts.accepted.push(id);
+            } else {
+                counts.reject(REFUSED_BY_COMMAND);
+                counts
+                    .rejected_ids
+                    .push((id, REFUSED_BY_COMMAND.to_owned()));
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Run `command` with `sh -c`, write `events` to its stdin as JSON lines, and wait for it (at most
+/// [`IMPORT_COMMAND_TIMEOUT`]). Returns the last line it printed on stderr (strfry's `Done. …`).
+async fn pipe_to(command: &str, events: &[&Event]) -> Result<String, LocalError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fail = |what: String| LocalError::Store(format!("import command `{command}`: {what}"));
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
+    let mut payload = String::with_capacity(events.len() * 512);
+    for event in events {
+        payload.push_str(&event.as_json());
+        payload.push('\n');
+    }
+    let mut stdin = child.stdin.take();
+    let mut stderr = child.stderr.take();
+    let write = async {
+        if let Some(mut pipe) = stdin.take() {
+            // A command that exits early closes the pipe: its exit status tells why.
+            let _ = pipe.write_all(payload.as_bytes()).await;
+        }
+    };
+    let read = async {
+        let mut tail = Vec::new();
+        let mut chunk = [0u8; 4_096];
+        if let Some(pipe) = stderr.as_mut() {
+            while let Ok(n) = pipe.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&chunk[..n]);
+                let excess = tail.len().saturating_sub(IMPORT_COMMAND_TAIL);
+                tail.drain(..excess);
+            }
+        }
+        tail
+    };
+    let finished = tokio::time::timeout(IMPORT_COMMAND_TIMEOUT, async {
+        let ((), tail) = tokio::join!(write, read);
+        (child.wait().await, tail)
+    })
+    .await;
+    let (status, tail) = finished.map_err(|_| {
+        fail(format!(
+            "no answer within {} s",
+            IMPORT_COMMAND_TIMEOUT.as_secs()
+        ))
+    })?;
+    let status = status.map_err(|e| fail(format!("cannot wait for it: {e}")))?;
+    let text = String::from_utf8_lossy(&tail);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_owned();
+    if !status.success() {
+        return Err(fail(format!("{status}: {last}")));
+    }
+    Ok(last)
 }

@@ -52,6 +52,8 @@ pub struct SyncOptions {
     pub amis_out: Option<PathBuf>,
     /// REQ paging even with peers that speak NIP-77 (comparisons, debugging).
     pub req_only: bool,
+    /// Upload to NIP-77 peers what they lack (off: download only).
+    pub upload: bool,
 }
 
 impl Default for SyncOptions {
@@ -72,6 +74,7 @@ impl Default for SyncOptions {
             author_chunk: 250,
             amis_out: None,
             req_only: false,
+            upload: true,
         }
     }
 }
@@ -193,7 +196,10 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         let filters = self.filters(&authors);
         self.for_each_session(&mut sessions, Phase::Reconcile(&filters))
             .await;
-        if !self.options.dry_run && sessions.iter().any(|s| s.nip77 == Some(true) && s.alive()) {
+        if self.options.upload
+            && !self.options.dry_run
+            && sessions.iter().any(|s| s.nip77 == Some(true) && s.alive())
+        {
             self.for_each_session(&mut sessions, Phase::Push).await;
         }
         if self.options.profiles && !authors.is_empty() {
@@ -227,7 +233,8 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                     let result = match phase {
                         Phase::Fetch(filters) => self.fetch_into_store(session, filters).await,
                         Phase::Reconcile(filters) => {
-                            self.reconcile_peer(session, filters, true).await
+                            self.reconcile_peer(session, filters, self.options.upload)
+                                .await
                         }
                         Phase::Push => self.push_peer(session).await,
                     };
@@ -600,6 +607,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             stats.upload_refused += p.refused_out;
             stats.bytes_in += p.bytes_in;
             stats.bytes_out += p.bytes_out;
+            stats.traffic.add(&p.traffic);
             stats.round_trips += p.round_trips;
         }
         let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());

@@ -80,18 +80,22 @@ impl Session {
 
     fn drop_client(&mut self) {
         if let Some(c) = self.client.take() {
-            self.stats.bytes_in += c.bytes_in;
-            self.stats.bytes_out += c.bytes_out;
-            self.stats.round_trips += c.round_trips;
+            self.count(&c);
         }
+    }
+
+    /// Add a connection's traffic to the peer's numbers.
+    fn count(&mut self, c: &RelayClient) {
+        self.stats.bytes_in += c.bytes_in;
+        self.stats.bytes_out += c.bytes_out;
+        self.stats.round_trips += c.round_trips;
+        self.stats.traffic.add(&c.traffic);
     }
 
     /// Close the connection and return the peer's numbers.
     pub async fn finish(mut self) -> PeerStats {
         if let Some(c) = self.client.take() {
-            self.stats.bytes_in += c.bytes_in;
-            self.stats.bytes_out += c.bytes_out;
-            self.stats.round_trips += c.round_trips;
+            self.count(&c);
             c.close().await;
         }
         self.stats.mode = match self.nip77 {

@@ -6,6 +6,38 @@ use serde::{Deserialize, Serialize};
 
 use super::kinds;
 
+/// Bytes by message class: where a run's traffic goes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Traffic {
+    /// `EVENT`s received (downloads).
+    pub events_in: u64,
+    /// `NEG-MSG` / `NEG-ERR` received.
+    pub reconcile_in: u64,
+    /// `OK`s received (answers to our uploads).
+    pub acks_in: u64,
+    /// `EOSE`, `CLOSED`, `NOTICE`, … received.
+    pub other_in: u64,
+    /// `EVENT`s sent (uploads).
+    pub events_out: u64,
+    /// `NEG-OPEN` / `NEG-MSG` / `NEG-CLOSE` sent.
+    pub reconcile_out: u64,
+    /// `REQ` / `CLOSE` sent.
+    pub requests_out: u64,
+}
+
+impl Traffic {
+    pub fn add(&mut self, other: &Traffic) {
+        self.events_in += other.events_in;
+        self.reconcile_in += other.reconcile_in;
+        self.acks_in += other.acks_in;
+        self.other_in += other.other_in;
+        self.events_out += other.events_out;
+        self.reconcile_out += other.reconcile_out;
+        self.requests_out += other.requests_out;
+    }
+}
+
 /// One peer's part of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerStats {
@@ -26,6 +58,8 @@ pub struct PeerStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub round_trips: u64,
+    #[serde(default)]
+    pub traffic: Traffic,
     pub duration_ms: u64,
 }
 
@@ -65,6 +99,8 @@ pub struct RunStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub round_trips: u64,
+    #[serde(default)]
+    pub traffic: Traffic,
     pub truncated_windows: u64,
     /// Pubkeys from each author source.
     pub sources: super::authors::SourceCounts,

@@ -2,9 +2,8 @@
 //! client and LocalRelay, raw websocket clients sending bad input, and `kill -9`.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -12,79 +11,8 @@ use nostr::prelude::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::relays::{self, PyRelay, python, runtime, stored_ids};
+use crate::common::relays::{self, OurRelay, PyRelay, python, runtime, stored_ids};
 use crate::common::{self, Daemon, bin};
-
-/// `constellation relay` on 127.0.0.1:0 with its own database; killed on drop.
-struct OurRelay {
-    url: String,
-    db: PathBuf,
-    home: PathBuf,
-    child: Option<Child>,
-    _tmp: tempfile::TempDir,
-}
-
-impl OurRelay {
-    fn start(config: &str) -> OurRelay {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::write(home.join("config.toml"), config).expect("config");
-        let db = tmp.path().join("relay.sqlite");
-        let log = std::fs::File::create(tmp.path().join("relay.log")).expect("log");
-        let mut child = Command::new(bin())
-            .arg("--home")
-            .arg(&home)
-            .args(["relay", "--listen", "127.0.0.1:0", "--db"])
-            .env("RUST_LOG", "info,constellation=debug")
-            .arg(&db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("relay did not start: {line:?}")
-        });
-        OurRelay {
-            url: ready["relay"].as_str().expect("url").to_owned(),
-            db,
-            home,
-            child: Some(child),
-            _tmp: tmp,
-        }
-    }
-
-    fn addr(&self) -> &str {
-        self.url.trim_start_matches("ws://")
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        }
-    }
-
-    fn stored_ids(&self) -> BTreeSet<EventId> {
-        stored_ids(&self.db)
-    }
-}
-
-impl Drop for OurRelay {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.home.join("../relay.log")).unwrap_or_default();
-            eprintln!("relay log:\n{log}");
-        }
-    }
-}
 
 fn signed(keys: &Keys, kind: u16, content: &str, tags: Vec<Tag>, at: u64) -> Event {
     EventBuilder::new(Kind::from(kind), content)
@@ -837,4 +765,88 @@ fn daemon_serves_the_embedded_relay_or_uses_the_one_already_there() {
     let other = Daemon::start(&["--relay-listen", &addr]);
     assert_eq!(other.ready["relay_mode"], "external");
     assert!(other.log().contains("using it as the local relay"));
+}
+
+/// `relay <args>` on `db` with `input` on stdin; returns (exit code, stdout, stderr).
+fn relay_cli(db: &Path, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["relay", "--db"])
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn relay command");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("relay command");
+    writer.join().expect("writer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn export_and_import_move_a_store_as_json_lines_and_count_bad_lines() {
+    let source = OurRelay::start("");
+    let keys = Keys::generate();
+    let t = relays::now() - 1_000;
+    let mut events: Vec<Event> = (0..30)
+        .map(|i| signed(&keys, 1, &format!("note {i}"), vec![], t + (i * 7) % 30))
+        .collect();
+    events.push(signed(&keys, 0, "{\"name\":\"x\"}", vec![], t));
+    relays::publish(&source.url, &events);
+
+    let (code, exported, stderr) = relay_cli(&source.db, &["export"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<Event> = exported
+        .lines()
+        .map(|l| Event::from_json(l).expect("an exported line is an event"))
+        .collect();
+    assert_eq!(hex_set(&lines), hex_set(&events));
+    assert_eq!(lines.len(), events.len());
+    assert!(
+        lines.windows(2).all(|w| w[0].created_at <= w[1].created_at),
+        "oldest first"
+    );
+
+    // The export, plus a repeated event, a line that is not JSON, a forged event, a line far
+    // over the size limit, and an empty line.
+    let mut forged: Value = serde_json::from_str(&lines[0].as_json()).unwrap();
+    forged["content"] = json!("changed after signing");
+    let input = format!(
+        "{exported}{}\nnot an event\n{forged}\n{}\n\n",
+        lines[3].as_json(),
+        "x".repeat(200_000)
+    );
+    let target = tempfile::tempdir().unwrap();
+    let db = target.path().join("relay.sqlite");
+    let (code, stdout, stderr) = relay_cli(&db, &["import", "--json"], &input);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("Done. Processed 35 lines. 31 added, 3 rejected, 1 dups"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!(
+        summary["rejected"],
+        json!({"malformed": 1, "invalid id": 1, "too large": 1})
+    );
+    let stored: BTreeSet<String> = stored_ids(&db).iter().map(|id| id.to_hex()).collect();
+    assert_eq!(stored, hex_set(&events));
+
+    // Importing the same lines again adds nothing.
+    let (code, _, stderr) = relay_cli(&db, &["import"], &exported);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("Done. Processed 31 lines. 0 added, 0 rejected, 31 dups"),
+        "{stderr}"
+    );
 }

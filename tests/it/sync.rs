@@ -7,7 +7,7 @@ use std::path::Path;
 use nostr::prelude::*;
 
 use crate::common::fake_relay::{self, Behaviour};
-use crate::common::relays::{PyRelay, contacts, ids, note, now, publish};
+use crate::common::relays::{OurRelay, PyRelay, contacts, ids, note, now, publish};
 use crate::common::{self, Daemon};
 
 /// Run `constellation backfill --json …` on `home`; returns (exit code, stats JSON).
@@ -23,6 +23,16 @@ fn backfill(home: &Path, args: &[&str]) -> (i32, serde_json::Value) {
         )
     });
     (out.status.code().unwrap_or(-1), stats)
+}
+
+/// `backfill` with `--zen ZEN`, a `--peer` per peer, then `extra` (`--days` is 1 by default).
+fn sync(home: &Path, zen: &str, peers: &[&str], extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["--zen", zen];
+    for peer in peers {
+        args.extend(["--peer", peer]);
+    }
+    args.extend_from_slice(extra);
+    backfill(home, &args)
 }
 
 /// A home whose backfills use the embedded store (its relay address is one nothing listens on,
@@ -72,18 +82,11 @@ fn nip77_pulls_what_we_lack_and_pushes_what_the_peer_lacks() {
     let zen = zen.to_str().unwrap();
     let home = tmp.path().join("home");
 
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &home,
-        &[
-            "--local-relay",
-            &local.url,
-            "--peer",
-            &peer.url,
-            "--days",
-            "0",
-            "--zen",
-            zen,
-        ],
+        zen,
+        &[peer.url.as_str()],
+        &["--local-relay", local.url.as_str(), "--days", "0"],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["peers"][0]["mode"], "nip77");
@@ -100,18 +103,11 @@ fn nip77_pulls_what_we_lack_and_pushes_what_the_peer_lacks() {
     );
 
     // The next hour: nothing new is still a success, and nothing moves.
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &home,
-        &[
-            "--local-relay",
-            &local.url,
-            "--peer",
-            &peer.url,
-            "--days",
-            "0",
-            "--zen",
-            zen,
-        ],
+        zen,
+        &[peer.url.as_str()],
+        &["--local-relay", local.url.as_str(), "--days", "0"],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(
@@ -141,18 +137,7 @@ fn req_paging_brings_all_2000_events_behind_a_500_cap_including_600_in_one_secon
     let tmp = tempfile::tempdir().unwrap();
     let zen = zen_with_accounts(&tmp.path().join("zen"), &authors.iter().collect::<Vec<_>>());
     let home = embedded_home(&tmp.path().join("home"));
-    let (code, stats) = backfill(
-        &home,
-        &[
-            "--peer",
-            &peer.url,
-            "--days",
-            "1",
-            "--zen",
-            &zen,
-            "--no-profiles",
-        ],
-    );
+    let (code, stats) = sync(&home, &zen, &[peer.url.as_str()], &["--no-profiles"]);
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["peers"][0]["mode"], "req");
     assert_eq!(stats["imported"], 2000, "{stats}");
@@ -185,20 +170,11 @@ fn friends_of_friends_events_arrive_by_n_squared() {
     publish(&lc.url, &[c_note.clone(), stray.clone()]);
     let tmp = tempfile::tempdir().unwrap();
     let zen = zen_with_accounts(&tmp.path().join("zen"), &[&ka]);
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &tmp.path().join("home"),
-        &[
-            "--local-relay",
-            &la.url,
-            "--peer",
-            &lb.url,
-            "--peer",
-            &lc.url,
-            "--days",
-            "1",
-            "--zen",
-            &zen,
-        ],
+        &zen,
+        &[lb.url.as_str(), lc.url.as_str()],
+        &["--local-relay", la.url.as_str()],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["authors"], 3);
@@ -234,18 +210,11 @@ fn bad_events_are_rejected_and_counted_and_the_run_succeeds() {
     let local = PyRelay::start("localrelay", 0);
     let tmp = tempfile::tempdir().unwrap();
     let zen = tmp.path().join("zen");
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &tmp.path().join("home"),
-        &[
-            "--local-relay",
-            &local.url,
-            "--peer",
-            &peer,
-            "--days",
-            "1",
-            "--zen",
-            zen.to_str().unwrap(),
-        ],
+        zen.to_str().unwrap(),
+        &[peer.as_str()],
+        &["--local-relay", local.url.as_str()],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["peers"][0]["mode"], "req");
@@ -270,22 +239,11 @@ fn a_relay_that_never_sends_eose_times_out_and_the_others_still_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let zen = tmp.path().join("zen");
     let started = std::time::Instant::now();
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &tmp.path().join("home"),
-        &[
-            "--local-relay",
-            &local.url,
-            "--peer",
-            &silent,
-            "--peer",
-            &peer.url,
-            "--days",
-            "1",
-            "--zen",
-            zen.to_str().unwrap(),
-            "--idle-timeout",
-            "1",
-        ],
+        zen.to_str().unwrap(),
+        &[silent.as_str(), peer.url.as_str()],
+        &["--local-relay", local.url.as_str(), "--idle-timeout", "1"],
     );
     assert_eq!(code, 2, "partial run exits 2: {stats}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
@@ -342,15 +300,15 @@ fn malformed_station_files_are_skipped_with_a_reason() {
         std::fs::write(swarm.join(name).join("12345.json"), content).unwrap();
     }
     let zen = tmp.path().join("zen");
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &a.home,
+        zen.to_str().unwrap(),
+        &[],
         &[
             "--local-relay",
-            &local.url,
+            local.url.as_str(),
             "--swarm-dir",
             swarm.to_str().unwrap(),
-            "--zen",
-            zen.to_str().unwrap(),
         ],
     );
     assert_eq!(code, 0, "{stats}");
@@ -435,16 +393,11 @@ fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
     // B's own hourly run then finds nothing new, and that is a success.
     let swarm_b = tmp.path().join("swarm-b");
     station_file(&swarm_b, &daemons[0].peer_id, "ws://127.0.0.1:7777");
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &daemons[1].home,
-        &[
-            "--swarm-dir",
-            swarm_b.to_str().unwrap(),
-            "--days",
-            "1",
-            "--zen",
-            zen.to_str().unwrap(),
-        ],
+        zen.to_str().unwrap(),
+        &[],
+        &["--swarm-dir", swarm_b.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(
@@ -491,16 +444,11 @@ fn a_relay_behind_a_real_kubo_tunnel_is_synced_through_our_node() {
     let swarm = tmp.path().join("swarm");
     station_file(&swarm, &kubo.peer_id, "ws://127.0.0.1:7777");
     let zen = tmp.path().join("zen");
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &ours.home,
-        &[
-            "--swarm-dir",
-            swarm.to_str().unwrap(),
-            "--days",
-            "1",
-            "--zen",
-            zen.to_str().unwrap(),
-        ],
+        zen.to_str().unwrap(),
+        &[],
+        &["--swarm-dir", swarm.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(
@@ -532,17 +480,11 @@ fn a_deleted_event_is_not_resurrected_by_a_peer_that_still_holds_it() {
     publish(&relay_url(&station), std::slice::from_ref(&deletion));
     let tmp = tempfile::tempdir().unwrap();
     let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &station.home,
-        &[
-            "--peer",
-            &peer.url,
-            "--days",
-            "1",
-            "--zen",
-            &zen,
-            "--no-profiles",
-        ],
+        &zen,
+        &[peer.url.as_str()],
+        &["--no-profiles"],
     );
     assert_eq!(code, 0, "{stats}");
     assert_eq!(stats["rejected"]["deleted"], 1, "{stats}");
@@ -568,21 +510,11 @@ fn a_peer_killed_mid_sync_is_reported_and_what_was_imported_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let home = embedded_home(&tmp.path().join("home"));
     let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
-    let (code, stats) = backfill(
+    let (code, stats) = sync(
         &home,
-        &[
-            "--peer",
-            &healthy.url,
-            "--peer",
-            &dying,
-            "--days",
-            "1",
-            "--zen",
-            &zen,
-            "--no-profiles",
-            "--idle-timeout",
-            "3",
-        ],
+        &zen,
+        &[healthy.url.as_str(), dying.as_str()],
+        &["--no-profiles", "--idle-timeout", "3"],
     );
     assert_eq!(code, 2, "partial run: {stats}");
     assert_eq!(
@@ -604,4 +536,82 @@ fn a_peer_killed_mid_sync_is_reported_and_what_was_imported_stays() {
     for e in &good {
         assert!(stored.contains(&e.id), "an imported event was lost");
     }
+}
+
+#[test]
+fn an_import_command_stores_like_strfry_import_and_only_what_the_relay_then_holds_counts() {
+    // The station's relay is our relay process; its "strfry import" is `constellation relay
+    // import` on the same database, a separate process fed JSON lines, as strfry's would be.
+    let local = OurRelay::start("");
+    let peer = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..40)
+        .map(|i| note(&keys, &format!("imported {i}"), now() - 500 + i))
+        .collect();
+    publish(&peer.url, &events);
+    publish(&local.url, &events[..5]);
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
+    let import = format!(
+        "'{}' relay --db '{}' import",
+        common::bin(),
+        local.db.display()
+    );
+    let run = |home: &Path, command: &str| {
+        sync(
+            home,
+            &zen,
+            &[peer.url.as_str()],
+            &[
+                "--local-relay",
+                local.url.as_str(),
+                "--import-command",
+                command,
+                "--no-profiles",
+            ],
+        )
+    };
+    let home = tmp.path().join("home");
+    let (code, stats) = run(&home, &import);
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["imported"], 35, "{stats}");
+    assert_eq!(
+        local.stored_ids(),
+        all_ids(&events.iter().collect::<Vec<_>>())
+    );
+
+    // A command that fails: the peer is reported failed with the command's words, and nothing
+    // counts as imported.
+    let later: Vec<Event> = (0..3)
+        .map(|i| note(&keys, &format!("later {i}"), now() - 100 + i))
+        .collect();
+    publish(&peer.url, &later);
+    let (code, stats) = run(&home, "echo 'database is locked' >&2; exit 7");
+    assert_eq!(code, 2, "{stats}");
+    assert_eq!(stats["imported"], 0, "{stats}");
+    let error = stats["peers"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("exit status: 7") && error.contains("database is locked"),
+        "{stats}"
+    );
+    let missing = all_ids(&later.iter().collect::<Vec<_>>());
+    assert!(local.stored_ids().is_disjoint(&missing));
+
+    // The next run brings them: a failure is not remembered as a refusal.
+    let (code, stats) = run(&home, &import);
+    assert_eq!((code, stats["imported"].as_u64()), (0, Some(3)), "{stats}");
+    assert!(local.stored_ids().is_superset(&missing));
+
+    // A command that exits 0 but stores nothing: every event counts as refused, none imported.
+    let last: Vec<Event> = (0..2)
+        .map(|i| note(&keys, &format!("last {i}"), now() - 50 + i))
+        .collect();
+    publish(&peer.url, &last);
+    let (code, stats) = run(&home, "cat > /dev/null");
+    assert_eq!(code, 0, "{stats}");
+    assert_eq!(stats["imported"], 0, "{stats}");
+    assert_eq!(
+        stats["rejected"]["refused by the import command"], 2,
+        "{stats}"
+    );
 }

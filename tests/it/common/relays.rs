@@ -1,6 +1,8 @@
 //! Third-party relays for tests (nostr-sdk's LocalRelay, PyPI nostr-relay), run by
-//! `interop/relays/serve.py` as child processes; plus event seeding and reading through our client.
+//! `interop/relays/serve.py` as child processes, and our own `constellation relay`; plus event
+//! seeding and reading through our client.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use constellation::sync::client::RelayClient;
 use nostr::prelude::*;
+use serde_json::Value;
 
 /// The Python of the venv with the pinned peers (`./test` creates it).
 pub fn python() -> PathBuf {
@@ -167,4 +170,75 @@ pub fn stored_ids(db: &std::path::Path) -> std::collections::BTreeSet<EventId> {
             .map(|(_, id)| id)
             .collect()
     })
+}
+
+/// `constellation relay` on 127.0.0.1:0 with its own database; killed on drop.
+pub struct OurRelay {
+    pub url: String,
+    pub db: PathBuf,
+    pub home: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl OurRelay {
+    pub fn start(config: &str) -> OurRelay {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::write(home.join("config.toml"), config).expect("config");
+        let db = tmp.path().join("relay.sqlite");
+        let log = std::fs::File::create(tmp.path().join("relay.log")).expect("log");
+        let mut child = Command::new(crate::common::bin())
+            .arg("--home")
+            .arg(&home)
+            .args(["relay", "--listen", "127.0.0.1:0", "--db"])
+            .env("RUST_LOG", "info,constellation=debug")
+            .arg(&db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn relay");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("relay did not start: {line:?}")
+        });
+        OurRelay {
+            url: ready["relay"].as_str().expect("url").to_owned(),
+            db,
+            home,
+            child: Some(child),
+            _tmp: tmp,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("ws://")
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    pub fn stored_ids(&self) -> BTreeSet<EventId> {
+        stored_ids(&self.db)
+    }
+}
+
+impl Drop for OurRelay {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.home.join("../relay.log")).unwrap_or_default();
+            eprintln!("relay log:\n{log}");
+        }
+    }
 }
