@@ -333,10 +333,11 @@ fn malformed_station_files_are_skipped_with_a_reason() {
     assert!(ids(&local.url, Filter::new().kind(Kind::TextNote)).contains(&e.id));
 }
 
-#[test]
-fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
+/// The seed's picture: stations A, B, C (our daemons, embedded relays served on their
+/// `/x/strfry-<id>` protocol) holding events 1–2, 3–4 and 5–6. Returns them and the six ids.
+fn seed_picture() -> (Vec<Daemon>, BTreeSet<EventId>) {
     // Three stations, each a daemon with its embedded relay, reachable only through its tunnel.
-    let daemons = [
+    let daemons = vec![
         Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
         Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
         Daemon::start(&["--relay-listen", "127.0.0.1:0"]),
@@ -360,6 +361,12 @@ fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
             &format!("/ip4/127.0.0.1/tcp/{port}"),
         ]);
     }
+    (daemons, all)
+}
+
+#[test]
+fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
+    let (daemons, all) = seed_picture();
     // A knows B and C as stations whose relay is only on their loopback.
     let tmp = tempfile::tempdir().unwrap();
     let swarm = tmp.path().join("swarm");
@@ -405,6 +412,43 @@ fn the_seed_picture_converges_through_daemon_tunnels_in_one_backfill() {
         (Some(1), Some(0)),
         "{stats}"
     );
+}
+
+#[test]
+fn the_seed_picture_converges_with_one_download_only_backfill_on_each_station() {
+    let (daemons, all) = seed_picture();
+    for (i, a) in daemons.iter().enumerate() {
+        for b in &daemons[i + 1..] {
+            common::connect(a, b);
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let zen = tmp.path().join("zen");
+    for (i, station) in daemons.iter().enumerate() {
+        let swarm = tmp.path().join(format!("swarm-{i}"));
+        for (j, other) in daemons.iter().enumerate() {
+            if j != i {
+                station_file(&swarm, &other.peer_id, "ws://127.0.0.1:7777");
+            }
+        }
+        let (code, stats) = sync(
+            &station.home,
+            zen.to_str().unwrap(),
+            &[],
+            &["--swarm-dir", swarm.to_str().unwrap(), "--no-upload"],
+        );
+        assert_eq!(code, 0, "{stats}");
+        // Each lacks the four events of the others (A's run gave B nothing: no upload).
+        assert_eq!(
+            (stats["imported"].as_u64(), stats["uploaded"].as_u64()),
+            (Some(4), Some(0)),
+            "station {i}: {stats}"
+        );
+        assert_eq!(
+            ids(&relay_url(station), Filter::new().kind(Kind::TextNote)),
+            all
+        );
+    }
 }
 
 /// The embedded relay's URL from a daemon's ready line.
