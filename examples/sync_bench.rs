@@ -75,14 +75,14 @@ impl Bench {
         home
     }
 
-    fn backfill(&self, home: &Path, peers: &[(Relay, PathBuf)], extra: &[&str]) -> Value {
+    fn backfill(&self, home: &Path, peers: &[&str], extra: &[&str]) -> Value {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--home")
             .arg(home)
             .args(["backfill", "--json", "--days", "1", "--no-profiles"]);
         cmd.arg("--zen").arg(&self.zen).args(extra);
-        for (relay, _) in peers {
-            cmd.args(["--peer", &relay.url]);
+        for url in peers {
+            cmd.args(["--peer", url]);
         }
         let out = cmd.output().expect("run backfill");
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -91,6 +91,33 @@ impl Bench {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
+    }
+
+    /// Every peer's own hourly run (its relay as the local relay, the others and the station as
+    /// peers), one after the other, as each station's trigger would do. Returns their stats.
+    fn peer_runs(
+        &self,
+        name: &str,
+        station: &Path,
+        peers: &[(Relay, PathBuf)],
+        flags: &[&str],
+    ) -> Vec<Value> {
+        let served = ours(&self.bin, &station.join("relay.sqlite"));
+        (0..peers.len())
+            .map(|i| {
+                let home = self.station(&format!("{name}-peer{i}-home"));
+                let mut urls: Vec<&str> = peers
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, (relay, _))| relay.url.as_str())
+                    .collect();
+                urls.push(&served.url);
+                let mut extra = vec!["--local-relay", peers[i].0.url.as_str()];
+                extra.extend_from_slice(flags);
+                self.backfill(&home, &urls, &extra)
+            })
+            .collect()
     }
 
     fn stored(&self, db: &Path) -> u64 {
@@ -159,6 +186,7 @@ fn main() {
     let distinct = shared_n + peers_n * (per_peer - shared_n);
 
     let mut rows = Vec::new();
+    let mut rounds = Vec::new();
     let modes = [
         ("NIP-77", vec![]),
         ("NIP-77 download only", vec!["--no-upload"]),
@@ -167,23 +195,29 @@ fn main() {
     for (mode, flags) in modes {
         eprintln!("{mode}: seeding {peers_n} peers…");
         let peers = bench.peers(&format!("{mode}-peer"), &sets);
+        let urls: Vec<&str> = peers.iter().map(|(r, _)| r.url.as_str()).collect();
         let home = bench.station(&format!("{mode}-station"));
-        eprintln!("{mode}: first run…");
+        eprintln!("{mode}: first run, then every peer's own run…");
         rows.push(row(
             &format!("{mode}, first run"),
-            bench.backfill(&home, &peers, &flags),
+            bench.backfill(&home, &urls, &flags),
         ));
+        bench.peer_runs(mode, &home, &peers, &flags);
         let fresh = per_peer / 100;
         for (p, (relay, _)) in peers.iter().enumerate() {
             // An hour's new events were written since the previous run.
             let new = bench.events_between(fresh, &format!("{mode}-hour-{p}"), 60, HOUR - 120);
             bench.runtime.block_on(publish_all(&relay.url, &new));
         }
-        eprintln!("{mode}: hourly run…");
-        rows.push(row(
-            &format!("{mode}, hourly run (+1% per peer)"),
-            bench.backfill(&home, &peers, &flags),
-        ));
+        eprintln!("{mode}: hourly run, then every peer's own hourly run…");
+        let hourly = bench.backfill(&home, &urls, &flags);
+        let mut round = vec![hourly.clone()];
+        round.extend(bench.peer_runs(mode, &home, &peers, &flags));
+        let expected = (distinct + peers_n * fresh) as u64;
+        let converged = bench.stored(&home.join("relay.sqlite")) == expected
+            && peers.iter().all(|(_, db)| bench.stored(db) == expected);
+        rows.push(row(&format!("{mode}, hourly run (+1% per peer)"), hourly));
+        rounds.push((mode, round, converged));
     }
 
     println!(
@@ -235,13 +269,35 @@ fn main() {
     if let [_, nip77, _, download, _, req] = &rows[..] {
         let ratio = |a: &Row, b: &Row| 100.0 * bytes(a) / bytes(b);
         println!(
-            "\nhourly run / full-day REQ run, bytes in both directions: {:.2}% for NIP-77 download \
-             only, the same job as the REQ run (target < 2%); {:.2}% for NIP-77 with uploads, which \
-             also brings each of the {peers_n} peers up to date",
-            ratio(download, req),
-            ratio(nip77, req)
+            "\none station's hourly run / its full-day REQ run, bytes in both directions: {:.2}% \
+             for NIP-77 (which also uploads to each of the {peers_n} peers what it lacks), {:.2}% \
+             for NIP-77 download only",
+            ratio(nip77, req),
+            ratio(download, req)
         );
     }
+
+    // The job itself: every station runs its hourly sync, and the constellation converges.
+    let total = |runs: &[Value], key: &str| -> f64 {
+        runs.iter().map(|s| s[key].as_f64().unwrap_or(0.0)).sum()
+    };
+    let round_bytes = |runs: &[Value]| total(runs, "bytes_in") + total(runs, "bytes_out");
+    println!(
+        "\n| hourly round: each of the {} stations runs its own hourly sync | time | bytes | round trips | every station holds every event | bytes / REQ round |",
+        peers_n + 1
+    );
+    println!("|---|---|---|---|---|---|");
+    let req_round = rounds.last().map(|(_, r, _)| round_bytes(r)).unwrap_or(1.0);
+    for (mode, runs, converged) in &rounds {
+        println!(
+            "| {mode} | {:.2} s | {:.2} MiB | {} | {converged} | {:.2}% |",
+            total(runs, "duration_ms") / 1000.0,
+            round_bytes(runs) / (1 << 20) as f64,
+            total(runs, "round_trips"),
+            100.0 * round_bytes(runs) / req_round
+        );
+    }
+    println!("\ntarget: the hourly round moves < 2% of the bytes of the REQ round");
 
     if scaling.is_empty() {
         return;
@@ -262,7 +318,8 @@ fn main() {
             .collect();
         let peers = bench.peers(&format!("scale{n}"), &sets);
         let home = bench.station(&format!("scale{n}-station0"));
-        let stats = bench.backfill(&home, &peers, &["--concurrency", "8"]);
+        let urls: Vec<&str> = peers.iter().map(|(r, _)| r.url.as_str()).collect();
+        let stats = bench.backfill(&home, &urls, &["--concurrency", "8"]);
         let total = (SCALE_EVENTS + (n - 1) * SCALE_EVENTS) as u64;
         let converged = bench.stored(&home.join("relay.sqlite")) == total
             && peers.iter().all(|(_, db)| bench.stored(db) == total);

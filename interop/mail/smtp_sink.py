@@ -3,20 +3,12 @@
     smtp_sink.py DIR      prints the port, serves until stdin closes (dies with its parent)
 """
 
-import ctypes
 import os
-import signal
-import socket
 import sys
 
 from aiosmtpd.controller import Controller
-
-
-def die_with_parent():
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from child import die_with_parent, free_port  # noqa: E402
 
 
 class Sink:
@@ -37,9 +29,7 @@ def main():
     die_with_parent()
     folder = sys.argv[1]
     os.makedirs(folder, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     controller = Controller(Sink(folder), hostname="127.0.0.1", port=port)
     controller.start()
     print(port, flush=True)

@@ -10,21 +10,14 @@ Prints one JSON object on stdout. The process dies with its parent (PR_SET_PDEAT
 
 import argparse
 import asyncio
-import ctypes
 import json
-import signal
+import os
 import sys
 from datetime import timedelta
 
 import nostr_sdk as n
-
-
-def die_with_parent():
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from child import die_with_parent  # noqa: E402
 
 
 def read_events(path):

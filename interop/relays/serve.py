@@ -8,26 +8,12 @@ The process dies with its parent (PR_SET_PDEATHSIG), so a killed test leaves not
 
 import argparse
 import asyncio
-import ctypes
 import os
-import signal
 import socket
 import sys
 import tempfile
-
-
-def die_with_parent():
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from child import die_with_parent, free_port  # noqa: E402
 
 
 async def wait_stdin_closed():

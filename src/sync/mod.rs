@@ -16,11 +16,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nostr::prelude::{Event, EventId, Filter, Kind, PublicKey, Timestamp};
+use nostr::prelude::{Event, EventId, Filter, Kind, MatchEventOptions, PublicKey, Timestamp};
 
 use crate::node::Node;
 use discovery::Peer;
-use local::{ImportCounts, LocalStore};
+use local::{ImportCounts, LocalError, LocalStore};
 use session::Session;
 use stats::{PeerStats, RunStats};
 
@@ -104,6 +104,11 @@ pub struct Engine<'a, L: LocalStore> {
     claimed: Mutex<HashSet<EventId>>,
     /// Ids imported during the run, in order (the push pass sends a peer what came after it).
     imported_log: Mutex<Vec<EventId>>,
+    /// The local NIP-77 item set of each filter, read once per run (an external local relay is
+    /// read by REQ paging: once, not once per peer) and kept up to date with the run's imports.
+    local_items: Mutex<Vec<(Filter, Vec<(Timestamp, EventId)>)>>,
+    /// Held while an item set is read, so that concurrent sessions wait for one read.
+    items_loading: tokio::sync::Mutex<()>,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -129,6 +134,8 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             newly_rejected: Mutex::default(),
             claimed: Mutex::default(),
             imported_log: Mutex::default(),
+            local_items: Mutex::default(),
+            items_loading: tokio::sync::Mutex::new(()),
             progress: None,
         }
     }
@@ -402,7 +409,6 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         upload: bool,
     ) -> Result<(), NegOutcome> {
         let items = self
-            .local
             .items(filter)
             .await
             .map_err(|e| NegOutcome::Failed(e.to_string()))?;
@@ -504,6 +510,35 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     }
 
     /// Record what the store acknowledged.
+    /// The local item set of `filter`: read on first use, then kept with the run's imports.
+    async fn items(&self, filter: &Filter) -> Result<Vec<(Timestamp, EventId)>, LocalError> {
+        let cached = |engine: &Self| {
+            engine
+                .local_items
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(f, _)| f == filter)
+                .map(|(_, items)| items.clone())
+        };
+        if let Some(items) = cached(self) {
+            return Ok(items);
+        }
+        let _loading = self.items_loading.lock().await;
+        if let Some(items) = cached(self) {
+            return Ok(items);
+        }
+        // An import committed while this read runs may be missed by it: negentropy then sees
+        // the event as lacking, but its id is claimed (no second download) and the push pass
+        // still offers it to the peers.
+        let items = self.local.items(filter).await?;
+        self.local_items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((filter.clone(), items.clone()));
+        Ok(items)
+    }
+
     fn account(&self, session: &mut Session, batch: &[Event], counts: ImportCounts) {
         session.stats.imported += counts.imported;
         session.duplicate += counts.duplicate;
@@ -524,6 +559,16 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             .unwrap_or_else(|e| e.into_inner())
             .extend(counts.accepted.iter().copied());
         let accepted: HashSet<&EventId> = counts.accepted.iter().collect();
+        {
+            let mut sets = self.local_items.lock().unwrap_or_else(|e| e.into_inner());
+            for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
+                for (filter, items) in sets.iter_mut() {
+                    if filter.match_event(event, MatchEventOptions::default()) {
+                        items.push((event.created_at, event.id));
+                    }
+                }
+            }
+        }
         let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
         for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
             let refs = if matches!(event.kind.as_u16(), 6 | 7) {
