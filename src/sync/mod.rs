@@ -90,6 +90,8 @@ const VIRAL_TOP: usize = 10;
 
 /// What the run remembers of a stored event: kind, author, ids it reposts or reacts to.
 type Stored = (u16, PublicKey, Vec<String>);
+/// A NIP-77 item set: `(created_at, id)` of the events a filter matches.
+type Items = Vec<(Timestamp, EventId)>;
 
 /// One run of the engine.
 pub struct Engine<'a, L: LocalStore> {
@@ -106,7 +108,7 @@ pub struct Engine<'a, L: LocalStore> {
     imported_log: Mutex<Vec<EventId>>,
     /// The local NIP-77 item set of each filter, read once per run (an external local relay is
     /// read by REQ paging: once, not once per peer) and kept up to date with the run's imports.
-    local_items: Mutex<Vec<(Filter, Vec<(Timestamp, EventId)>)>>,
+    local_items: Mutex<Vec<(Filter, Items)>>,
     /// Held while an item set is read, so that concurrent sessions wait for one read.
     items_loading: tokio::sync::Mutex<()>,
     progress: Option<indicatif::ProgressBar>,
@@ -511,7 +513,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
 
     /// Record what the store acknowledged.
     /// The local item set of `filter`: read on first use, then kept with the run's imports.
-    async fn items(&self, filter: &Filter) -> Result<Vec<(Timestamp, EventId)>, LocalError> {
+    async fn items(&self, filter: &Filter) -> Result<Items, LocalError> {
         let cached = |engine: &Self| {
             engine
                 .local_items
