@@ -275,6 +275,15 @@ impl<L: LocalStore> LocalStore for CommandImport<L> {
         tracing::debug!(command = %self.command, "{summary}");
         let fresh_ids: Vec<EventId> = fresh.iter().map(|e| e.id).collect();
         let after = self.held(&fresh_ids).await?;
+        if after.is_empty() {
+            // Refusals are remembered (never fetched again); a command writing somewhere the
+            // relay does not read would otherwise make every event look refused, for good.
+            return Err(LocalError::Store(format!(
+                "import command `{}` exited 0 but the local relay holds none of the {} events it                  was given (does it write to the relay's database?); last output: {summary}",
+                self.command,
+                fresh_ids.len()
+            )));
+        }
         for id in fresh_ids {
             if after.contains(&id) {
                 counts.imported += 1;
