@@ -75,7 +75,9 @@ fn import(home: &Home, db: &std::path::Path, json: bool) -> anyhow::Result<ExitC
         let store = Store::open(db, limits)
             .with_context(|| format!("cannot open the event store {}", db.display()))?;
         // Stdin is read on this runtime's only task: a blocking read holds up nothing else.
-        anyhow::Ok(super::jsonl::import(&store, std::io::stdin().lock()).await?)
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            .then(|| indicatif::ProgressBar::new_spinner().with_message("importing"));
+        anyhow::Ok(super::jsonl::import(&store, std::io::stdin().lock(), progress).await?)
     })?;
     eprintln!("{}", summary.done_line());
     if json {

@@ -41,7 +41,11 @@ impl ImportSummary {
 /// Read JSON lines from `input` into `store`, one commit per [`IMPORT_BATCH`] events. A line that
 /// is not an event, or longer than the store accepts, is counted as rejected and skipped; the
 /// import goes on. Counts come from the store's outcomes, after commit.
-pub async fn import(store: &Store, input: impl BufRead) -> Result<ImportSummary, StoreError> {
+pub async fn import(
+    store: &Store,
+    input: impl BufRead,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<ImportSummary, StoreError> {
     let max_line = store.limits().max_event_bytes + LINE_SLACK;
     let mut lines = BoundedLines::new(input, max_line);
     let mut summary = ImportSummary::default();
@@ -74,9 +78,19 @@ pub async fn import(store: &Store, input: impl BufRead) -> Result<ImportSummary,
         }
         if batch.len() >= IMPORT_BATCH {
             commit(store, &mut batch, &mut summary).await?;
+            if let Some(bar) = &progress {
+                bar.set_message(format!(
+                    "{} lines, {} added",
+                    summary.lines, summary.counts.imported
+                ));
+                bar.tick();
+            }
         }
     }
     commit(store, &mut batch, &mut summary).await?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     Ok(summary)
 }
 
