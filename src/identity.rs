@@ -299,6 +299,17 @@ mod tests {
         assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());
     }
 
+    /// A Kubo repo whose config declares `id` with the private key `proto` imports as `id`.
+    fn assert_imports_as(proto: &[u8], id: libp2p::PeerId) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config"),
+            kubo_config(&id.to_string(), proto),
+        )
+        .unwrap();
+        assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
+    }
+
     fn kubo_config(peer_id: &str, key: &[u8]) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(key);
         format!(r#"{{"Identity":{{"PeerID":"{peer_id}","PrivKey":"{b64}"}},"Bootstrap":[]}}"#)
@@ -312,15 +323,10 @@ mod tests {
             Keypair::generate_ecdsa(),
         ];
         for key in keys {
-            let dir = tempfile::tempdir().unwrap();
-            let id = key.public().to_peer_id();
-            let encoded = key.to_protobuf_encoding().unwrap();
-            std::fs::write(
-                dir.path().join("config"),
-                kubo_config(&id.to_string(), &encoded),
-            )
-            .unwrap();
-            assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
+            assert_imports_as(
+                &key.to_protobuf_encoding().unwrap(),
+                key.public().to_peer_id(),
+            );
         }
     }
 
@@ -338,13 +344,7 @@ mod tests {
         let key = decode_private_key(&proto).unwrap();
         let id = key.public().to_peer_id();
         assert!(id.to_string().starts_with("Qm"), "{id}");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config"),
-            kubo_config(&id.to_string(), &proto),
-        )
-        .unwrap();
-        assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
+        assert_imports_as(&proto, id);
     }
 
     #[test]
@@ -356,13 +356,7 @@ mod tests {
         let mut proto = vec![0x08, 0x01, 0x12, 96];
         proto.extend_from_slice(&data);
         let id = Keypair::from(key).public().to_peer_id();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config"),
-            kubo_config(&id.to_string(), &proto),
-        )
-        .unwrap();
-        assert_eq!(import_kubo(dir.path()).unwrap().public().to_peer_id(), id);
+        assert_imports_as(&proto, id);
     }
 
     #[test]

@@ -57,6 +57,18 @@ fn all_ids(events: &[&Event]) -> BTreeSet<EventId> {
     events.iter().map(|e| e.id).collect()
 }
 
+/// A LocalRelay holding `n` notes ("`label` i") of a new author, one a second, the newest `age`
+/// seconds old.
+fn seeded(label: &str, n: u64, age: u64) -> (PyRelay, Keys, Vec<Event>) {
+    let relay = PyRelay::start("localrelay", 0);
+    let keys = Keys::generate();
+    let events: Vec<Event> = (0..n)
+        .map(|i| note(&keys, &format!("{label} {i}"), now() - age - i))
+        .collect();
+    publish(&relay.url, &events);
+    (relay, keys, events)
+}
+
 /// A zen folder whose MULTIPASS accounts are `keys`.
 fn zen_with_accounts(dir: &Path, keys: &[&Keys]) -> String {
     for (i, k) in keys.iter().enumerate() {
@@ -474,12 +486,7 @@ fn station_file(swarm: &Path, peer: &str, relay: &str) {
 #[test]
 fn a_relay_behind_a_real_kubo_tunnel_is_synced_through_our_node() {
     use crate::kubo::harness::{Kubo, KuboOptions};
-    let relay = PyRelay::start("localrelay", 0);
-    let keys = Keys::generate();
-    let events: Vec<Event> = (0..30)
-        .map(|i| note(&keys, &format!("behind kubo {i}"), now() - 100 - i))
-        .collect();
-    publish(&relay.url, &events);
+    let (relay, _, events) = seeded("behind kubo", 30, 100);
     let kubo = Kubo::start(KuboOptions::default());
     kubo.listen(&format!("/x/strfry-{}", kubo.peer_id), relay.port());
     let ours = Daemon::start(&["--relay-listen", "127.0.0.1:0"]);
@@ -541,12 +548,7 @@ fn a_deleted_event_is_not_resurrected_by_a_peer_that_still_holds_it() {
 
 #[test]
 fn a_peer_killed_mid_sync_is_reported_and_what_was_imported_stays() {
-    let healthy = PyRelay::start("localrelay", 0);
-    let keys = Keys::generate();
-    let good: Vec<Event> = (0..20)
-        .map(|i| note(&keys, &format!("healthy {i}"), now() - 60 - i))
-        .collect();
-    publish(&healthy.url, &good);
+    let (healthy, keys, good) = seeded("healthy", 20, 60);
     let partial: Vec<String> = (0..5)
         .map(|i| note(&keys, &format!("dying {i}"), now() - 200 - i).as_json())
         .collect();
@@ -587,12 +589,7 @@ fn an_import_command_stores_like_strfry_import_and_only_what_the_relay_then_hold
     // The station's relay is our relay process; its "strfry import" is `constellation relay
     // import` on the same database, a separate process fed JSON lines, as strfry's would be.
     let local = OurRelay::start("");
-    let peer = PyRelay::start("localrelay", 0);
-    let keys = Keys::generate();
-    let events: Vec<Event> = (0..40)
-        .map(|i| note(&keys, &format!("imported {i}"), now() - 500 + i))
-        .collect();
-    publish(&peer.url, &events);
+    let (peer, keys, events) = seeded("imported", 40, 460);
     publish(&local.url, &events[..5]);
     let tmp = tempfile::tempdir().unwrap();
     let zen = zen_with_accounts(&tmp.path().join("zen"), &[&keys]);
