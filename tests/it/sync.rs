@@ -621,39 +621,29 @@ fn an_import_command_stores_like_strfry_import_and_only_what_the_relay_then_hold
         all_ids(&events.iter().collect::<Vec<_>>())
     );
 
-    // A command that fails: the peer is reported failed with the command's words, and nothing
-    // counts as imported.
-    let later: Vec<Event> = (0..3)
-        .map(|i| note(&keys, &format!("later {i}"), now() - 100 + i))
-        .collect();
-    publish(&peer.url, &later);
-    let (code, stats) = run(&home, "echo 'database is locked' >&2; exit 7");
-    assert_eq!(code, 2, "{stats}");
-    assert_eq!(stats["imported"], 0, "{stats}");
-    let error = stats["peers"][0]["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("exit status: 7") && error.contains("database is locked"),
-        "{stats}"
-    );
-    let missing = all_ids(&later.iter().collect::<Vec<_>>());
-    assert!(local.stored_ids().is_disjoint(&missing));
-
-    // The next run brings them: a failure is not remembered as a refusal.
-    let (code, stats) = run(&home, &import);
-    assert_eq!((code, stats["imported"].as_u64()), (0, Some(3)), "{stats}");
-    assert!(local.stored_ids().is_superset(&missing));
-
-    // A command that exits 0 but stores nothing (writing elsewhere): a failure, not refusals,
-    // so nothing is remembered as refused and the next good run brings the events.
-    let last: Vec<Event> = (0..2)
-        .map(|i| note(&keys, &format!("last {i}"), now() - 50 + i))
-        .collect();
-    publish(&peer.url, &last);
-    let (code, stats) = run(&home, "cat > /dev/null");
-    assert_eq!(code, 2, "{stats}");
-    assert_eq!(stats["imported"], 0, "{stats}");
-    let error = stats["peers"][0]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("holds none of the 2 events"), "{stats}");
-    let (code, stats) = run(&home, &import);
-    assert_eq!((code, stats["imported"].as_u64()), (0, Some(2)), "{stats}");
+    // A command that fails, and one that exits 0 but stores nothing (writing elsewhere): the peer
+    // fails with the reason, nothing counts, nothing is remembered as refused, and the next run
+    // with the real command brings the events.
+    for (n, command, reasons) in [
+        (
+            3,
+            "echo 'database is locked' >&2; exit 7",
+            &["exit status: 7", "database is locked"][..],
+        ),
+        (2, "cat > /dev/null", &["holds none of the 2 events"][..]),
+    ] {
+        let new: Vec<Event> = (0..n)
+            .map(|i| note(&keys, &format!("{command} {i}"), now() - 100 + i))
+            .collect();
+        publish(&peer.url, &new);
+        let (code, stats) = run(&home, command);
+        assert_eq!((code, stats["imported"].as_u64()), (2, Some(0)), "{stats}");
+        let error = stats["peers"][0]["error"].as_str().unwrap_or_default();
+        assert!(reasons.iter().all(|r| error.contains(r)), "{stats}");
+        let missing = all_ids(&new.iter().collect::<Vec<_>>());
+        assert!(local.stored_ids().is_disjoint(&missing));
+        let (code, stats) = run(&home, &import);
+        assert_eq!((code, stats["imported"].as_u64()), (0, Some(n)), "{stats}");
+        assert!(local.stored_ids().is_superset(&missing));
+    }
 }
