@@ -11,7 +11,7 @@ use nostr::prelude::*;
 use serde_json::Value;
 
 use crate::common::relays::{note, now, publish};
-use crate::common::{Daemon, bin, chromium};
+use crate::common::{self, Daemon, bin, chromium};
 
 /// Command lines of running processes that mention `needle`.
 fn processes_mentioning(needle: &str) -> Vec<String> {
@@ -130,19 +130,16 @@ fn status_page_shows_peers_tunnels_services_and_the_last_sync() {
     let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let web_port = web.local_addr().unwrap().port();
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
+    let home = common::home_with(
+        &tmp.path().join("home"),
+        &format!(
             "[dragon]\nscripts_dir = {:?}\nswarm_dir = {:?}\nenv_file = {:?}\nsshd_config = {:?}\n\n[dragon.ports]\nwebstatus = {web_port}\n",
             tmp.path().join("scripts"),
             tmp.path().join("swarm"),
             tmp.path().join("env"),
             tmp.path().join("no-sshd"),
         ),
-    )
-    .unwrap();
+    );
     let station = Daemon::start_in(
         &home,
         &[

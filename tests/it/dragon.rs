@@ -40,8 +40,6 @@ impl Station {
         self.configure_with_sshd(&self.path("no-sshd_config"), extra);
     }
     fn configure_with_sshd(&self, sshd_config: &Path, extra: &str) {
-        let home = self.home();
-        std::fs::create_dir_all(&home).unwrap();
         let config = format!(
             "[dragon]\nscripts_dir = {:?}\nswarm_dir = {:?}\nenv_file = {:?}\nsshd_config = {:?}\n{extra}",
             self.path("scripts"),
@@ -49,7 +47,7 @@ impl Station {
             self.path("env"),
             sshd_config,
         );
-        std::fs::write(home.join("config.toml"), config).unwrap();
+        crate::common::home_with(&self.home(), &config);
     }
     /// Start the daemon with DRAGON on.
     fn start(&self, env: &[(&str, &str)]) -> Daemon {

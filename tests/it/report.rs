@@ -72,19 +72,16 @@ struct Station {
 impl Station {
     fn new(smtp_port: u16) -> Station {
         let tmp = tempfile::tempdir().unwrap();
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(
-            home.join("config.toml"),
-            format!(
+        crate::common::home_with(
+            &tmp.path().join("home"),
+            &format!(
                 "[relay]\nlisten = \"127.0.0.1:{}\"\n\n[trigger]\nlog_dir = {:?}\n\n[report]\ndir = {:?}\nstation = \"test-station\"\n\n\
                  [mail]\nto = \"captain@example.org\"\nfrom = \"station@example.org\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n",
                 free_port(),
                 tmp.path().join("logs"),
                 tmp.path().join("reports"),
             ),
-        )
-        .unwrap();
+        );
         Station { tmp }
     }
 

@@ -38,14 +38,8 @@ fn sync(home: &Path, zen: &str, peers: &[&str], extra: &[&str]) -> (i32, serde_j
 /// A home whose backfills use the embedded store (its relay address is one nothing listens on,
 /// so no relay on this machine's 127.0.0.1:7777 is picked up instead).
 fn embedded_home(home: &Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(home).unwrap();
     let unused = crate::common::net::free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!("[relay]\nlisten = \"127.0.0.1:{unused}\"\n"),
-    )
-    .unwrap();
-    home.to_owned()
+    common::home_with(home, &format!("[relay]\nlisten = \"127.0.0.1:{unused}\"\n"))
 }
 
 /// Ids in the embedded store of `home`.

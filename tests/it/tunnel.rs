@@ -249,18 +249,15 @@ fn declared_and_persisted_tunnels_come_back_after_a_restart() {
     let echo = net::echo_server();
     let a = Daemon::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("b");
-    std::fs::create_dir_all(&home).unwrap();
     // b declares a listen in config.toml, and persists a forward to a from the CLI.
     let declared_port = echo.port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
+    let home = common::home_with(
+        &tmp.path().join("b"),
+        &format!(
             "[[tunnels]]\nkind = \"listen\"\nprotocol = \"/x/declared\"\ntarget = \"{}\"\n",
             tcp_addr(declared_port)
         ),
-    )
-    .unwrap();
+    );
     a.cli_ok(&["p2p", "listen", "/x/test", &tcp_addr(echo.port())]);
     let port = free_port();
     let mut b = Daemon::start_in(&home, &[]);
@@ -467,13 +464,10 @@ fn a_peer_opening_hundreds_of_streams_is_capped_and_the_daemon_survives() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = server.local_addr().unwrap().port();
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("a");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.toml"),
+    let home = common::home_with(
+        &tmp.path().join("a"),
         "[node.limits]\nmax_streams_per_peer = 50\n",
-    )
-    .unwrap();
+    );
     let a = Daemon::start_in(&home, &[]);
     let b = Daemon::start(&[]);
     a.cli_ok(&["p2p", "listen", "/x/test", &tcp_addr(target)]);

@@ -182,6 +182,13 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// Create the home folder `home` with `config` as its config.toml; returns `home`.
+pub fn home_with(home: &Path, config: &str) -> PathBuf {
+    std::fs::create_dir_all(home).expect("home folder");
+    std::fs::write(home.join("config.toml"), config).expect("config.toml");
+    home.to_owned()
+}
+
 /// Run the CLI against `home`.
 pub fn cli(home: &Path, args: &[&str]) -> Output {
     Command::new(bin())

@@ -184,9 +184,7 @@ pub struct OurRelay {
 impl OurRelay {
     pub fn start(config: &str) -> OurRelay {
         let tmp = tempfile::tempdir().expect("tmp");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::write(home.join("config.toml"), config).expect("config");
+        let home = crate::common::home_with(&tmp.path().join("home"), config);
         let db = tmp.path().join("relay.sqlite");
         let log = std::fs::File::create(tmp.path().join("relay.log")).expect("log");
         let mut child = Command::new(crate::common::bin())
