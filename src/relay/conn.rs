@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RelayConfig;
 use super::http::Replay;
-use crate::store::Store;
 use crate::store::rules::{self, KindClass};
+use crate::store::{Checking, Store};
 
 /// Longest subscription id (NIP-01 asks clients for at most 64 characters).
 const MAX_SUB_ID: usize = 64;
@@ -52,6 +52,9 @@ pub async fn run(
     let (mut sink, mut source) = ws.split();
     let (out, mut queue) = mpsc::channel::<Message>(config.outbound_queue.max(1));
     let gone = CancellationToken::new();
+    let unacked_max = (config.outbound_queue / 2).max(1);
+    let (ingest, ingest_queue) = mpsc::channel::<Ingest>(unacked_max);
+    let ingester = ingest_in_order(store.clone(), ingest_queue, out.clone(), gone.clone());
 
     let writer = {
         let gone = gone.clone();
@@ -81,7 +84,7 @@ pub async fn run(
         let gone = gone.clone();
         async move {
             let mut live = store.subscribe();
-            let unacked = Arc::new(Semaphore::new((config.outbound_queue / 2).max(1)));
+            let unacked = Arc::new(Semaphore::new(unacked_max));
             let mut session = Session {
                 store,
                 config,
@@ -90,6 +93,7 @@ pub async fn run(
                 subs: HashMap::new(),
                 negs: HashMap::new(),
                 unacked,
+                ingest,
             };
             let idle = Duration::from_secs(session.config.idle_timeout_secs.max(1));
             let mut last_message = tokio::time::Instant::now();
@@ -136,7 +140,7 @@ pub async fn run(
             }
         }
     };
-    futures::future::join(reader, writer).await;
+    futures::future::join3(reader, writer, ingester).await;
     Ok(())
 }
 
@@ -149,6 +153,64 @@ struct Session {
     negs: HashMap<String, Negentropy<'static, NegentropyStorageVector>>,
     /// Permits for events whose OK is not sent yet.
     unacked: Arc<Semaphore>,
+    /// Events being checked, in arrival order, for [`ingest_in_order`].
+    ingest: mpsc::Sender<Ingest>,
+}
+
+/// An event on its way to the store: its id, its permit, and its checks running.
+struct Ingest {
+    id: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    checking: Checking,
+}
+
+/// Queue a connection's events for the writer in arrival order (so replacements and deletions
+/// apply in order) as their checks finish, and answer each `OK` after commit; ends when the
+/// connection's reader is gone.
+async fn ingest_in_order(
+    store: Store,
+    mut queue: mpsc::Receiver<Ingest>,
+    out: mpsc::Sender<Message>,
+    gone: CancellationToken,
+) {
+    while let Some(Ingest {
+        id,
+        permit,
+        checking,
+    }) = queue.recv().await
+    {
+        let pending = match store.enqueue(checking).await {
+            Ok(p) => p,
+            Err(e) => {
+                let message = json!([
+                    "OK",
+                    id,
+                    false,
+                    format!("error: could not store the event: {e}")
+                ]);
+                send_or_cut(&out, &gone, message.to_string()).await;
+                continue;
+            }
+        };
+        let out = out.clone();
+        let gone = gone.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (accepted, message) = match pending.wait().await {
+                Ok(outcomes) => match outcomes.first() {
+                    Some(outcome) => outcome.ok_message(),
+                    None => (false, "error: the store gave no answer".into()),
+                },
+                Err(e) => (false, format!("error: could not store the event: {e}")),
+            };
+            send_or_cut(
+                &out,
+                &gone,
+                json!(["OK", id, accepted, message]).to_string(),
+            )
+            .await;
+        });
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -321,15 +383,15 @@ impl Session {
             }
             return;
         }
-        // Queue in arrival order (so replacements and deletions apply in order), answer after
-        // commit without blocking this connection: its next events can join the same commit.
-        // Events awaiting their OK are bounded to half the outbound queue, so that a burst of
-        // OKs never looks like a client that stopped reading.
+        // Checked on the store's checker threads, so that one client's events are checked in
+        // parallel; queued and answered in arrival order by `ingest_in_order`. Events awaiting
+        // their OK are bounded to half the outbound queue, so that a burst of OKs never looks
+        // like a client that stopped reading.
         let Ok(permit) = self.unacked.clone().acquire_owned().await else {
             return;
         };
-        let pending = match self.store.submit(vec![event]).await {
-            Ok(p) => p,
+        let checking = match self.store.check(vec![event]).await {
+            Ok(c) => c,
             Err(e) => {
                 self.ok(
                     &id,
@@ -340,24 +402,14 @@ impl Session {
                 return;
             }
         };
-        let out = self.out.clone();
-        let gone = self.gone.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let (accepted, message) = match pending.wait().await {
-                Ok(outcomes) => match outcomes.first() {
-                    Some(outcome) => outcome.ok_message(),
-                    None => (false, "error: the store gave no answer".into()),
-                },
-                Err(e) => (false, format!("error: could not store the event: {e}")),
-            };
-            send_or_cut(
-                &out,
-                &gone,
-                json!(["OK", id, accepted, message]).to_string(),
-            )
+        let _ = self
+            .ingest
+            .send(Ingest {
+                id,
+                permit,
+                checking,
+            })
             .await;
-        });
     }
 
     async fn on_req(&mut self, sub: &str, filters: Vec<Filter>) {

@@ -142,6 +142,7 @@ struct Inner {
     path: PathBuf,
     limits: EventLimits,
     writer: mpsc::Sender<Job>,
+    checkers: mpsc::Sender<CheckJob>,
     readers: Mutex<Vec<Connection>>,
     live: broadcast::Sender<Arc<Event>>,
 }
@@ -162,11 +163,13 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer::run(conn, jobs, live_tx))
             .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+        let checkers = start_checkers(limits)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 limits,
                 writer,
+                checkers,
                 readers: Mutex::new(Vec::new()),
                 live,
             }),
@@ -207,6 +210,29 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Write(format!("check task failed: {e}")))?
         };
+        self.queue(checked).await
+    }
+
+    /// Start checking `events` (ids, signatures, limits) on the store's checker threads, one per
+    /// core, and return at once: one connection's events are then checked in parallel while
+    /// [`Store::enqueue`], called in arrival order, keeps their order for the writer.
+    pub async fn check(&self, events: Vec<Event>) -> Result<Checking, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .checkers
+            .send(CheckJob { events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Checking(answer))
+    }
+
+    /// Queue events checked by [`Store::check`] for the writer (call order is write order).
+    pub async fn enqueue(&self, checking: Checking) -> Result<Pending, StoreError> {
+        let checked = checking.0.await.map_err(|_| StoreError::Closed)?;
+        self.queue(checked).await
+    }
+
+    async fn queue(&self, checked: Vec<Result<Checked, Rejection>>) -> Result<Pending, StoreError> {
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(checked.len());
         let mut valid = Vec::new();
         let mut slots = Vec::new();
@@ -383,6 +409,43 @@ fn check_all(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Re
             })
             .collect()
     })
+}
+
+/// Events handed to the checker threads.
+struct CheckJob {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Vec<Result<Checked, Rejection>>>,
+}
+
+/// The answer of the checker threads for one [`Store::check`].
+pub struct Checking(oneshot::Receiver<Vec<Result<Checked, Rejection>>>);
+
+/// Events queued for the checker threads at most (senders wait beyond).
+const CHECK_QUEUE: usize = 1_024;
+
+/// One checker thread per core, sharing one queue; they end when the store is dropped.
+fn start_checkers(limits: EventLimits) -> Result<mpsc::Sender<CheckJob>, StoreError> {
+    let (tx, rx) = mpsc::channel::<CheckJob>(CHECK_QUEUE);
+    let rx = Arc::new(Mutex::new(rx));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for i in 0..threads {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("store-check-{i}"))
+            .spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match rx.lock() {
+                        Ok(mut rx) => rx.blocking_recv(),
+                        Err(_) => None,
+                    };
+                    let Some(job) = job else { return };
+                    let _ = job.reply.send(check_chunk(job.events, &limits));
+                }
+            })
+            .map_err(|e| StoreError::Write(format!("cannot start a checker thread: {e}")))?;
+    }
+    Ok(tx)
 }
 
 fn check_chunk(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
