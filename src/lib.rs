@@ -15,9 +15,11 @@
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
 //! - [`node`]: the libp2p swarm (one owning task) and its cloneable handle.
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
-//! - [`store`]: the SQLite event store (one writer task) used by the embedded relay and the sync.
+//! - [`store`]: the SQLite event store (one writer thread, one checker thread per core) used by
+//!   the embedded relay and the sync.
 //! - [`sync`]: the constellation backfill: discovery, N², NIP-77 / REQ paging, import, stats.
-//! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/77) over [`store`].
+//! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/45/77) over [`store`], and its JSON-lines
+//!   import/export (the format of `strfry import`/`export`).
 //! - [`status`]: the loopback status page and `/api/status`, fed by the daemon.
 //! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect.
 

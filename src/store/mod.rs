@@ -1,5 +1,6 @@
 //! The SQLite event store used by the embedded relay and the sync: one writer thread (group
-//! commit), a small pool of read connections, and a broadcast of newly stored events.
+//! commit), one checker thread per core (ids, signatures, limits), a small pool of read
+//! connections, and a broadcast of newly stored events.
 //! `Outcome`s are answered only after the transaction that holds them has committed.
 
 pub mod query;
