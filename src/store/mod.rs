@@ -441,7 +441,13 @@ fn start_checkers(limits: EventLimits) -> Result<mpsc::Sender<CheckJob>, StoreEr
                         Err(_) => None,
                     };
                     let Some(job) = job else { return };
-                    let _ = job.reply.send(check_chunk(job.events, &limits));
+                    // A check that panics refuses its batch and leaves the thread running.
+                    let n = job.events.len();
+                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        check_chunk(job.events, &limits)
+                    }))
+                    .unwrap_or_else(|_| (0..n).map(|_| Err(Rejection::InvalidSignature)).collect());
+                    let _ = job.reply.send(checked);
                 }
             })
             .map_err(|e| StoreError::Write(format!("cannot start a checker thread: {e}")))?;

@@ -249,3 +249,40 @@ async fn live_subscribers_see_only_new_events() {
     assert_eq!(live.recv().await.expect("live").id, b.id);
     assert!(live.try_recv().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_checked_in_parallel_are_written_in_arrival_order() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    // 100 versions of one profile, oldest first, each its own check (as the relay submits them),
+    // with a forged event among them.
+    let mut events: Vec<Event> = (0..100)
+        .map(|i| at(&keys, 0, vec![], 1_000 + i, &format!("v{i}")))
+        .collect();
+    events[50].content = "tampered".into();
+    let mut checking = Vec::new();
+    for e in &events {
+        checking.push(store.check(vec![e.clone()]).await.expect("check"));
+    }
+    let mut pending = Vec::new();
+    for c in checking {
+        pending.push(store.enqueue(c).await.expect("enqueue"));
+    }
+    let mut outcomes = Vec::new();
+    for p in pending {
+        outcomes.extend(p.wait().await.expect("commit"));
+    }
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let expected = match i {
+            0 => Outcome::Inserted { replaced: 0 },
+            50 => Outcome::Rejected(Rejection::InvalidId),
+            // Each version replaces the one before it: the writer saw them in arrival order.
+            _ => Outcome::Inserted { replaced: 1 },
+        };
+        assert_eq!(outcome, &expected, "event {i}");
+    }
+    assert_eq!(
+        ids(&store, Filter::new().kind(Kind::Metadata)).await,
+        vec![events[99].id]
+    );
+}
