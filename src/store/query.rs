@@ -36,44 +36,73 @@ fn placeholders(n: usize) -> String {
 }
 
 /// SQL and its parameters for `filter`; `limit` is the row cap (None: every match).
+///
+/// A filter with tags is driven by its first tag through the `tags (name, value, created_at)`
+/// index, newest first, so that `#p` / `#e` / `#t` with a limit stops after `limit` events
+/// instead of collecting every event that carries the tag; `DISTINCT` folds an event that
+/// matches through two tag rows.
 pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, Vec<Value>) {
-    let columns = match select {
-        Select::Json => "id, json",
-        Select::Items => "created_at, id",
-        Select::Count => "count(*)",
+    let mut tags = filter.generic_tags.iter();
+    let driver = tags.next();
+    let (e, time) = if driver.is_some() {
+        ("e.", "t.created_at")
+    } else {
+        ("", "created_at")
     };
-    let mut sql = format!("SELECT {columns} FROM events WHERE 1");
+    let columns = match (select, driver.is_some()) {
+        (Select::Json, false) => "id, json".to_owned(),
+        (Select::Items, false) => "created_at, id".to_owned(),
+        (Select::Count, false) => "count(*)".to_owned(),
+        (Select::Json, true) => "DISTINCT e.id, e.json".to_owned(),
+        (Select::Items, true) => "DISTINCT e.created_at, e.id".to_owned(),
+        (Select::Count, true) => "count(DISTINCT e.seq)".to_owned(),
+    };
     let mut params: Vec<Value> = Vec::new();
+    let mut sql = match driver {
+        None => format!("SELECT {columns} FROM events WHERE 1"),
+        Some((letter, values)) => {
+            params.push(Value::Text(letter.as_char().to_string()));
+            params.extend(values.iter().map(|v| Value::Text(v.clone())));
+            format!(
+                "SELECT {columns} FROM tags t JOIN events e ON e.seq = t.seq \
+                 WHERE t.name = ? AND t.value IN ({})",
+                placeholders(values.len())
+            )
+        }
+    };
     if let Some(ids) = &filter.ids {
-        sql.push_str(&format!(" AND id IN ({})", placeholders(ids.len())));
+        sql.push_str(&format!(" AND {e}id IN ({})", placeholders(ids.len())));
         params.extend(ids.iter().map(|id| Value::Blob(id.to_bytes().to_vec())));
     }
     if let Some(authors) = &filter.authors {
-        sql.push_str(&format!(" AND pubkey IN ({})", placeholders(authors.len())));
+        sql.push_str(&format!(
+            " AND {e}pubkey IN ({})",
+            placeholders(authors.len())
+        ));
         params.extend(authors.iter().map(|pk| Value::Blob(pk.to_bytes().to_vec())));
     }
     if let Some(kinds) = &filter.kinds {
-        sql.push_str(&format!(" AND kind IN ({})", placeholders(kinds.len())));
+        sql.push_str(&format!(" AND {e}kind IN ({})", placeholders(kinds.len())));
         params.extend(kinds.iter().map(|k| Value::Integer(i64::from(k.as_u16()))));
     }
     if let Some(since) = filter.since {
-        sql.push_str(" AND created_at >= ?");
+        sql.push_str(&format!(" AND {time} >= ?"));
         params.push(Value::Integer(since.as_secs() as i64));
     }
     if let Some(until) = filter.until {
-        sql.push_str(" AND created_at <= ?");
+        sql.push_str(&format!(" AND {time} <= ?"));
         params.push(Value::Integer(until.as_secs() as i64));
     }
-    for (letter, values) in &filter.generic_tags {
+    for (letter, values) in tags {
         sql.push_str(&format!(
-            " AND seq IN (SELECT seq FROM tags WHERE name = ? AND value IN ({}))",
+            " AND {e}seq IN (SELECT seq FROM tags WHERE name = ? AND value IN ({}))",
             placeholders(values.len())
         ));
         params.push(Value::Text(letter.as_char().to_string()));
         params.extend(values.iter().map(|v| Value::Text(v.clone())));
     }
     if !matches!(select, Select::Count) {
-        sql.push_str(" ORDER BY created_at DESC, id ASC");
+        sql.push_str(&format!(" ORDER BY {time} DESC, {e}id ASC"));
         if let Some(limit) = limit {
             sql.push_str(" LIMIT ?");
             params.push(Value::Integer(limit as i64));
@@ -94,18 +123,51 @@ mod tests {
             .author(pk)
             .kinds([Kind::TextNote, Kind::Metadata])
             .since(Timestamp::from(10))
-            .until(Timestamp::from(20))
-            .hashtag("nostr");
+            .until(Timestamp::from(20));
         let (sql, params) = build(&filter, Select::Json, Some(500));
+        assert!(
+            sql.starts_with("SELECT id, json FROM events WHERE 1"),
+            "{sql}"
+        );
         assert!(sql.contains("pubkey IN (?)"), "{sql}");
         assert!(sql.contains("kind IN (?,?)"), "{sql}");
         assert!(sql.contains("created_at >= ?"));
         assert!(sql.contains("created_at <= ?"));
-        assert!(sql.contains("name = ? AND value IN (?)"));
         assert!(sql.ends_with("ORDER BY created_at DESC, id ASC LIMIT ?"));
-        // pubkey, 2 kinds, since, until, tag name, tag value, limit
-        assert_eq!(params.len(), 8);
-        assert_eq!(params[5], Value::Text("t".into()));
+        // pubkey, 2 kinds, since, until, limit
+        assert_eq!(params.len(), 6);
+    }
+
+    #[test]
+    fn a_tag_filter_is_driven_by_the_tag_index_newest_first() {
+        let pk = Keys::generate().public_key();
+        let filter = Filter::new()
+            .author(pk)
+            .kinds([Kind::TextNote, Kind::Metadata])
+            .since(Timestamp::from(10))
+            .hashtag("nostr")
+            .pubkey(pk);
+        let (sql, params) = build(&filter, Select::Json, Some(500));
+        assert!(
+            sql.starts_with(
+                "SELECT DISTINCT e.id, e.json FROM tags t JOIN events e ON e.seq = t.seq \
+                 WHERE t.name = ? AND t.value IN (?)"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("e.pubkey IN (?)"), "{sql}");
+        assert!(sql.contains("e.kind IN (?,?)"), "{sql}");
+        assert!(sql.contains("t.created_at >= ?"), "{sql}");
+        // The second tag is a condition.
+        assert!(sql.contains("e.seq IN (SELECT seq FROM tags WHERE name = ? AND value IN (?))"));
+        assert!(sql.ends_with("ORDER BY t.created_at DESC, e.id ASC LIMIT ?"));
+        // driving tag name + value, pubkey, 2 kinds, since, second tag name + value, limit
+        assert_eq!(params.len(), 9);
+        let count = build(&filter, Select::Count, None).0;
+        assert!(
+            count.starts_with("SELECT count(DISTINCT e.seq) FROM tags t"),
+            "{count}"
+        );
     }
 
     #[test]
