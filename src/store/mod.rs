@@ -144,6 +144,7 @@ struct Inner {
     limits: EventLimits,
     writer: mpsc::Sender<Job>,
     checkers: mpsc::Sender<CheckJob>,
+    checker_threads: usize,
     readers: Mutex<Vec<Connection>>,
     live: broadcast::Sender<Arc<Event>>,
 }
@@ -164,13 +165,14 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer::run(conn, jobs, live_tx))
             .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
-        let checkers = start_checkers(limits)?;
+        let (checkers, checker_threads) = start_checkers(limits)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 limits,
                 writer,
                 checkers,
+                checker_threads,
                 readers: Mutex::new(Vec::new()),
                 live,
             }),
@@ -203,33 +205,45 @@ impl Store {
     /// Check `events` and queue them for the writer, in call order; the returned [`Pending`]
     /// resolves after commit. Queueing without waiting lets one client's events share a commit.
     pub async fn submit(&self, events: Vec<Event>) -> Result<Pending, StoreError> {
-        let limits = self.inner.limits;
-        let checked = if events.len() <= INLINE_CHECK {
-            check_all(events, &limits)
-        } else {
-            tokio::task::spawn_blocking(move || check_all(events, &limits))
-                .await
-                .map_err(|e| StoreError::Write(format!("check task failed: {e}")))?
-        };
-        self.queue(checked).await
+        if events.len() <= INLINE_CHECK {
+            return self.queue(check_chunk(events, &self.inner.limits)).await;
+        }
+        let checking = self.check(events).await?;
+        self.enqueue(checking).await
     }
 
     /// Start checking `events` (ids, signatures, limits) on the store's checker threads, one per
-    /// core, and return at once: one connection's events are then checked in parallel while
-    /// [`Store::enqueue`], called in arrival order, keeps their order for the writer.
-    pub async fn check(&self, events: Vec<Event>) -> Result<Checking, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .checkers
-            .send(CheckJob { events, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        Ok(Checking(answer))
+    /// core, and return at once: a large batch is split across the threads, and one connection's
+    /// events are checked in parallel while [`Store::enqueue`], called in arrival order, keeps
+    /// their order for the writer.
+    pub async fn check(&self, mut events: Vec<Event>) -> Result<Checking, StoreError> {
+        let parts = if events.len() < PARALLEL_CHECK {
+            1
+        } else {
+            self.inner.checker_threads
+        };
+        let chunk = events.len().div_ceil(parts).max(1);
+        let mut answers = Vec::with_capacity(parts);
+        while !events.is_empty() {
+            let rest = events.split_off(chunk.min(events.len()));
+            let (reply, answer) = oneshot::channel();
+            self.inner
+                .checkers
+                .send(CheckJob { events, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answers.push(answer);
+            events = rest;
+        }
+        Ok(Checking(answers))
     }
 
     /// Queue events checked by [`Store::check`] for the writer (call order is write order).
     pub async fn enqueue(&self, checking: Checking) -> Result<Pending, StoreError> {
-        let checked = checking.0.await.map_err(|_| StoreError::Closed)?;
+        let mut checked = Vec::new();
+        for answer in checking.0 {
+            checked.extend(answer.await.map_err(|_| StoreError::Closed)?);
+        }
         self.queue(checked).await
     }
 
@@ -377,40 +391,8 @@ fn event_id(bytes: &[u8]) -> Result<EventId, StoreError> {
     EventId::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Below this many events a batch is checked on one thread.
+/// Below this many events a batch is checked by one checker thread, above split across all.
 const PARALLEL_CHECK: usize = 64;
-
-/// Check a batch, signatures verified on every core for large batches (the slow part).
-fn check_all(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if events.len() < PARALLEL_CHECK || threads < 2 {
-        return check_chunk(events, limits);
-    }
-    let chunk = events.len().div_ceil(threads);
-    let mut events = events;
-    let mut parts = Vec::with_capacity(threads);
-    while events.len() > chunk {
-        let rest = events.split_off(chunk);
-        parts.push(events);
-        events = rest;
-    }
-    parts.push(events);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| (part.len(), scope.spawn(move || check_chunk(part, limits))))
-            .collect();
-        // A panicking check refuses its whole chunk rather than misaligning the answers.
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| {
-                h.join().unwrap_or_else(|_| {
-                    (0..len).map(|_| Err(Rejection::InvalidSignature)).collect()
-                })
-            })
-            .collect()
-    })
-}
 
 /// Events handed to the checker threads.
 struct CheckJob {
@@ -418,14 +400,15 @@ struct CheckJob {
     reply: oneshot::Sender<Vec<Result<Checked, Rejection>>>,
 }
 
-/// The answer of the checker threads for one [`Store::check`].
-pub struct Checking(oneshot::Receiver<Vec<Result<Checked, Rejection>>>);
+/// The answers of the checker threads for one [`Store::check`], one per part, in order.
+pub struct Checking(Vec<oneshot::Receiver<Vec<Result<Checked, Rejection>>>>);
 
-/// Events queued for the checker threads at most (senders wait beyond).
+/// Check jobs queued for the checker threads at most (senders wait beyond).
 const CHECK_QUEUE: usize = 1_024;
 
-/// One checker thread per core, sharing one queue; they end when the store is dropped.
-fn start_checkers(limits: EventLimits) -> Result<mpsc::Sender<CheckJob>, StoreError> {
+/// One checker thread per core, sharing one queue; they end when the store is dropped. Returns
+/// the queue and the number of threads.
+fn start_checkers(limits: EventLimits) -> Result<(mpsc::Sender<CheckJob>, usize), StoreError> {
     let (tx, rx) = mpsc::channel::<CheckJob>(CHECK_QUEUE);
     let rx = Arc::new(Mutex::new(rx));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -452,7 +435,7 @@ fn start_checkers(limits: EventLimits) -> Result<mpsc::Sender<CheckJob>, StoreEr
             })
             .map_err(|e| StoreError::Write(format!("cannot start a checker thread: {e}")))?;
     }
-    Ok(tx)
+    Ok((tx, threads))
 }
 
 fn check_chunk(events: Vec<Event>, limits: &EventLimits) -> Vec<Result<Checked, Rejection>> {
