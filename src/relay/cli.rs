@@ -70,11 +70,15 @@ fn stats(db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
 
 fn import(home: &Home, db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let limits = Config::load(&home.config_file())?.relay.event_limits();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // One thread: stdin is read on the only task, so a blocking read holds up nothing else (the
+    // store's checker and writer threads are its own).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let summary = runtime.block_on(async {
         let store = Store::open(db, limits)
             .with_context(|| format!("cannot open the event store {}", db.display()))?;
-        // Stdin is read on this runtime's only task: a blocking read holds up nothing else.
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
             .then(|| indicatif::ProgressBar::new_spinner().with_message("importing"));
         anyhow::Ok(super::jsonl::import(&store, std::io::stdin().lock(), progress).await?)

@@ -182,12 +182,7 @@ async fn ingest_in_order(
         let pending = match store.enqueue(checking).await {
             Ok(p) => p,
             Err(e) => {
-                let message = json!([
-                    "OK",
-                    id,
-                    false,
-                    format!("error: could not store the event: {e}")
-                ]);
+                let message = json!(["OK", id, false, store_failed(e)]);
                 send_or_cut(&out, &gone, message.to_string()).await;
                 continue;
             }
@@ -201,7 +196,7 @@ async fn ingest_in_order(
                     Some(outcome) => outcome.ok_message(),
                     None => (false, "error: the store gave no answer".into()),
                 },
-                Err(e) => (false, format!("error: could not store the event: {e}")),
+                Err(e) => (false, store_failed(e)),
             };
             send_or_cut(
                 &out,
@@ -211,6 +206,11 @@ async fn ingest_in_order(
             .await;
         });
     }
+}
+
+/// The `OK false` message when the store itself failed.
+fn store_failed(e: impl std::fmt::Display) -> String {
+    format!("error: could not store the event: {e}")
 }
 
 fn quote(s: &str) -> String {
@@ -393,12 +393,7 @@ impl Session {
         let checking = match self.store.check(vec![event]).await {
             Ok(c) => c,
             Err(e) => {
-                self.ok(
-                    &id,
-                    false,
-                    &format!("error: could not store the event: {e}"),
-                )
-                .await;
+                self.ok(&id, false, &store_failed(e)).await;
                 return;
             }
         };

@@ -55,13 +55,12 @@ pub async fn import(
             .next_line()
             .map_err(|e| StoreError::Write(format!("reading the input: {e}")))?;
         let Some(line) = line else { break };
+        if matches!(&line, Line::Text(text) if text.trim().is_empty()) {
+            continue;
+        }
         summary.lines += 1;
         let reason = match line {
             Line::TooLong => Some("too large"),
-            Line::Text(text) if text.trim().is_empty() => {
-                summary.lines -= 1;
-                None
-            }
             Line::Text(text) => match Event::from_json(text.trim()) {
                 Ok(event) => {
                     batch.push(event);

@@ -279,7 +279,8 @@ impl<L: LocalStore> LocalStore for CommandImport<L> {
             // Refusals are remembered (never fetched again); a command writing somewhere the
             // relay does not read would otherwise make every event look refused, for good.
             return Err(LocalError::Store(format!(
-                "import command `{}` exited 0 but the local relay holds none of the {} events it                  was given (does it write to the relay's database?); last output: {summary}",
+                "import command `{}` exited 0 but the local relay holds none of the {} events it \
+                 was given (does it write to the relay's database?); last output: {summary}",
                 self.command,
                 fresh_ids.len()
             )));
