@@ -35,6 +35,16 @@ fn placeholders(n: usize) -> String {
     s
 }
 
+/// The parameters of one tag condition: its letter, then its values.
+fn push_tag<'a>(
+    params: &mut Vec<Value>,
+    letter: char,
+    values: impl IntoIterator<Item = &'a String>,
+) {
+    params.push(Value::Text(letter.to_string()));
+    params.extend(values.into_iter().map(|v| Value::Text(v.clone())));
+}
+
 /// SQL and its parameters for `filter`; `limit` is the row cap (None: every match).
 ///
 /// A filter with tags is driven by its first tag through the `tags (name, value, created_at)`
@@ -50,19 +60,18 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
         ("", "created_at")
     };
     let columns = match (select, driver.is_some()) {
-        (Select::Json, false) => "id, json".to_owned(),
-        (Select::Items, false) => "created_at, id".to_owned(),
-        (Select::Count, false) => "count(*)".to_owned(),
-        (Select::Json, true) => "DISTINCT e.id, e.json".to_owned(),
-        (Select::Items, true) => "DISTINCT e.created_at, e.id".to_owned(),
-        (Select::Count, true) => "count(DISTINCT e.seq)".to_owned(),
+        (Select::Json, false) => "id, json",
+        (Select::Items, false) => "created_at, id",
+        (Select::Count, false) => "count(*)",
+        (Select::Json, true) => "DISTINCT e.id, e.json",
+        (Select::Items, true) => "DISTINCT e.created_at, e.id",
+        (Select::Count, true) => "count(DISTINCT e.seq)",
     };
     let mut params: Vec<Value> = Vec::new();
     let mut sql = match driver {
         None => format!("SELECT {columns} FROM events WHERE 1"),
         Some((letter, values)) => {
-            params.push(Value::Text(letter.as_char().to_string()));
-            params.extend(values.iter().map(|v| Value::Text(v.clone())));
+            push_tag(&mut params, letter.as_char(), values);
             format!(
                 "SELECT {columns} FROM tags t JOIN events e ON e.seq = t.seq \
                  WHERE t.name = ? AND t.value IN ({})",
@@ -98,8 +107,7 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
             " AND {e}seq IN (SELECT seq FROM tags WHERE name = ? AND value IN ({}))",
             placeholders(values.len())
         ));
-        params.push(Value::Text(letter.as_char().to_string()));
-        params.extend(values.iter().map(|v| Value::Text(v.clone())));
+        push_tag(&mut params, letter.as_char(), values);
     }
     if !matches!(select, Select::Count) {
         sql.push_str(&format!(" ORDER BY {time} DESC, {e}id ASC"));
