@@ -511,7 +511,6 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         kept
     }
 
-    /// Record what the store acknowledged.
     /// The local item set of `filter`: read on first use, then kept with the run's imports.
     async fn items(&self, filter: &Filter) -> Result<Items, LocalError> {
         let cached = |engine: &Self| {
@@ -541,6 +540,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         Ok(items)
     }
 
+    /// Record what the store acknowledged.
     fn account(&self, session: &mut Session, batch: &[Event], counts: ImportCounts) {
         session.stats.imported += counts.imported;
         session.duplicate += counts.duplicate;
@@ -561,18 +561,14 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             .unwrap_or_else(|e| e.into_inner())
             .extend(counts.accepted.iter().copied());
         let accepted: HashSet<&EventId> = counts.accepted.iter().collect();
-        {
-            let mut sets = self.local_items.lock().unwrap_or_else(|e| e.into_inner());
-            for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
-                for (filter, items) in sets.iter_mut() {
-                    if filter.match_event(event, MatchEventOptions::default()) {
-                        items.push((event.created_at, event.id));
-                    }
-                }
-            }
-        }
+        let mut sets = self.local_items.lock().unwrap_or_else(|e| e.into_inner());
         let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
         for event in batch.iter().filter(|e| accepted.contains(&e.id)) {
+            for (filter, items) in sets.iter_mut() {
+                if filter.match_event(event, MatchEventOptions::default()) {
+                    items.push((event.created_at, event.id));
+                }
+            }
             let refs = if matches!(event.kind.as_u16(), 6 | 7) {
                 event
                     .tags
