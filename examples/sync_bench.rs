@@ -106,12 +106,7 @@ impl Bench {
         (0..peers.len())
             .map(|i| {
                 let home = self.station(&format!("{name}-peer{i}-home"));
-                let mut urls: Vec<&str> = peers
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, (relay, _))| relay.url.as_str())
-                    .collect();
+                let mut urls = urls(peers, Some(i));
                 urls.push(&served.url);
                 let mut extra = vec!["--local-relay", peers[i].0.url.as_str()];
                 extra.extend_from_slice(flags);
@@ -129,6 +124,16 @@ impl Bench {
         let v: Value = serde_json::from_slice(&out.stdout).expect("stats JSON");
         v["events"].as_u64().unwrap_or(0)
     }
+}
+
+/// The peers' relay URLs, but for the one at `except`.
+fn urls(peers: &[(Relay, PathBuf)], except: Option<usize>) -> Vec<&str> {
+    peers
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| Some(*j) != except)
+        .map(|(_, (relay, _))| relay.url.as_str())
+        .collect()
 }
 
 struct Row {
@@ -195,7 +200,7 @@ fn main() {
     for (mode, flags) in modes {
         eprintln!("{mode}: seeding {peers_n} peers…");
         let peers = bench.peers(&format!("{mode}-peer"), &sets);
-        let urls: Vec<&str> = peers.iter().map(|(r, _)| r.url.as_str()).collect();
+        let urls = urls(&peers, None);
         let home = bench.station(&format!("{mode}-station"));
         eprintln!("{mode}: first run, then every peer's own run…");
         rows.push(row(
@@ -318,7 +323,7 @@ fn main() {
             .collect();
         let peers = bench.peers(&format!("scale{n}"), &sets);
         let home = bench.station(&format!("scale{n}-station0"));
-        let urls: Vec<&str> = peers.iter().map(|(r, _)| r.url.as_str()).collect();
+        let urls = urls(&peers, None);
         let stats = bench.backfill(&home, &urls, &["--concurrency", "8"]);
         let total = (SCALE_EVENTS + (n - 1) * SCALE_EVENTS) as u64;
         let converged = bench.stored(&home.join("relay.sqlite")) == total
