@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
 
 use crate::backfill::{self, BackfillArgs, EXIT_PARTIAL, EXIT_SKIPPED, RunLock};
+pub use crate::config::TriggerConfig;
 use crate::config::{Config, Home, home_dir};
 use crate::node::Node;
 use crate::report::{self, Report};
@@ -20,44 +20,6 @@ use crate::sync::stats::RunStats;
 
 /// Exit code: a check failed, nothing ran (the reason is printed).
 pub const EXIT_CANNOT_RUN: u8 = 4;
-
-/// `[trigger]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TriggerConfig {
-    /// The daemon runs the trigger by itself every `period_secs` (cron then becomes optional).
-    pub enabled: bool,
-    pub period_secs: u64,
-    /// Random delay added to each period, so stations do not all sync at the same second.
-    pub jitter_secs: u64,
-    /// A run is skipped when the last one started less than this ago (unless `--force`).
-    pub min_interval_mins: u64,
-    /// Require the Astroport folders (`~/.zen/tmp`, `~/.zen/game`); off: standalone station.
-    pub astroport: bool,
-    /// Folder of `constellation_sync.log` and `constellation_sync.error.log`
-    /// (default `~/.zen/strfry`).
-    pub log_dir: Option<PathBuf>,
-    pub log_max_bytes: u64,
-    pub log_keep: usize,
-    /// Backfill flags of the daemon's scheduled runs, e.g. `["--days", "1"]`.
-    pub backfill: Vec<String>,
-}
-
-impl Default for TriggerConfig {
-    fn default() -> Self {
-        TriggerConfig {
-            enabled: true,
-            period_secs: 3_600,
-            jitter_secs: 300,
-            min_interval_mins: 50,
-            astroport: false,
-            log_dir: None,
-            log_max_bytes: 1 << 20,
-            log_keep: 3,
-            backfill: Vec::new(),
-        }
-    }
-}
 
 /// Flags of `constellation trigger`: its own, plus every backfill flag.
 #[derive(Debug, Clone, clap::Args)]

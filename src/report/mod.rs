@@ -8,8 +8,7 @@ pub mod svg;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::ReportConfig;
 use crate::sync::history::History;
 use crate::sync::stats::RunStats;
 use svg::esc;
@@ -18,16 +17,6 @@ use svg::esc;
 pub const TREND_RUNS: usize = 24;
 /// Runs read to find the trend before an older run (`report --run ID`): about 14 months hourly.
 const HISTORY_SCAN: usize = 10_000;
-
-/// `[report]`: where reports are saved.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReportConfig {
-    /// Default: `<home>/reports`.
-    pub dir: Option<PathBuf>,
-    /// Shown in the title (default: the machine's hostname).
-    pub station: Option<String>,
-}
 
 /// One run and the trend before it.
 pub struct Report {

@@ -4,9 +4,7 @@
 use nostr::prelude::{Event, EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
-/// strfry's defaults (`maxEventSize`, `maxNumTags`).
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 65_536;
-pub const DEFAULT_MAX_TAGS: usize = 2_000;
+use crate::config::relay::{DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TAGS};
 
 /// Limits checked before an event reaches the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

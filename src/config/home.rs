@@ -1,0 +1,66 @@
+//! The home folder of one node (identity, config, database, control socket, logs) and the
+//! other well-known places: `$HOME` and the Kubo repo.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::error::ConfigError;
+
+/// The home folder of one node: identity, config, database, control socket, logs.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `--home`, else `$CONSTELLATION_HOME` (handled by clap), else `~/.zen/constellation`.
+    pub fn resolve(explicit: Option<PathBuf>) -> Home {
+        let root = explicit.unwrap_or_else(|| home_dir().join(".zen").join("constellation"));
+        Home { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn identity_key(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+    pub fn tunnels_state(&self) -> PathBuf {
+        self.root.join("tunnels.json")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("relay.sqlite")
+    }
+
+    /// Create the folder (mode 0700: it holds the private key and the control socket).
+    pub fn ensure(&self) -> Result<(), ConfigError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|source| ConfigError::Write {
+                path: self.root.clone(),
+                source,
+            })
+    }
+}
+
+/// `$HOME`, falling back to `/` (a daemon started by init systems may have no HOME).
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The Kubo repo: `--kubo-repo`, else `$IPFS_PATH`, else `~/.ipfs`.
+pub fn kubo_repo(explicit: Option<PathBuf>) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os("IPFS_PATH").map(PathBuf::from))
+        .unwrap_or_else(|| home_dir().join(".ipfs"))
+}
