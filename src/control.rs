@@ -47,7 +47,7 @@ pub enum Request {
     },
     /// Run a backfill with the daemon's node (the CLI holds the run lock).
     Backfill {
-        args: crate::backfill::BackfillArgs,
+        args: crate::sync::backfill::BackfillOptions,
     },
     /// DRAGON's report; `refresh` runs a publishing cycle first.
     Services {

@@ -6,17 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use libp2p::Multiaddr;
-use libp2p::identity::Keypair;
-use libp2p::pnet::PreSharedKey;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, Home, TunnelSpec};
+use crate::config::{Config, Home, TunnelSpec};
 use crate::control::{self, Request};
-use crate::identity;
-use crate::node::{Node, NodeOptions};
+use crate::node::Node;
 use crate::store::Store;
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
@@ -57,96 +53,10 @@ pub struct DaemonArgs {
     pub dragon: bool,
 }
 
-/// The Kubo repo to import from, if any: the flag (empty = default location), else config.
-pub fn kubo_repo_choice(flag: Option<&PathBuf>, config: &Config) -> Option<PathBuf> {
-    match flag {
-        Some(p) if p.as_os_str().is_empty() => Some(config::kubo_repo(None)),
-        Some(p) => Some(p.clone()),
-        None => config.node.kubo_repo.clone(),
-    }
-}
-
-/// The node key: imported from Kubo when asked, else the home's own (generated on first use).
-pub fn load_keypair(home: &Home, kubo_repo: Option<&PathBuf>) -> anyhow::Result<Keypair> {
-    match kubo_repo {
-        Some(repo) => Ok(identity::import_kubo(repo)?),
-        None => {
-            home.ensure()?;
-            Ok(identity::load_or_generate(&home.identity_key())?)
-        }
-    }
-}
-
-/// The swarm key: flag, config, `<kubo repo>/swarm.key`, `<home>/swarm.key`, in that order.
-fn load_psk(
-    home: &Home,
-    flag: Option<&PathBuf>,
-    config: &Config,
-    kubo: Option<&PathBuf>,
-) -> anyhow::Result<Option<PreSharedKey>> {
-    let explicit = flag.cloned().or_else(|| config.node.swarm_key.clone());
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(path) => return Ok(Some(identity::load_swarm_key(&path)?)),
-        None => kubo
-            .map(|r| r.join("swarm.key"))
-            .into_iter()
-            .chain([home.root().join("swarm.key")])
-            .collect(),
-    };
-    for path in &candidates {
-        if path.exists() {
-            return Ok(Some(identity::load_swarm_key(path)?));
-        }
-    }
-    if identity::pnet_forced() {
-        anyhow::bail!(
-            "LIBP2P_FORCE_PNET=1 but no swarm key was found (looked at {})",
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(None)
-}
-
-fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
-    list.iter()
-        .map(|a| tunnel::addr::parse_multiaddr(a).with_context(|| format!("in {what}")))
-        .collect()
-}
-
 /// Run the daemon until SIGINT/SIGTERM.
 pub fn run(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run_async(home, args))
-}
-
-/// Identity, swarm key and addresses of the node, from flags and config.
-pub fn node_options(
-    home: &Home,
-    config: &Config,
-    kubo_flag: Option<&PathBuf>,
-    swarm_key_flag: Option<&PathBuf>,
-    listen: Vec<String>,
-) -> anyhow::Result<NodeOptions> {
-    let kubo = kubo_repo_choice(kubo_flag, config);
-    let keypair = load_keypair(home, kubo.as_ref())?;
-    let psk = load_psk(home, swarm_key_flag, config, kubo.as_ref())?;
-    let mut listen = listen;
-    if psk.is_some() {
-        // Kubo disables QUIC in a private network; pnet only wraps TCP.
-        listen.retain(|a| !a.contains("/quic"));
-    }
-    Ok(NodeOptions {
-        keypair,
-        psk,
-        listen: parse_addrs(&listen, "--listen / [node] listen")?,
-        bootstrap: parse_addrs(&config.node.bootstrap, "[node] bootstrap")?,
-        peering: parse_addrs(&config.node.peering, "[node] peering")?,
-        limits: config.node.limits.clone(),
-    })
 }
 
 async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
@@ -165,7 +75,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     } else {
         args.listen.clone()
     };
-    let options = node_options(
+    let options = crate::node::options::node_options(
         home,
         &config,
         args.kubo_repo.as_ref(),
@@ -201,7 +111,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         dragon_config: config.dragon.clone(),
         relay_url: relay.as_ref().map(|r| r.url.clone()),
         started: std::time::Instant::now(),
-        figures: crate::status::Cached::new(FIGURES_TTL),
+        figures: crate::status::Cached::new(crate::status::figures::FIGURES_TTL),
     });
     daemon.restore_tunnels(&config).await;
     if dragon_enabled {
@@ -265,7 +175,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     println!("{ready}");
     tracing::info!(peer_id = %node.peer_id(), "daemon ready");
 
-    wait_for_signal().await?;
+    crate::signal::wait_for_signal().await?;
     tracing::info!("shutting down");
     control_stop.cancel();
     tunnels
@@ -299,7 +209,7 @@ async fn start_relay(
         relay_config.listen = listen;
     }
     let listen = relay_config.listen.clone();
-    if crate::relay::probe(&listen).await {
+    if crate::sync::local::probe(&listen).await {
         let url = format!("ws://{listen}");
         tracing::info!("a relay already answers at {url}: using it as the local relay");
         return Ok(LocalRelay {
@@ -319,17 +229,6 @@ async fn start_relay(
         station: Station::Embedded(store),
         url,
     })
-}
-
-pub async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    Ok(())
 }
 
 /// The daemon's shared state, as the control API sees it.
@@ -358,7 +257,15 @@ impl crate::status::StatusSource for Daemon {
                 .and_then(|r| serde_json::to_value(r).ok()),
             None => None,
         };
-        let figures = self.figures.get(self.figures()).await;
+        let history = self.home.history();
+        let figures = self
+            .figures
+            .get(crate::status::figures::figures(
+                self.station.as_ref(),
+                self.relay_url.as_deref(),
+                history,
+            ))
+            .await;
         json!({
             "charts": figures["charts"],
             "version": env!("CARGO_PKG_VERSION"),
@@ -376,65 +283,7 @@ impl crate::status::StatusSource for Daemon {
     }
 }
 
-/// Sync runs shown on the status page (newest first).
-const STATUS_RUNS: usize = 24;
-/// How long the status page's database figures are reused.
-const FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(3);
-
 impl Daemon {
-    /// The relay's figures and the recent runs (database reads, cached for [`FIGURES_TTL`]).
-    async fn figures(&self) -> serde_json::Value {
-        let relay = match (&self.station, &self.relay_url) {
-            (Some(Station::Embedded(store)), Some(url)) => {
-                let stats = store.stats().await.ok();
-                Some(json!({
-                    "url": url,
-                    "mode": "embedded",
-                    "events": stats.as_ref().map(|s| s.events),
-                    "bytes": stats.as_ref().map(|s| s.bytes),
-                    "pubkeys": stats.as_ref().map(|s| s.pubkeys),
-                    "kinds": stats.as_ref().map(|s| s.kinds.clone()),
-                }))
-            }
-            (Some(Station::External(url)), _) => Some(json!({"url": url, "mode": "external"})),
-            _ => None,
-        };
-        let history = self.home.root().join("history.sqlite");
-        let recent = tokio::task::spawn_blocking(move || {
-            crate::sync::history::History::open(&history)
-                .and_then(|h| h.recent(STATUS_RUNS))
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        // The report's own charts for the newest run, so the page and the mail look alike.
-        let charts = recent.last().map(|r| {
-            let groups: Vec<(String, u64)> =
-                r.groups.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            let trend: Vec<(i64, u64)> = recent.iter().map(|t| (t.run_id, t.imported)).collect();
-            json!({
-                "groups": crate::report::svg::bars("groups-chart", &groups, "#2da44e"),
-                "trend": crate::report::svg::trend("trend-chart", &trend),
-            })
-        });
-        // Newest first (`recent` gives them oldest first).
-        let runs: Vec<serde_json::Value> = recent
-            .iter()
-            .rev()
-            .map(|r| {
-                json!({
-                    "run_id": r.run_id, "started_at": r.started_at, "status": r.status(),
-                    "duration_ms": r.duration_ms, "peers_contacted": r.peers_contacted,
-                    "peers_ok": r.peers_ok, "peers_failed": r.peers_failed,
-                    "collected": r.collected, "imported": r.imported, "uploaded": r.uploaded,
-                    "discovered": r.discovered, "unique_pubkeys": r.unique_pubkeys,
-                    "groups": r.groups, "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
-                })
-            })
-            .collect();
-        json!({"relay": relay, "runs": runs, "charts": charts})
-    }
-
     /// Bring back the tunnels of config.toml and of `--persist`; a failing one is logged, not fatal.
     async fn restore_tunnels(&self, config: &Config) {
         let persisted = persist::load(&self.home.tunnels_state()).unwrap_or_else(|e| {
@@ -485,7 +334,7 @@ impl Daemon {
             Request::StreamLs => serde_json::to_value(self.tunnels.streams())?,
             Request::StreamClose { id } => json!({ "closed": self.tunnels.close_streams(id)? }),
             Request::Backfill { args } => serde_json::to_value(
-                crate::backfill::execute(
+                crate::sync::backfill::execute(
                     &self.home,
                     &args,
                     Some(self.node.clone()),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Home, ListenSpec};
 use crate::control::{self, Request};
-use crate::sync::client::RelayClient;
+use crate::sync::relay_client::RelayClient;
 use crate::sync::stats::RunStats;
 
 /// How long a demo daemon may take to print its ready line.
@@ -432,15 +432,20 @@ fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Re
         std::fs::create_dir_all(&account)?;
         std::fs::write(account.join("HEX"), captains[0].public_key().to_hex())?;
         let swarm = swarm_dir(dir, &stations, &captains)?;
-        let backfill = crate::backfill::parse_args([
+        let backfill = crate::trigger::flags::parse_args([
             "--swarm-dir".as_ref(),
             swarm.as_os_str(),
             "--zen".as_ref(),
             zen.as_os_str(),
             "--no-profiles".as_ref(),
         ])?;
-        let value =
-            control::call(&stations[0].socket(), &Request::Backfill { args: backfill }).await?;
+        let value = control::call(
+            &stations[0].socket(),
+            &Request::Backfill {
+                args: backfill.options(),
+            },
+        )
+        .await?;
         let stats: RunStats = serde_json::from_value(value)?;
         let after = presence(&stations, &tracked).await?;
         Ok::<_, anyhow::Error>((tracked, stats, before, after))
@@ -454,7 +459,7 @@ fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Re
     )?;
     // The sync report of A's run, as the hourly trigger writes it.
     crate::report::Report::load(
-        &stations[0].home.join("history.sqlite"),
+        &Home::resolve(Some(stations[0].home.clone())).history(),
         Some(stats.run_id),
         "demo station A".into(),
     )?

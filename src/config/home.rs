@@ -36,6 +36,22 @@ impl Home {
     pub fn database(&self) -> PathBuf {
         self.root.join("relay.sqlite")
     }
+    /// The sync history: one row per run, one per peer and run.
+    pub fn history(&self) -> PathBuf {
+        self.root.join("history.sqlite")
+    }
+    /// The backfill's run lock (`flock`).
+    pub fn run_lock(&self) -> PathBuf {
+        self.root.join("backfill.lock")
+    }
+    /// The swarm key looked for when no other is named.
+    pub fn swarm_key(&self) -> PathBuf {
+        self.root.join("swarm.key")
+    }
+    /// Where reports are saved unless `[report] dir` says otherwise.
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
 
     /// Create the folder (mode 0700: it holds the private key and the control socket).
     pub fn ensure(&self) -> Result<(), ConfigError> {

@@ -3,7 +3,6 @@
 //! Replaces the hourly `DRAGON_p2p_ssh.sh`; the rules are BRIEF §1 "DRAGON".
 
 pub mod catalog;
-pub mod cli;
 pub mod connect;
 pub mod detect;
 pub mod port;

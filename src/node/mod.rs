@@ -4,6 +4,7 @@
 
 mod address_book;
 pub mod inbound;
+pub mod options;
 pub mod swarm;
 
 use std::collections::{HashMap, HashSet};

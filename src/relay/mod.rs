@@ -1,14 +1,12 @@
 //! The embedded Nostr relay (NIP-01/09/11/45/77) over [`crate::store`]: the accept loop, its
 //! limits, and the NIP-11 document. One task per connection ([`conn`]); shutdown is passed in.
 
-pub mod cli;
 mod conn;
 pub mod http;
 pub mod jsonl;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -111,17 +109,6 @@ async fn handle(
             Ok(http::respond(stream, "200 OK", "text/plain; charset=utf-8", &body).await?)
         }
     }
-}
-
-/// How long a connection attempt to a possible local relay may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Does something already accept connections at `addr` (e.g. strfry on 127.0.0.1:7777)?
-pub async fn probe(addr: &str) -> bool {
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
 }
 
 /// Bind `config.listen` and serve in the background; returns the bound address.

@@ -18,6 +18,27 @@ pub const TREND_RUNS: usize = 24;
 /// Runs read to find the trend before an older run (`report --run ID`): about 14 months hourly.
 const HISTORY_SCAN: usize = 10_000;
 
+/// Where reports are saved: `[report] dir`, else `<home>/reports`.
+pub fn report_dir(home: &crate::config::Home, config: &ReportConfig) -> PathBuf {
+    config.dir.clone().unwrap_or_else(|| home.reports())
+}
+
+/// `1536` → `1.5 KiB`: sizes as people read them.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// One run and the trend before it.
 pub struct Report {
     pub run: RunStats,
@@ -121,8 +142,8 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
                 format!("{} day(s)", r.days)
             },
             rt = r.round_trips,
-            bin = crate::relay::cli::human_bytes(r.bytes_in),
-            bout = crate::relay::cli::human_bytes(r.bytes_out),
+            bin = human_bytes(r.bytes_in),
+            bout = human_bytes(r.bytes_out),
         );
         for (label, id, value) in self.numbers() {
             let _ = write!(
@@ -321,6 +342,13 @@ fn when(t: u64) -> String {
 mod tests {
     use super::*;
     use crate::sync::stats::PeerStats;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
 
     fn report() -> Report {
         let mut run = RunStats {

@@ -1,6 +1,8 @@
 //! The status page: `GET /` (one self-contained HTML page that refreshes itself from the API) and
 //! `GET /api/status` (JSON) on a loopback HTTP port. The daemon supplies the JSON through
-//! [`StatusSource`]; this module only serves it.
+//! [`StatusSource`] (its database figures from [`figures`]); this module serves it.
+
+pub mod figures;
 
 use std::future::Future;
 use std::sync::Arc;

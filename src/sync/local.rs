@@ -10,7 +10,7 @@ use nostr::prelude::{Event, EventId, Filter, Timestamp};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use super::client::{ClientError, RelayClient};
+use super::relay_client::{ClientError, RelayClient};
 use crate::store::{Outcome, Store, StoreError};
 
 /// Page size when reading an external local relay.
@@ -83,6 +83,17 @@ pub enum LocalError {
     Relay(#[from] ClientError),
     #[error("local store: {0}")]
     Store(String),
+}
+
+/// How long a connection attempt to a possible local relay may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Does something already accept connections at `addr` (e.g. strfry on 127.0.0.1:7777)?
+pub async fn probe(addr: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// The local side the sync engine reads and writes.

@@ -2,11 +2,12 @@
 //! reconcile every peer (NIP-77 both ways, else complete REQ paging), filter, store, count.
 
 pub mod authors;
-pub mod client;
+pub mod backfill;
 pub mod discovery;
 pub mod history;
 pub mod kinds;
 pub mod local;
+pub mod relay_client;
 mod session;
 pub mod stats;
 

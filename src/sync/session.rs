@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use nostr::prelude::{Event, EventId, Filter, Timestamp};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use super::client::{ClientError, Published, Reconciliation, RelayClient};
 use super::discovery::{Endpoint, Peer};
 use super::local::LocalStore;
+use super::relay_client::{ClientError, Published, Reconciliation, RelayClient};
 use super::stats::PeerStats;
 use super::{Engine, NegOutcome};
 

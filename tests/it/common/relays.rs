@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use constellation::sync::client::RelayClient;
+use constellation::sync::relay_client::RelayClient;
 use nostr::prelude::*;
 use serde_json::Value;
 

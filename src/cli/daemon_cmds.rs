@@ -192,8 +192,8 @@ pub fn id(home: &Home, args: IdArgs) -> anyhow::Result<ExitCode> {
         (info.peer_id, info.listen)
     } else {
         let config = Config::load(&home.config_file())?;
-        let kubo = crate::daemon::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
-        let key = crate::daemon::load_keypair(home, kubo.as_ref())?;
+        let kubo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
+        let key = crate::node::options::load_keypair(home, kubo.as_ref())?;
         (key.public().to_peer_id().to_string(), Vec::new())
     };
     if args.json {

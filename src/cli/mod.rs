@@ -1,10 +1,18 @@
-//! Command line: clap definitions (the doc comments are the `--help` text) and dispatch.
-//! Each subcommand's flags live next to the code that owns the feature; this file composes them.
+//! Command line: clap definitions (the doc comments are the `--help` text) and dispatch to one
+//! file per command family under `cli/`; the work itself lives in the modules below.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub mod backfill;
+pub mod daemon_cmds;
+pub mod dragon;
+pub mod install;
+pub mod relay;
+pub mod report;
+pub mod trigger;
 
 use crate::config::Home;
 
@@ -34,55 +42,55 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the home folder, the node key and a commented config.toml.
-    Init(crate::client::InitArgs),
+    Init(daemon_cmds::InitArgs),
     /// Print this node's PeerID (and addresses with --json); works with or without a daemon.
-    Id(crate::client::IdArgs),
+    Id(daemon_cmds::IdArgs),
     /// Run the node: libp2p swarm, tunnels, control API (and the local relay).
     Daemon(crate::daemon::DaemonArgs),
     /// Peers of the running daemon.
     #[command(subcommand)]
-    Swarm(crate::client::SwarmCommand),
+    Swarm(daemon_cmds::SwarmCommand),
     /// Kubo-style tunnels: `ipfs p2p` with the same names and output.
     #[command(subcommand)]
-    P2p(crate::client::P2pCommand),
+    P2p(daemon_cmds::P2pCommand),
     /// Sync the local relay with every station of the constellation (NIP-77, else REQ paging).
-    Backfill(crate::backfill::BackfillArgs),
+    Backfill(crate::trigger::flags::BackfillArgs),
     /// Run the embedded Nostr relay on its own, or show its statistics.
-    Relay(crate::relay::cli::RelayArgs),
+    Relay(relay::RelayArgs),
     /// What this station publishes (and skips, and why), and the services it reaches.
-    Services(crate::dragon::cli::ServicesArgs),
+    Services(dragon::ServicesArgs),
     /// Reach another station's service: forward a local port to its /x/<slug>-<PEERID>.
-    Connect(crate::dragon::cli::ConnectArgs),
+    Connect(dragon::ConnectArgs),
     /// Close the forwards opened by `connect`.
-    Disconnect(crate::dragon::cli::DisconnectArgs),
+    Disconnect(dragon::DisconnectArgs),
     /// Start a small constellation on loopback, sync it once, and show the before/after table.
     Demo(crate::demo::DemoArgs),
     /// The hourly job (for cron): checks, lock, backfill, report, mail. Exit 0 OK, 2 partial,
     /// 3 skipped, 4 cannot run.
-    Trigger(crate::trigger::TriggerArgs),
+    Trigger(trigger::TriggerArgs),
     /// Re-render (or re-send) the report of a past sync run.
-    Report(crate::trigger::ReportArgs),
+    Report(report::ReportArgs),
     /// Print (or write) systemd units and the cron line.
-    InstallService(crate::trigger::InstallArgs),
+    InstallService(install::InstallArgs),
 }
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home);
     match cli.command {
-        Command::Init(args) => crate::client::init(&home, args),
-        Command::Id(args) => crate::client::id(&home, args),
+        Command::Init(args) => daemon_cmds::init(&home, args),
+        Command::Id(args) => daemon_cmds::id(&home, args),
         Command::Daemon(args) => crate::daemon::run(&home, args).map(|()| ExitCode::SUCCESS),
-        Command::Swarm(command) => crate::client::swarm(&home, command),
-        Command::P2p(command) => crate::client::p2p(&home, command),
-        Command::Backfill(args) => crate::backfill::run(&home, args),
-        Command::Relay(args) => crate::relay::cli::run(&home, args),
+        Command::Swarm(command) => daemon_cmds::swarm(&home, command),
+        Command::P2p(command) => daemon_cmds::p2p(&home, command),
+        Command::Backfill(args) => backfill::run(&home, args),
+        Command::Relay(args) => relay::run(&home, args),
         Command::Demo(args) => crate::demo::run(args),
-        Command::Trigger(args) => crate::trigger::run(&home, args),
-        Command::Report(args) => crate::trigger::report_command(&home, args),
-        Command::InstallService(args) => crate::trigger::install(&home, args),
-        Command::Services(args) => crate::dragon::cli::services(&home, args),
-        Command::Connect(args) => crate::dragon::cli::connect(&home, args),
-        Command::Disconnect(args) => crate::dragon::cli::disconnect(&home, args),
+        Command::Trigger(args) => trigger::run(&home, args),
+        Command::Report(args) => report::report_command(&home, args),
+        Command::InstallService(args) => install::install(&home, args),
+        Command::Services(args) => dragon::services(&home, args),
+        Command::Connect(args) => dragon::connect(&home, args),
+        Command::Disconnect(args) => dragon::disconnect(&home, args),
     }
 }

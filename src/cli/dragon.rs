@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use super::connect::Connection;
-use super::{ServicesReport, Slug};
-use crate::client::call;
+use crate::cli::daemon_cmds::call;
 use crate::config::Home;
 use crate::control::Request;
+use crate::dragon::connect::Connection;
+use crate::dragon::{ServicesReport, Slug};
 use crate::tunnel::TunnelInfo;
 
 /// Flags of `constellation services`.

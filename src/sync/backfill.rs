@@ -1,8 +1,7 @@
-//! `constellation backfill`: the flags users know from `backfill_constellation.sh`, the run lock,
-//! and the glue that feeds discovery and author sources into the sync engine and records the run.
+//! One backfill run: its plain options, the run lock, and the glue that feeds discovery and the
+//! author sources into the sync engine and records the run in the history.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,93 +17,52 @@ use crate::sync::local::{CommandImport, ExternalRelay, LocalStore, Station};
 use crate::sync::stats::RunStats;
 use crate::sync::{Engine, SyncOptions};
 
-/// Exit code: the run finished but some peers failed.
-pub const EXIT_PARTIAL: u8 = 2;
-/// Exit code: skipped (another run holds the lock, or the last run is too recent).
-pub const EXIT_SKIPPED: u8 = 3;
-
-/// Flags of `constellation backfill` (names of the original script kept).
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-pub struct BackfillArgs {
+/// One backfill's options, as the CLI, `[trigger] backfill` and the control API carry them
+/// (the flags are parsed in [`crate::trigger::flags`]; this is the plain value they give).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackfillOptions {
     /// Days back to sync (0 = everything).
-    #[arg(long, default_value_t = 1)]
     pub days: u64,
-    /// Sync into this relay (strfry or any NIP-01 relay) instead of the station's local relay.
-    #[arg(long, value_name = "URL")]
+    /// Sync into this relay instead of the station's local relay.
     pub local_relay: Option<String>,
-    /// Store through this command, fed JSON lines on stdin, e.g. `strfry --config
-    /// /etc/strfry.conf import` (run with `sh -c`); the local relay is asked afterwards which
-    /// events it now holds, and only those count as imported.
-    #[arg(long, value_name = "COMMAND")]
-    #[serde(default)]
+    /// Store through this command (`sh -c`), fed JSON lines on stdin.
     pub import_command: Option<String>,
-    /// Sync with this peer (PeerID, reached through its /x/strfry tunnel, or ws(s):// URL); repeatable.
-    /// Without --peer, peers come from the swarm folder.
-    #[arg(long = "peer", value_name = "PEERID|URL")]
+    /// Sync with these peers (PeerID or ws(s):// URL); empty: the swarm folder's.
     pub peers: Vec<String>,
-    /// Folder of the stations' published files (`*/12345.json`). Default: ~/.zen/tmp/swarm.
-    #[arg(long, value_name = "DIR")]
+    /// Folder of the stations' published files. Default: `<zen>/tmp/swarm`.
     pub swarm_dir: Option<PathBuf>,
-    /// Astroport root for the author sources (game/nostr, strfry/amisOfAmis.txt, flashmem).
-    #[arg(long, value_name = "DIR")]
+    /// Astroport root for the author sources. Default: `~/.zen`.
     pub zen: Option<PathBuf>,
-    /// Drop direct messages (kind 4).
-    #[arg(long)]
     pub no_dms: bool,
-    /// Verify ids and signatures (the default).
-    #[arg(long, overrides_with = "no_verify")]
     pub verify: bool,
-    /// Do not verify signatures.
-    #[arg(long)]
-    pub no_verify: bool,
-    /// Skip the search for missing profiles.
-    #[arg(long)]
-    pub no_profiles: bool,
-    /// Fetch and count, but store and upload nothing.
-    #[arg(long, alias = "DRYRUN")]
+    pub profiles: bool,
     pub dry_run: bool,
-    /// Also print the local database's figures and the pubkeys per source.
-    #[arg(long)]
-    pub stats: bool,
-    /// Print the author pubkeys.
-    #[arg(long)]
+    /// Print the author pubkeys on stderr.
     pub show_hex: bool,
-    /// Print the run's stats as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Public relays asked for missing profiles (kind 0 only); repeatable.
-    #[arg(long = "fallback-relay", value_name = "URL")]
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
     pub fallback_relays: Vec<String>,
     /// Seconds a silent relay is waited for.
-    #[arg(long, default_value_t = 30)]
     pub idle_timeout: u64,
     /// Peers synced at the same time.
-    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
-    /// Use REQ paging even with peers that speak NIP-77 (to compare, or to debug a peer).
-    #[arg(long)]
-    #[serde(default)]
     pub req_only: bool,
-    /// Download only: do not upload to NIP-77 peers what they lack.
-    #[arg(long)]
-    #[serde(default)]
-    pub no_upload: bool,
+    pub upload: bool,
     /// Content that marks spam ("" disables the rule).
-    #[arg(long, default_value = "Hello NOSTR visitor.")]
     pub spam: String,
 }
 
-impl BackfillArgs {
+impl BackfillOptions {
     fn zen(&self) -> PathBuf {
         self.zen.clone().unwrap_or_else(|| home_dir().join(".zen"))
     }
 
-    fn options(&self) -> SyncOptions {
+    fn sync_options(&self) -> SyncOptions {
         SyncOptions {
             days: self.days,
             no_dms: self.no_dms,
-            verify: !self.no_verify,
-            profiles: !self.no_profiles,
+            verify: self.verify,
+            profiles: self.profiles,
             dry_run: self.dry_run,
             spam_phrase: Some(self.spam.clone()).filter(|s| !s.is_empty()),
             concurrency: self.concurrency.max(1),
@@ -112,7 +70,7 @@ impl BackfillArgs {
             fallback_relays: self.fallback_relays.clone(),
             amis_out: Some(AuthorSources::astroport(&self.zen()).amis_file),
             req_only: self.req_only,
-            upload: !self.no_upload,
+            upload: self.upload,
             ..SyncOptions::default()
         }
     }
@@ -130,7 +88,7 @@ impl RunLock {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         home.ensure()?;
-        let path = home.root().join("backfill.lock");
+        let path = home.run_lock();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -148,59 +106,12 @@ impl RunLock {
     }
 }
 
-/// Run a backfill: in the running daemon (its libp2p node) when there is one, else here.
-pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let Some(_lock) = RunLock::try_acquire(home)? else {
-        eprintln!("skipped: a backfill is already running");
-        return Ok(ExitCode::from(EXIT_SKIPPED));
-    };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let stats = runtime.block_on(run_locked(home, &args))?;
-    print(&args, &stats);
-    Ok(match stats.status() {
-        "OK" => ExitCode::SUCCESS,
-        _ => ExitCode::from(EXIT_PARTIAL),
-    })
-}
-
-/// One run for a caller that holds the [`RunLock`]: in the running daemon (its node and local
-/// relay) when there is one, else here.
-pub async fn run_locked(home: &Home, args: &BackfillArgs) -> anyhow::Result<RunStats> {
-    let socket = home.control_socket();
-    if crate::control::is_running(&socket).await {
-        let value = crate::control::call(
-            &socket,
-            &crate::control::Request::Backfill { args: args.clone() },
-        )
-        .await?;
-        Ok(serde_json::from_value(value)?)
-    } else {
-        execute(home, args, None, None).await
-    }
-}
-
-/// Backfill flags from a list of words (`[trigger] backfill` in config.toml, the demo).
-pub fn parse_args<I, T>(words: I) -> anyhow::Result<BackfillArgs>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        args: BackfillArgs,
-    }
-    let words = std::iter::once(std::ffi::OsString::from("backfill"))
-        .chain(words.into_iter().map(Into::into));
-    Ok(<Wrap as clap::Parser>::try_parse_from(words)?.args)
-}
-
 /// Discover, sync and record one run. `node` and `station` are the daemon's; without a node a
 /// temporary one is started when a peer must be reached through its tunnel, and without a
 /// station the local relay is found as the daemon would.
 pub async fn execute(
     home: &Home,
-    args: &BackfillArgs,
+    args: &BackfillOptions,
     node: Option<Node>,
     station: Option<Station>,
 ) -> anyhow::Result<RunStats> {
@@ -214,7 +125,7 @@ pub async fn execute(
             eprintln!("{a}");
         }
     }
-    let mut history = History::open(&home.root().join("history.sqlite"))?;
+    let mut history = History::open(&home.history())?;
     let rejected = history.rejected_ids().unwrap_or_default();
     let node = match node {
         Some(n) => Some(n),
@@ -269,7 +180,7 @@ const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 async fn local_station(home: &Home) -> anyhow::Result<Station> {
     let config = crate::config::Config::load(&home.config_file())?;
     let listen = config.relay.listen.clone();
-    if crate::relay::probe(&listen).await {
+    if super::local::probe(&listen).await {
         return Ok(Station::External(format!("ws://{listen}")));
     }
     let db = home.database();
@@ -281,7 +192,7 @@ async fn local_station(home: &Home) -> anyhow::Result<Station> {
 
 /// Everything a run needs besides the local side.
 struct Run<'a> {
-    args: &'a BackfillArgs,
+    args: &'a BackfillOptions,
     node: Option<Node>,
     rejected: std::collections::HashSet<String>,
     peers: Vec<Peer>,
@@ -299,8 +210,8 @@ impl Run<'_> {
     }
 
     async fn sync<L: LocalStore>(self, local: &L) -> crate::sync::RunOutcome {
-        let engine = Engine::new(self.args.options(), local, self.node, self.rejected);
-        let engine = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !self.args.json {
+        let engine = Engine::new(self.args.sync_options(), local, self.node, self.rejected);
+        let engine = if self.args.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             engine.with_progress(indicatif::ProgressBar::new(0))
         } else {
             engine
@@ -310,7 +221,7 @@ impl Run<'_> {
 }
 
 fn gather_peers(
-    args: &BackfillArgs,
+    args: &BackfillOptions,
     zen: &Path,
     own: Option<&libp2p::PeerId>,
 ) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
@@ -339,7 +250,7 @@ fn gather_peers(
 /// A node for one run, with the home's identity and swarm key, listening nowhere.
 async fn temporary_node(home: &Home) -> anyhow::Result<Node> {
     let config = crate::config::Config::load(&home.config_file())?;
-    let options = crate::daemon::node_options(home, &config, None, None, Vec::new())?;
+    let options = crate::node::options::node_options(home, &config, None, None, Vec::new())?;
     let tracker = tokio_util::task::TaskTracker::new();
     let (node, _) = Node::start(
         options,
@@ -348,60 +259,4 @@ async fn temporary_node(home: &Home) -> anyhow::Result<Node> {
     )
     .await?;
     Ok(node)
-}
-
-fn print(args: &BackfillArgs, stats: &RunStats) {
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(stats).unwrap_or_default()
-        );
-        return;
-    }
-    println!(
-        "{} — run {} in {:.1} s{}",
-        stats.status(),
-        stats.run_id,
-        stats.duration_ms as f64 / 1000.0,
-        if stats.dry_run { " (dry run)" } else { "" }
-    );
-    println!(
-        "peers: {} contacted, {} ok, {} failed",
-        stats.peers_contacted, stats.peers_ok, stats.peers_failed
-    );
-    println!(
-        "events: {} collected, {} imported, {} duplicate, {} rejected, {} uploaded",
-        stats.collected,
-        stats.imported,
-        stats.duplicate,
-        stats.rejected.values().sum::<u64>(),
-        stats.uploaded
-    );
-    println!(
-        "authors: {} ({} discovered by N²), {} unique pubkeys imported, profiles {} found / {} missing",
-        stats.authors,
-        stats.discovered,
-        stats.unique_pubkeys,
-        stats.profiles_found,
-        stats.profiles_missing
-    );
-    for p in &stats.peers {
-        let state = p
-            .error
-            .as_deref()
-            .map_or("ok".to_string(), |e| format!("FAILED: {e}"));
-        println!(
-            "  {} [{}] in {} out {} — {}",
-            p.name, p.mode, p.events_in, p.events_out, state
-        );
-    }
-    if args.stats {
-        println!("sources: {:?}", stats.sources);
-        println!("kinds: {:?}", stats.kinds);
-        println!("rejected: {:?}", stats.rejected);
-        println!(
-            "bytes: {} in, {} out, {} round trips",
-            stats.bytes_in, stats.bytes_out, stats.round_trips
-        );
-    }
 }

@@ -81,7 +81,7 @@ fn import(home: &Home, db: &std::path::Path, json: bool) -> anyhow::Result<ExitC
             .with_context(|| format!("cannot open the event store {}", db.display()))?;
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
             .then(|| indicatif::ProgressBar::new_spinner().with_message("importing"));
-        anyhow::Ok(super::jsonl::import(&store, std::io::stdin().lock(), progress).await?)
+        anyhow::Ok(crate::relay::jsonl::import(&store, std::io::stdin().lock(), progress).await?)
     })?;
     eprintln!("{}", summary.done_line());
     if json {
@@ -105,7 +105,7 @@ pub fn render(stats: &StoreStats) -> String {
     let mut out = format!(
         "database  {}\nsize      {}\nevents    {}\npubkeys   {}\n",
         stats.path.display(),
-        human_bytes(stats.bytes),
+        crate::report::human_bytes(stats.bytes),
         stats.events,
         stats.pubkeys
     );
@@ -119,21 +119,6 @@ pub fn render(stats: &StoreStats) -> String {
         }
     }
     out
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
@@ -155,20 +140,10 @@ fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<Exi
             serde_json::json!({"event": "ready", "relay": format!("ws://{addr}"), "db": db})
         );
         tracing::info!(%addr, db = %db.display(), "relay ready");
-        crate::daemon::wait_for_signal().await?;
+        crate::signal::wait_for_signal().await?;
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(super::human_bytes(512), "512 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
-    }
 }

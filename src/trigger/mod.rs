@@ -1,38 +1,28 @@
-//! `constellation trigger`: the hourly job (cron, a systemd timer, or the daemon's own schedule).
-//! Checks the station, takes the run lock, skips a run that is too recent, runs the backfill,
-//! saves the report, mails it, and writes the operators' logs. Exit codes are distinct.
+//! The hourly job (cron, a systemd timer, or the daemon's own schedule): checks the station, takes
+//! the run lock, skips a run that is too recent, runs the backfill, saves and mails the report,
+//! and writes the operators' logs. Its outcomes have distinct exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+pub mod flags;
 
-use crate::backfill::{self, BackfillArgs, EXIT_PARTIAL, EXIT_SKIPPED, RunLock};
 pub use crate::config::TriggerConfig;
 use crate::config::{Config, Home, home_dir};
 use crate::node::Node;
 use crate::report::{self, Report};
 use crate::runlog::RunLog;
+use crate::sync::backfill::{self, BackfillOptions, RunLock};
 use crate::sync::history::History;
 use crate::sync::local::Station;
 use crate::sync::stats::RunStats;
 
+/// Exit code: the run finished but some peers failed.
+pub const EXIT_PARTIAL: u8 = 2;
+/// Exit code: skipped (another run holds the lock, or the last run is too recent).
+pub const EXIT_SKIPPED: u8 = 3;
 /// Exit code: a check failed, nothing ran (the reason is printed).
 pub const EXIT_CANNOT_RUN: u8 = 4;
-
-/// Flags of `constellation trigger`: its own, plus every backfill flag.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TriggerArgs {
-    /// Run even if the last run is less than `[trigger] min_interval_mins` (50) old.
-    #[arg(long)]
-    pub force: bool,
-    /// Save the report but do not mail it.
-    #[arg(long)]
-    pub no_mail: bool,
-    #[command(flatten)]
-    pub backfill: BackfillArgs,
-}
 
 /// What a trigger did.
 #[derive(Debug)]
@@ -154,7 +144,7 @@ fn host_port(url: &str) -> Option<String> {
 }
 
 /// The checks before a run; `Err` is the one-line reason.
-async fn checks(home: &Home, config: &Config, args: &BackfillArgs) -> Result<(), String> {
+async fn checks(home: &Home, config: &Config, args: &BackfillOptions) -> Result<(), String> {
     if config.trigger.astroport {
         let zen = args.zen.clone().unwrap_or_else(|| home_dir().join(".zen"));
         for sub in ["tmp", "game"] {
@@ -167,7 +157,7 @@ async fn checks(home: &Home, config: &Config, args: &BackfillArgs) -> Result<(),
         }
     }
     writable(home.root())?;
-    writable(&report_dir(home, config))?;
+    writable(&report::report_dir(home, &config.report))?;
     let logs = Logs::new(&config.trigger);
     if let Some(dir) = logs.run.path().parent() {
         writable(dir)?;
@@ -175,24 +165,16 @@ async fn checks(home: &Home, config: &Config, args: &BackfillArgs) -> Result<(),
     if let Some(url) = &args.local_relay {
         let addr =
             host_port(url).ok_or_else(|| format!("--local-relay {url:?} is not a ws:// URL"))?;
-        if !crate::relay::probe(&addr).await {
+        if !crate::sync::local::probe(&addr).await {
             return Err(format!("the local relay {url} is not reachable"));
         }
     }
     Ok(())
 }
 
-pub fn report_dir(home: &Home, config: &Config) -> PathBuf {
-    config
-        .report
-        .dir
-        .clone()
-        .unwrap_or_else(|| home.root().join("reports"))
-}
-
 /// Seconds since the last run started, if any.
 fn since_last_run(home: &Home) -> Option<u64> {
-    let history = History::open(&home.root().join("history.sqlite")).ok()?;
+    let history = History::open(&home.history()).ok()?;
     let last = history.last_run_at().ok()??;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -207,7 +189,7 @@ pub async fn trigger(
     config: &Config,
     force: bool,
     mail: bool,
-    args: &BackfillArgs,
+    args: &BackfillOptions,
     daemon: Option<(Node, Option<Station>)>,
 ) -> Outcome {
     let logs = Logs::new(&config.trigger);
@@ -239,7 +221,7 @@ pub async fn trigger(
     logs.run("run started");
     let result = match daemon {
         Some((node, station)) => backfill::execute(home, args, Some(node), station).await,
-        None => backfill::run_locked(home, args).await,
+        None => run_locked(home, args).await,
     };
     drop(lock);
     let stats = match result {
@@ -291,14 +273,14 @@ async fn deliver(
     logs: &Logs,
 ) -> (Option<PathBuf>, Result<String, String>) {
     let station = report::station_name(&config.report);
-    let report = match Report::load(&home.root().join("history.sqlite"), Some(run_id), station) {
+    let report = match Report::load(&home.history(), Some(run_id), station) {
         Ok(r) => r,
         Err(e) => {
             logs.error(&format!("run {run_id}: no report: {e}"));
             return (None, Err(e.to_string()));
         }
     };
-    let saved = match report.save(&report_dir(home, config)) {
+    let saved = match report.save(&report::report_dir(home, &config.report)) {
         Ok(path) => Some(path),
         Err(e) => {
             logs.error(&format!("run {run_id}: {e}"));
@@ -331,27 +313,20 @@ async fn deliver(
     (saved, sent)
 }
 
-/// `constellation trigger`.
-pub fn run(home: &Home, args: TriggerArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&home.config_file())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(trigger(
-        home,
-        &config,
-        args.force,
-        !args.no_mail,
-        &args.backfill,
-        None,
-    ));
-    match &outcome {
-        Outcome::Ran { stats, .. } if args.backfill.json => {
-            println!("{}", serde_json::to_string_pretty(stats)?);
-            eprintln!("{}", outcome.line());
-        }
-        Outcome::Ran { .. } => println!("{}", outcome.line()),
-        _ => eprintln!("{}", outcome.line()),
+/// One run for a caller that holds the [`RunLock`]: in the running daemon (its node and local
+/// relay) when there is one, else here.
+pub async fn run_locked(home: &Home, args: &BackfillOptions) -> anyhow::Result<RunStats> {
+    let socket = home.control_socket();
+    if crate::control::is_running(&socket).await {
+        let value = crate::control::call(
+            &socket,
+            &crate::control::Request::Backfill { args: args.clone() },
+        )
+        .await?;
+        Ok(serde_json::from_value(value)?)
+    } else {
+        backfill::execute(home, args, None, None).await
     }
-    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 /// The daemon's own schedule: a trigger every period (plus jitter) until `shutdown`.
@@ -362,8 +337,8 @@ pub async fn schedule(
     station: Option<Station>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let args = match backfill::parse_args(&config.trigger.backfill) {
-        Ok(a) => a,
+    let args = match flags::parse_args(&config.trigger.backfill) {
+        Ok(a) => a.options(),
         Err(e) => {
             tracing::warn!("[trigger] backfill flags are invalid, no scheduled sync: {e}");
             return;
@@ -392,108 +367,6 @@ pub async fn schedule(
         .await;
         tracing::info!("scheduled sync {}", outcome.line());
     }
-}
-
-/// `constellation install-service`: systemd units (daemon; or a timer for the trigger) and the
-/// cron line, printed or written to a folder.
-#[derive(Debug, clap::Args)]
-pub struct InstallArgs {
-    /// Write the unit files into this folder (e.g. ~/.config/systemd/user) instead of printing.
-    #[arg(long, value_name = "DIR")]
-    pub write: Option<PathBuf>,
-}
-
-pub fn install(home: &Home, args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let bin = std::env::current_exe().context("cannot find this program's path")?;
-    let bin = bin.display();
-    let home = home.root().display();
-    let files = [
-        (
-            "constellation.service",
-            format!(
-                "[Unit]\nDescription=constellation station daemon (tunnels, relay, hourly sync)\nAfter=network-online.target\n\n\
-                 [Service]\nExecStart={bin} --home {home} daemon\nRestart=on-failure\nRestartSec=5\n\n\
-                 [Install]\nWantedBy=default.target\n"
-            ),
-        ),
-        (
-            "constellation-sync.service",
-            format!(
-                "[Unit]\nDescription=constellation sync (only without the daemon's own schedule)\n\n\
-                 [Service]\nType=oneshot\nExecStart={bin} --home {home} trigger\nSuccessExitStatus=2 3\n"
-            ),
-        ),
-        (
-            "constellation-sync.timer",
-            "[Unit]\nDescription=hourly constellation sync\n\n[Timer]\nOnCalendar=hourly\n\
-             RandomizedDelaySec=300\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
-                .to_owned(),
-        ),
-    ];
-    let cron = format!("0 * * * * {bin} --home {home} trigger >/dev/null 2>&1");
-    match args.write {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            for (name, text) in &files {
-                let path = dir.join(name);
-                std::fs::write(&path, text)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                println!("wrote {}", path.display());
-            }
-            println!(
-                "then: systemctl --user daemon-reload && systemctl --user enable --now constellation.service\n\
-                 (the daemon syncs hourly by itself; use the timer only without the daemon)\n\
-                 or the cron line: {cron}"
-            );
-        }
-        None => {
-            for (name, text) in &files {
-                println!("# {name}\n{text}");
-            }
-            println!("# cron (instead of the daemon's schedule or the timer)\n{cron}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `constellation report`.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// The run (default: the last one).
-    #[arg(long, value_name = "ID")]
-    pub run: Option<i64>,
-    /// Mail it to the captain again.
-    #[arg(long)]
-    pub send: bool,
-    /// Print the plain-text version.
-    #[arg(long)]
-    pub text: bool,
-}
-
-pub fn report_command(home: &Home, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&home.config_file())?;
-    let station = report::station_name(&config.report);
-    let report = Report::load(&home.root().join("history.sqlite"), args.run, station)?;
-    let path = report.save(&report_dir(home, &config))?;
-    if args.text {
-        print!("{}", report.text());
-    } else {
-        println!("{}", path.display());
-    }
-    if args.send {
-        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let to = runtime
-            .block_on(report::mail::send(
-                &config.mail,
-                &report.subject(),
-                report.text(),
-                report.html(),
-            ))
-            .context("cannot mail the report")?;
-        eprintln!("mailed to {to}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
