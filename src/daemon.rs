@@ -94,8 +94,8 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
                 home,
                 &config,
                 args.relay_listen.clone(),
-                shutdown.clone(),
-                &tracker,
+                tunnels.origin_lookup(),
+                (shutdown.clone(), &tracker),
             )
             .await?,
         )
@@ -201,8 +201,8 @@ async fn start_relay(
     home: &Home,
     config: &Config,
     listen: Option<String>,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    origin: crate::relay::limits::OriginLookup,
+    (shutdown, tracker): (CancellationToken, &TaskTracker),
 ) -> anyhow::Result<LocalRelay> {
     let mut relay_config = config.relay.clone();
     if let Some(listen) = listen {
@@ -220,7 +220,12 @@ async fn start_relay(
     let db = home.database();
     let store = Store::open(&db, relay_config.event_limits())
         .with_context(|| format!("cannot open the event store {}", db.display()))?;
-    let addr = crate::relay::start(store.clone(), relay_config, shutdown, tracker)
+    let served = crate::relay::Served {
+        store: store.clone(),
+        config: relay_config,
+        origin: Some(origin),
+    };
+    let addr = crate::relay::start(served, shutdown, tracker)
         .await
         .with_context(|| format!("cannot listen on {listen} for the embedded relay"))?;
     let url = format!("ws://{addr}");

@@ -132,7 +132,12 @@ fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<Exi
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let listen = config.listen.clone();
-        let addr = crate::relay::start(store, config, shutdown.clone(), &tracker)
+        let served = crate::relay::Served {
+            store,
+            config,
+            origin: None,
+        };
+        let addr = crate::relay::start(served, shutdown.clone(), &tracker)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         println!(

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 /// strfry's defaults (`maxEventSize`, `maxNumTags`): the largest event and most tags stored.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 65_536;
 pub const DEFAULT_MAX_TAGS: usize = 2_000;
+/// strfry's `rejectEventsNewerThanSeconds`: a clock a few minutes fast is fine; an event dated
+/// years ahead would outlive every replacement and sit outside every NIP-77 time range.
+pub const DEFAULT_MAX_FUTURE_SECS: u64 = 900;
 
 /// Limits and identity of the relay (`[relay]` in config.toml). Defaults follow strfry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +30,11 @@ pub struct RelayConfig {
     pub max_connections: usize,
     /// Messages queued for a client; a client that does not read this many is disconnected.
     pub outbound_queue: usize,
+    /// Bytes queued for a client and not yet taken by its socket (strfry's
+    /// `maxPendingOutboundBytes`, 32 MiB there; 4 MiB here, for a Pi with many clients). A live
+    /// event that would pass it cuts the connection at once; replies to the client's own
+    /// requests wait for room instead, for at most a few seconds.
+    pub max_pending_outbound_bytes: usize,
     /// Most records in one NIP-77 reconciliation (strfry's `maxSyncEvents`).
     pub max_sync_events: usize,
     /// A connection with no open subscription that sends nothing for this long is closed
@@ -35,6 +43,26 @@ pub struct RelayConfig {
     /// Largest event and most tags stored.
     pub max_event_bytes: usize,
     pub max_event_tags: usize,
+    /// Events dated more than this many seconds ahead are refused (strfry's
+    /// `rejectEventsNewerThanSeconds`).
+    pub reject_newer_than_secs: u64,
+    /// Connections from one IP address that is not loopback (nostr-rs-relay and strfry leave
+    /// this to a proxy; a station often has none).
+    pub max_connections_per_ip: usize,
+    /// Connections from one swarm peer through `/x/strfry-<id>` (a station's sync needs a few).
+    pub max_connections_per_peer: usize,
+    /// Slots of `max_connections` that only the station's own clients (loopback, not through a
+    /// tunnel) may take, so that the sync and the CLI get in while outsiders hold the rest.
+    pub reserved_local_connections: usize,
+    /// Events accepted per minute from one IP address that is not loopback.
+    pub events_per_minute_per_ip: u32,
+    /// Events stored per minute by one author, over every outside client.
+    pub events_per_minute_per_pubkey: u32,
+    /// Events accepted per minute from one swarm peer (its sync pushes what we lack: thousands).
+    pub events_per_minute_per_peer: u32,
+    /// Apply the outside limits to loopback clients too (off: the station's own sync imports
+    /// thousands of events a minute from 127.0.0.1).
+    pub limit_loopback: bool,
 }
 
 impl Default for RelayConfig {
@@ -49,10 +77,19 @@ impl Default for RelayConfig {
             max_message_bytes: 131_072,
             max_connections: 1_024,
             outbound_queue: 4_096,
+            max_pending_outbound_bytes: 4 << 20,
             max_sync_events: 1_000_000,
             idle_timeout_secs: 600,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_event_tags: DEFAULT_MAX_TAGS,
+            reject_newer_than_secs: DEFAULT_MAX_FUTURE_SECS,
+            max_connections_per_ip: 32,
+            max_connections_per_peer: 32,
+            reserved_local_connections: 64,
+            events_per_minute_per_ip: 600,
+            events_per_minute_per_pubkey: 300,
+            events_per_minute_per_peer: 20_000,
+            limit_loopback: false,
         }
     }
 }

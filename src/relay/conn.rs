@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RelayConfig;
 use super::http::Replay;
+use super::limits::{Client, Gate};
+use super::outbox::{Drain, Outbox};
 use crate::store::rules::{self, KindClass};
 use crate::store::{Checking, Store};
 
@@ -29,18 +31,29 @@ const MAX_NEG_SESSIONS: usize = 4;
 const NEG_FRAME_LIMIT: u64 = 60_000;
 /// Above `max_message_bytes` × this, the websocket layer itself drops the connection.
 const HARD_LIMIT_FACTOR: usize = 8;
-/// A client whose outbound queue stays full this long has stopped reading.
-const SLOW_CLIENT: Duration = Duration::from_secs(5);
 /// Verbs and ids quoted back in errors are cut to this length.
 const QUOTE_MAX: usize = 64;
+
+/// What a connection is served with: the store, the limits, and who the client is.
+pub struct Context {
+    pub store: Store,
+    pub config: Arc<RelayConfig>,
+    pub gate: Arc<Gate>,
+    pub client: Client,
+}
 
 pub async fn run(
     stream: Replay,
     peer: SocketAddr,
-    store: Store,
-    config: Arc<RelayConfig>,
+    context: Context,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Context {
+        store,
+        config,
+        gate,
+        client,
+    } = context;
     let hard = config
         .max_message_bytes
         .saturating_mul(HARD_LIMIT_FACTOR)
@@ -50,11 +63,20 @@ pub async fn run(
         .max_frame_size(Some(hard));
     let ws = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await?;
     let (mut sink, mut source) = ws.split();
-    let (out, mut queue) = mpsc::channel::<Message>(config.outbound_queue.max(1));
     let gone = CancellationToken::new();
+    let (out, mut queue) = Outbox::new(
+        config.outbound_queue,
+        config.max_pending_outbound_bytes,
+        gone.clone(),
+    );
     let unacked_max = (config.outbound_queue / 2).max(1);
     let (ingest, ingest_queue) = mpsc::channel::<Ingest>(unacked_max);
-    let ingester = ingest_in_order(store.clone(), ingest_queue, out.clone(), gone.clone());
+    let ingester = ingest_in_order(
+        store.clone(),
+        ingest_queue,
+        out.clone(),
+        (gate.clone(), client.clone()),
+    );
 
     let writer = {
         let gone = gone.clone();
@@ -67,10 +89,12 @@ pub async fn run(
                         None => break,
                     },
                 };
+                let cost = Drain::cost(&message);
                 let sent = tokio::select! {
                     _ = gone.cancelled() => return,
                     r = sink.send(message) => r,
                 };
+                queue.written(cost);
                 if sent.is_err() {
                     gone.cancel();
                     return;
@@ -89,24 +113,25 @@ pub async fn run(
                 store,
                 config,
                 out,
-                gone: gone.clone(),
                 subs: HashMap::new(),
                 negs: HashMap::new(),
                 unacked,
                 ingest,
+                gate,
+                client,
             };
             let idle = Duration::from_secs(session.config.idle_timeout_secs.max(1));
             let mut last_message = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => {
-                        let _ = session.out.try_send(Message::Close(None));
+                        session.out.close();
                         break;
                     }
                     _ = tokio::time::sleep_until(last_message + idle) => {
                         if session.subs.is_empty() && session.negs.is_empty() {
                             tracing::debug!(%peer, "idle relay client closed");
-                            let _ = session.out.try_send(Message::Close(None));
+                            session.out.close();
                             break;
                         }
                         last_message = tokio::time::Instant::now();
@@ -128,7 +153,7 @@ pub async fn run(
                         }
                     }
                     e = live.recv() => match e {
-                        Ok(event) => session.on_live(&event).await,
+                        Ok(event) => session.on_live(&event),
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(%peer, missed, "relay client too slow for live events; disconnecting");
                             gone.cancel();
@@ -147,19 +172,22 @@ pub async fn run(
 struct Session {
     store: Store,
     config: Arc<RelayConfig>,
-    out: mpsc::Sender<Message>,
-    gone: CancellationToken,
+    out: Outbox,
     subs: HashMap<String, Vec<Filter>>,
     negs: HashMap<String, Negentropy<'static, NegentropyStorageVector>>,
     /// Permits for events whose OK is not sent yet.
     unacked: Arc<Semaphore>,
     /// Events being checked, in arrival order, for [`ingest_in_order`].
     ingest: mpsc::Sender<Ingest>,
+    /// The relay's quotas, and who this client is for them.
+    gate: Arc<Gate>,
+    client: Client,
 }
 
 /// An event on its way to the store: its id, its permit, and its checks running.
 struct Ingest {
     id: String,
+    author: nostr::prelude::PublicKey,
     permit: tokio::sync::OwnedSemaphorePermit,
     checking: Checking,
 }
@@ -170,11 +198,12 @@ struct Ingest {
 async fn ingest_in_order(
     store: Store,
     mut queue: mpsc::Receiver<Ingest>,
-    out: mpsc::Sender<Message>,
-    gone: CancellationToken,
+    out: Outbox,
+    quota: (Arc<Gate>, Client),
 ) {
     while let Some(Ingest {
         id,
+        author,
         permit,
         checking,
     }) = queue.recv().await
@@ -183,12 +212,12 @@ async fn ingest_in_order(
             Ok(p) => p,
             Err(e) => {
                 let message = json!(["OK", id, false, store_failed(e)]);
-                send_or_cut(&out, &gone, message.to_string()).await;
+                out.send(message.to_string()).await;
                 continue;
             }
         };
         let out = out.clone();
-        let gone = gone.clone();
+        let (gate, client) = quota.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let (accepted, message) = match pending.wait().await {
@@ -198,12 +227,11 @@ async fn ingest_in_order(
                 },
                 Err(e) => (false, store_failed(e)),
             };
-            send_or_cut(
-                &out,
-                &gone,
-                json!(["OK", id, accepted, message]).to_string(),
-            )
-            .await;
+            if accepted {
+                gate.stored(&client, &author);
+            }
+            out.send(json!(["OK", id, accepted, message]).to_string())
+                .await;
         });
     }
 }
@@ -218,10 +246,9 @@ fn quote(s: &str) -> String {
 }
 
 impl Session {
-    /// Queue a message, waiting while the queue is full; a client that reads nothing for
-    /// `SLOW_CLIENT` is disconnected.
+    /// Queue a reply, waiting for room (a client that makes none is disconnected).
     async fn send(&self, text: String) -> bool {
-        send_or_cut(&self.out, &self.gone, text).await
+        self.out.send(text).await
     }
 
     async fn notice(&self, message: &str) {
@@ -243,8 +270,7 @@ impl Session {
     }
 
     async fn event(&self, sub: &str, json: &str) -> bool {
-        let sub = Value::from(sub).to_string();
-        self.send(format!("[\"EVENT\",{sub},{json}]")).await
+        self.send(event_message(sub, json)).await
     }
 
     async fn on_text(&mut self, text: &str) {
@@ -372,10 +398,15 @@ impl Session {
 
     async fn on_event(&self, event: Event) {
         let id = event.id.to_hex();
+        if let Err(reason) = self.gate.allow_event(&self.client, &event.pubkey) {
+            self.ok(&id, false, &reason).await;
+            return;
+        }
         if rules::classify(event.kind.as_u16()) == KindClass::Ephemeral {
             let size = event.as_json().len();
             match rules::check(&event, size, &self.store.limits()) {
                 Ok(()) => {
+                    self.gate.stored(&self.client, &event.pubkey);
                     self.store.relay_ephemeral(event);
                     self.ok(&id, true, "").await;
                 }
@@ -390,6 +421,7 @@ impl Session {
         let Ok(permit) = self.unacked.clone().acquire_owned().await else {
             return;
         };
+        let event_author = event.pubkey;
         let checking = match self.store.check(vec![event]).await {
             Ok(c) => c,
             Err(e) => {
@@ -401,6 +433,7 @@ impl Session {
             .ingest
             .send(Ingest {
                 id,
+                author: event_author,
                 permit,
                 checking,
             })
@@ -476,15 +509,16 @@ impl Session {
         }
     }
 
-    async fn on_live(&self, event: &Event) {
+    fn on_live(&self, event: &Event) {
         let mut json: Option<String> = None;
         for (sub, filters) in &self.subs {
             if filters
                 .iter()
                 .any(|f| f.match_event(event, MatchEventOptions::new()))
             {
+                // Live events never wait: a client too slow for them is cut (bounded bytes).
                 let json = json.get_or_insert_with(|| event.as_json());
-                if !self.event(sub, json).await {
+                if !self.out.push(event_message(sub, json)) {
                     return;
                 }
             }
@@ -573,18 +607,10 @@ impl Session {
     }
 }
 
-/// Queue `text` for the client, waiting while the queue is full; after `SLOW_CLIENT` without
-/// room the client is taken to have stopped reading and is disconnected.
-async fn send_or_cut(out: &mpsc::Sender<Message>, gone: &CancellationToken, text: String) -> bool {
-    match tokio::time::timeout(SLOW_CLIENT, out.send(Message::text(text))).await {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
-            tracing::warn!("relay client stopped reading; disconnecting");
-            gone.cancel();
-            false
-        }
-    }
+/// `["EVENT", sub, event]` from the event's stored JSON.
+fn event_message(sub: &str, json: &str) -> String {
+    let sub = Value::from(sub).to_string();
+    format!("[\"EVENT\",{sub},{json}]")
 }
 
 /// The responder side of a reconciliation over `items`.

@@ -99,8 +99,19 @@ pub fn classify(head: &[u8]) -> Head {
     }
 }
 
-/// Read the request head; `None` if the peer closed, sent too much, or was too slow.
-pub async fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+/// Refuse a connection at once with `503` and `reason` (best effort: never waits on the peer).
+pub fn refuse(stream: &TcpStream, reason: &str) {
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{reason}",
+        reason.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
+
+/// Read the request head; `None` if the peer closed, sent too much, or took longer than
+/// `deadline`.
+pub async fn read_head(stream: &mut TcpStream, deadline: Duration) -> io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     let read = async {
@@ -118,7 +129,7 @@ pub async fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
             }
         }
     };
-    match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+    match tokio::time::timeout(deadline, read).await {
         Ok(Ok(Some(()))) => Ok(Some(head)),
         Ok(Ok(None)) | Err(_) => Ok(None),
         Ok(Err(e)) => Err(e),

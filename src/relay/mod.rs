@@ -4,6 +4,8 @@
 mod conn;
 pub mod http;
 pub mod jsonl;
+pub mod limits;
+mod outbox;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ impl RelayConfig {
         crate::store::EventLimits {
             max_event_bytes: self.max_event_bytes,
             max_tags: self.max_event_tags,
+            max_future_secs: self.reject_newer_than_secs,
         }
     }
 
@@ -46,29 +49,38 @@ impl RelayConfig {
     }
 }
 
+/// What the relay serves with: its store, limits, and the tunnels' origin lookup (to tell
+/// swarm peers from the station's own loopback clients).
+pub struct Served {
+    pub store: Store,
+    pub config: RelayConfig,
+    pub origin: Option<limits::OriginLookup>,
+}
+
 /// Serve `listener` until `shutdown`; every connection task is tracked by `tracker`.
 pub async fn serve(
     listener: TcpListener,
-    store: Store,
-    config: Arc<RelayConfig>,
+    served: Served,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let max = config.max_connections;
+    let config = Arc::new(served.config);
+    let gate = limits::Gate::new(config.clone(), served.origin);
+    let store = served.store;
     http::accept_loop(
         listener,
-        max,
+        config.max_connections,
         "relay",
         shutdown.clone(),
         tracker,
         |stream, peer| {
-            handle(
-                stream,
-                peer,
-                store.clone(),
-                config.clone(),
-                shutdown.clone(),
-            )
+            let context = conn::Context {
+                store: store.clone(),
+                config: config.clone(),
+                client: gate.classify(peer),
+                gate: gate.clone(),
+            };
+            handle(stream, peer, context, shutdown.clone())
         },
     )
     .await;
@@ -77,55 +89,49 @@ pub async fn serve(
 async fn handle(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    store: Store,
-    config: Arc<RelayConfig>,
+    context: conn::Context,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Taken before the request head, so that clients stuck in their head count too.
+    let _slot = match context.gate.admit(context.client.clone()) {
+        Ok(slot) => slot,
+        Err(reason) => {
+            tracing::debug!(%peer, client = %context.client, "relay connection refused: {reason}");
+            http::refuse(&stream, &reason);
+            return Ok(());
+        }
+    };
     let _ = stream.set_nodelay(true);
-    let Some(head) = http::read_head(&mut stream).await? else {
+    let Some(head) = http::read_head(&mut stream, http::HEAD_TIMEOUT).await? else {
         return Ok(());
     };
     match http::classify(&head) {
         http::Head::WebSocket => {
-            conn::run(
-                http::Replay::new(head, stream),
-                peer,
-                store,
-                config,
-                shutdown,
-            )
-            .await
+            conn::run(http::Replay::new(head, stream), peer, context, shutdown).await
         }
         http::Head::Nip11 => {
-            let body = config.nip11().to_string();
+            let body = context.config.nip11().to_string();
             Ok(http::respond(stream, "200 OK", "application/nostr+json", &body).await?)
         }
         http::Head::Other => {
             let body = format!(
                 "{}: a Nostr relay. Connect with a websocket Nostr client; \
                  NIP-11 with Accept: application/nostr+json.\n",
-                config.name
+                context.config.name
             );
             Ok(http::respond(stream, "200 OK", "text/plain; charset=utf-8", &body).await?)
         }
     }
 }
 
-/// Bind `config.listen` and serve in the background; returns the bound address.
+/// Bind `served.config.listen` and serve in the background; returns the bound address.
 pub async fn start(
-    store: Store,
-    config: RelayConfig,
+    served: Served,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(&config.listen).await?;
+    let listener = TcpListener::bind(&served.config.listen).await?;
     let addr = listener.local_addr()?;
-    tracker.spawn(serve(
-        listener,
-        store,
-        Arc::new(config),
-        shutdown,
-        tracker.clone(),
-    ));
+    tracker.spawn(serve(listener, served, shutdown, tracker.clone()));
     Ok(addr)
 }

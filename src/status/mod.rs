@@ -16,8 +16,12 @@ use crate::relay::http;
 
 /// The page: HTML, CSS, JS and SVG inline; no framework, no external asset.
 const PAGE: &str = include_str!("page.html");
-/// Concurrent HTTP clients (a browser tab or two, a monitoring probe).
-const MAX_CLIENTS: usize = 32;
+/// Concurrent HTTP clients. A browser tab or two and a probe need few, but a client stuck in
+/// its request head holds a slot until [`HEAD_TIMEOUT`]: enough slots that a hundred such
+/// clients leave room for honest ones (each costs a task and at most a 16 KiB head).
+const MAX_CLIENTS: usize = 256;
+/// A local client sends its request head at once; one that takes longer is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long building the JSON may take before the request fails.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -94,7 +98,7 @@ async fn handle<S: StatusSource>(
     mut stream: tokio::net::TcpStream,
     source: Arc<S>,
 ) -> std::io::Result<()> {
-    let Some(head) = http::read_head(&mut stream).await? else {
+    let Some(head) = http::read_head(&mut stream, HEAD_TIMEOUT).await? else {
         return Ok(());
     };
     match path_of(&head) {

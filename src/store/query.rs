@@ -24,6 +24,12 @@ pub fn matches_nothing(filter: &Filter) -> bool {
         || matches!((filter.since, filter.until), (Some(s), Some(u)) if s > u)
 }
 
+/// A NIP-01 timestamp as an SQLite integer: past `i64::MAX` it saturates instead of wrapping
+/// negative (a `since` of 2^63 must match nothing, an `until` of `u64::MAX` everything).
+fn sql_time(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2);
     for i in 0..n {
@@ -96,11 +102,11 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
     }
     if let Some(since) = filter.since {
         sql.push_str(&format!(" AND {time} >= ?"));
-        params.push(Value::Integer(since.as_secs() as i64));
+        params.push(Value::Integer(sql_time(since.as_secs())));
     }
     if let Some(until) = filter.until {
         sql.push_str(&format!(" AND {time} <= ?"));
-        params.push(Value::Integer(until.as_secs() as i64));
+        params.push(Value::Integer(sql_time(until.as_secs())));
     }
     for (letter, values) in tags {
         sql.push_str(&format!(

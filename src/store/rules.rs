@@ -4,7 +4,7 @@
 use nostr::prelude::{Event, EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::config::relay::{DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TAGS};
+use crate::config::relay::{DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_TAGS};
 
 /// Limits checked before an event reaches the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +14,8 @@ pub struct EventLimits {
     pub max_event_bytes: usize,
     /// Most tags in one event.
     pub max_tags: usize,
+    /// Refuse events whose `created_at` is more than this many seconds ahead of our clock.
+    pub max_future_secs: u64,
 }
 
 impl Default for EventLimits {
@@ -21,6 +23,7 @@ impl Default for EventLimits {
         EventLimits {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_tags: DEFAULT_MAX_TAGS,
+            max_future_secs: DEFAULT_MAX_FUTURE_SECS,
         }
     }
 }
@@ -38,6 +41,10 @@ pub enum Rejection {
         count: usize,
         max: usize,
     },
+    /// `created_at` is more than `max` seconds ahead of the relay's clock.
+    TooNew {
+        max: u64,
+    },
     /// Kinds 20000–29999 are relayed live, never stored.
     Ephemeral,
     /// A NIP-09 deletion of the same author covers it.
@@ -52,6 +59,7 @@ impl Rejection {
             Rejection::InvalidSignature => "invalid signature",
             Rejection::TooLarge { .. } => "too large",
             Rejection::TooManyTags { .. } => "too many tags",
+            Rejection::TooNew { .. } => "too new",
             Rejection::Ephemeral => "ephemeral",
             Rejection::Deleted => "deleted",
         }
@@ -67,6 +75,9 @@ impl Rejection {
             }
             Rejection::TooManyTags { count, max } => {
                 format!("invalid: too many tags ({count}, max {max})")
+            }
+            Rejection::TooNew { max } => {
+                format!("invalid: created_at is more than {max} s in the future")
             }
             Rejection::Ephemeral => "invalid: ephemeral events are not stored".into(),
             Rejection::Deleted => "blocked: this event was deleted by its author".into(),
@@ -152,6 +163,12 @@ pub fn check(event: &Event, serialized: usize, limits: &EventLimits) -> Result<(
         return Err(Rejection::TooManyTags {
             count: event.tags.len(),
             max: limits.max_tags,
+        });
+    }
+    let now = nostr::prelude::Timestamp::now().as_secs();
+    if event.created_at.as_secs() > now.saturating_add(limits.max_future_secs) {
+        return Err(Rejection::TooNew {
+            max: limits.max_future_secs,
         });
     }
     if !event.verify_id() {

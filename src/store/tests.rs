@@ -286,3 +286,49 @@ async fn events_checked_in_parallel_are_written_in_arrival_order() {
         vec![events[99].id]
     );
 }
+
+#[tokio::test]
+async fn since_and_until_beyond_i64_neither_wrap_nor_match_everything() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let a = at(&keys, 1, vec![], 1_000, "a");
+    store.insert(vec![a.clone()]).await.expect("insert");
+    let huge = Timestamp::from(1u64 << 63);
+    assert_eq!(ids(&store, Filter::new().since(huge)).await, vec![]);
+    let max = Timestamp::from(u64::MAX);
+    assert_eq!(ids(&store, Filter::new().until(max)).await, vec![a.id]);
+    assert_eq!(
+        store
+            .items(Filter::new().until(max))
+            .await
+            .expect("items")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn events_from_the_far_future_are_refused_and_near_ones_kept() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let now = Timestamp::now().as_secs();
+    let soon = at(&keys, 1, vec![], now + 60, "clock a minute ahead");
+    let far = at(&keys, 1, vec![], now + 3_600, "an hour ahead");
+    let max = at(&keys, 1, vec![], u64::MAX, "the end of time");
+    let out = store
+        .insert(vec![soon.clone(), far, max])
+        .await
+        .expect("insert");
+    assert_eq!(out[0], Outcome::Inserted { replaced: 0 });
+    for refused in &out[1..] {
+        let Outcome::Rejected(r) = refused else {
+            panic!("{refused:?} was stored");
+        };
+        assert!(
+            r.reason().starts_with("invalid: created_at"),
+            "{}",
+            r.reason()
+        );
+    }
+    assert_eq!(ids(&store, Filter::new()).await, vec![soon.id]);
+}

@@ -105,6 +105,8 @@ struct TunnelEntry {
 struct StreamEntry {
     info: StreamInfo,
     peer: PeerId,
+    /// Our end of the connection to a loopback target (see [`Registry::origins`]).
+    local: Option<SocketAddr>,
     counters: Arc<Counters>,
     stop: CancellationToken,
 }
@@ -114,6 +116,20 @@ struct Registry {
     tunnels: Vec<TunnelEntry>,
     streams: HashMap<u64, StreamEntry>,
     next_stream: u64,
+    /// The local address of each loopback connection a listener opened to its target, and the
+    /// peer it carries: the embedded relay reads it to tell swarm peers from local clients.
+    origins: HashMap<SocketAddr, PeerId>,
+}
+
+impl Registry {
+    /// Forget stream `id` (and its origin); returns its entry if it was still registered.
+    fn remove_stream(&mut self, id: u64) -> Option<StreamEntry> {
+        let entry = self.streams.remove(&id)?;
+        if let Some(local) = entry.local {
+            self.origins.remove(&local);
+        }
+        Some(entry)
+    }
 }
 
 /// Shared handle to the tunnel registry of a running node.
@@ -305,6 +321,17 @@ impl Tunnels {
         }
     }
 
+    /// The swarm peer behind a loopback connection one of our listeners opened from `local`.
+    pub fn origin(&self, local: SocketAddr) -> Option<PeerId> {
+        self.registry().origins.get(&local).copied()
+    }
+
+    /// [`Tunnels::origin`] as the relay takes it.
+    pub fn origin_lookup(&self) -> Arc<dyn Fn(SocketAddr) -> Option<PeerId> + Send + Sync> {
+        let tunnels = self.clone();
+        Arc::new(move |local| tunnels.origin(local))
+    }
+
     /// Local TCP ports of our forwards: DRAGON must never publish them (no tunnel → tunnel).
     pub fn forward_ports(&self) -> Vec<u16> {
         self.list()
@@ -353,6 +380,7 @@ impl Tunnels {
             StreamEntry {
                 info,
                 peer,
+                local: None,
                 counters: counters.clone(),
                 stop: stop.clone(),
             },
@@ -370,7 +398,7 @@ impl Tunnels {
         stop: CancellationToken,
     ) {
         let result = pipe::pipe(tcp, stream, &counters, &stop).await;
-        if let Some(entry) = self.registry().streams.remove(&id) {
+        if let Some(entry) = self.registry().remove_stream(id) {
             match result {
                 Ok(()) => {
                     tracing::debug!(id, protocol = %entry.info.protocol, peer = %entry.peer, "stream finished")
@@ -423,10 +451,10 @@ impl InboundListener {
             };
             let this = this.clone();
             this.tunnels.tracker.clone().spawn(async move {
-                match this.connect_target(peer).await {
+                match this.connect_target(id, peer).await {
                     Ok(tcp) => this.tunnels.run_stream(id, tcp, stream, counters, stream_stop).await,
                     Err(e) => {
-                        this.tunnels.registry().streams.remove(&id);
+                        this.tunnels.registry().remove_stream(id);
                         tracing::warn!(%peer, protocol = %this.protocol, target = %this.target, "cannot reach target, resetting stream: {e}");
                     }
                 }
@@ -435,8 +463,23 @@ impl InboundListener {
         tracing::debug!(protocol = %this.protocol, "listener stopped");
     }
 
-    async fn connect_target(&self, peer: PeerId) -> std::io::Result<TcpStream> {
-        let mut tcp = tokio::time::timeout(TARGET_CONNECT_TIMEOUT, TcpStream::connect(self.target))
+    /// Connect to the target; a loopback target is dialled from an address registered first as
+    /// this peer's (before the target can accept, so that it never sees an unknown origin).
+    async fn connect_target(&self, id: u64, peer: PeerId) -> std::io::Result<TcpStream> {
+        let socket = match self.target {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        if self.target.ip().is_loopback() {
+            socket.bind(SocketAddr::new(self.target.ip(), 0))?;
+            let local = socket.local_addr()?;
+            let mut registry = self.tunnels.registry();
+            if let Some(entry) = registry.streams.get_mut(&id) {
+                entry.local = Some(local);
+                registry.origins.insert(local, peer);
+            }
+        }
+        let mut tcp = tokio::time::timeout(TARGET_CONNECT_TIMEOUT, socket.connect(self.target))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
