@@ -235,6 +235,35 @@ pub fn pnet_forced() -> bool {
     std::env::var("LIBP2P_FORCE_PNET").is_ok_and(|v| v.trim() == "1")
 }
 
+/// Longest PeerID text accepted: base58 Ed25519 ids are 52 characters, RSA `Qm…` ids 46, CIDv1
+/// spellings about 60. Longer text is refused before decoding (base58 decoding is quadratic: a
+/// 256 KiB "id" in a mirrored 12345.json cost half a second of CPU).
+pub const MAX_PEER_ID_LEN: usize = 128;
+/// Untrusted text quoted back in an error is cut to this many characters.
+pub const QUOTE_MAX: usize = 80;
+
+/// `text` cut to [`QUOTE_MAX`] characters (with `…` when cut), for error messages.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A text that is not a PeerID (quoted shortened).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a PeerID")]
+pub struct BadPeerId(String);
+
+/// A base58 (or CID) PeerID, bounded in length before it is decoded.
+pub fn parse_peer_id(text: &str) -> Result<libp2p::PeerId, BadPeerId> {
+    let bad = || BadPeerId(shorten(text));
+    if text.len() > MAX_PEER_ID_LEN {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +415,17 @@ mod tests {
         std::fs::write(dir.path().join("config"), cfg).unwrap();
         let err = import_kubo(dir.path()).unwrap_err().to_string();
         assert!(err.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn over_long_peer_ids_are_refused_quickly_and_quoted_short() {
+        let id = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        assert_eq!(parse_peer_id(id).expect("valid").to_string(), id);
+        let huge = "1".repeat(1 << 20);
+        let started = std::time::Instant::now();
+        let err = parse_peer_id(&huge).expect_err("1 MiB is no PeerID");
+        assert!(started.elapsed() < std::time::Duration::from_millis(50));
+        assert!(err.to_string().len() < 120, "{err}");
+        assert!(parse_peer_id("notapeer").is_err());
     }
 }

@@ -34,11 +34,11 @@ pub struct Connection {
 
 /// `<PEERID>` or a multiaddr ending in `/p2p/<PEERID>` (then the forward also dials it).
 fn parse_peer(text: &str) -> Result<(PeerId, String), DragonError> {
-    if let Ok(peer) = text.parse::<PeerId>() {
+    if let Ok(peer) = crate::identity::parse_peer_id(text) {
         return Ok((peer, format!("/p2p/{peer}")));
     }
-    let target =
-        addr::parse_forward_target(text).map_err(|_| DragonError::BadPeer(text.to_owned()))?;
+    let target = addr::parse_forward_target(text)
+        .map_err(|_| DragonError::BadPeer(crate::identity::shorten(text)))?;
     Ok((target.peer, text.to_owned()))
 }
 

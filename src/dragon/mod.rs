@@ -100,7 +100,10 @@ impl From<Slug> for String {
 pub fn parse_service_protocol(protocol: &str) -> Option<(Slug, PeerId)> {
     let rest = protocol.strip_prefix("/x/")?;
     let (slug, peer) = rest.rsplit_once('-')?;
-    Some((Slug::parse(slug).ok()?, peer.parse().ok()?))
+    Some((
+        Slug::parse(slug).ok()?,
+        crate::identity::parse_peer_id(peer).ok()?,
+    ))
 }
 
 impl DragonConfig {

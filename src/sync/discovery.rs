@@ -86,10 +86,8 @@ fn parse_station(path: &Path, text: &str, x_strfry_exists: bool) -> Result<Peer,
     let file: StationFile =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let id_text = file.ipfsnodeid.ok_or("no ipfsnodeid")?;
-    let peer: PeerId = id_text
-        .trim()
-        .parse()
-        .map_err(|_| format!("ipfsnodeid {id_text:?} is not a PeerID"))?;
+    let peer =
+        crate::identity::parse_peer_id(id_text.trim()).map_err(|e| format!("ipfsnodeid: {e}"))?;
     let relay = file.my_relay.unwrap_or_default();
     let endpoint = if relay.is_empty() || is_loopback_url(&relay) {
         if !x_strfry_exists {
@@ -179,9 +177,12 @@ pub fn parse_explicit_peer(text: &str) -> Result<Peer, String> {
         });
     }
     let id = text.strip_prefix("/p2p/").unwrap_or(text);
-    let peer: PeerId = id
-        .parse()
-        .map_err(|_| format!("--peer {text:?} is neither a PeerID nor a ws(s):// URL"))?;
+    let peer = crate::identity::parse_peer_id(id).map_err(|_| {
+        format!(
+            "--peer {:?} is neither a PeerID nor a ws(s):// URL",
+            crate::identity::shorten(text)
+        )
+    })?;
     Ok(Peer {
         name: peer.to_string(),
         endpoint: Endpoint::Tunnel(peer),
@@ -278,6 +279,24 @@ mod tests {
         assert!(reasons.iter().any(|r| r.contains("is not a PeerID")));
         assert!(reasons.iter().any(|r| r.contains("x_strfry.sh")));
         assert!(reasons.iter().any(|r| r.contains("not a ws://")));
+    }
+
+    #[test]
+    fn a_station_file_with_a_huge_id_is_skipped_quickly_with_a_short_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "1".repeat(250 * 1024);
+        station(
+            dir.path(),
+            "huge",
+            &format!(r#"{{"ipfsnodeid":"{id}","myRELAY":"wss://x.example"}}"#),
+            false,
+        );
+        let started = std::time::Instant::now();
+        let (peers, skipped) = scan_swarm(dir.path(), None);
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        assert!(peers.is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].reason.len() < 200, "{}", skipped[0].reason);
     }
 
     #[test]

@@ -8,6 +8,12 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 /// The longest protocol name accepted; `/x/perplexica-<52-char peer id>` is ~70.
 const MAX_PROTOCOL_LEN: usize = 256;
+/// The longest multiaddr accepted: a relayed one (`/ip6/…/tcp/…/p2p/<id>/p2p-circuit/p2p/<id>`)
+/// is under 200 characters. Longer text is refused before parsing (its `/p2p/` part is base58,
+/// whose decoding is quadratic: 1 MB of it took 8 s of an async thread).
+pub const MAX_MULTIADDR_LEN: usize = 1_024;
+
+use crate::identity::shorten;
 
 /// A parse error, phrased for the CLI user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,33 +35,35 @@ pub enum AddrError {
 /// Check a tunnel protocol name: `/x/` prefix unless `allow_custom`, printable, bounded.
 pub fn parse_protocol(name: &str, allow_custom: bool) -> Result<StreamProtocol, AddrError> {
     if !allow_custom && !name.starts_with("/x/") {
-        return Err(AddrError::NotX(name.into()));
+        return Err(AddrError::NotX(shorten(name)));
     }
+    let bad = |why| AddrError::BadProtocol(shorten(name), why);
     if !name.starts_with('/') {
-        return Err(AddrError::BadProtocol(name.into(), "it must start with /"));
+        return Err(bad("it must start with /"));
     }
     if name.len() > MAX_PROTOCOL_LEN {
-        return Err(AddrError::BadProtocol(name.into(), "longer than 256 bytes"));
+        return Err(bad("longer than 256 bytes"));
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(AddrError::BadProtocol(
-            name.into(),
-            "it contains spaces or control characters",
-        ));
+        return Err(bad("it contains spaces or control characters"));
     }
     if name == "/x/" {
-        return Err(AddrError::BadProtocol(
-            name.into(),
-            "the name after /x/ is empty",
-        ));
+        return Err(bad("the name after /x/ is empty"));
     }
-    StreamProtocol::try_from_owned(name.to_owned())
-        .map_err(|_| AddrError::BadProtocol(name.into(), "rejected by libp2p"))
+    StreamProtocol::try_from_owned(name.to_owned()).map_err(|_| bad("rejected by libp2p"))
 }
 
+/// A multiaddr, bounded in length ([`MAX_MULTIADDR_LEN`]) before it is parsed.
 pub fn parse_multiaddr(text: &str) -> Result<Multiaddr, AddrError> {
-    text.parse()
-        .map_err(|e: libp2p::multiaddr::Error| AddrError::BadMultiaddr(text.into(), e.to_string()))
+    if text.len() > MAX_MULTIADDR_LEN {
+        return Err(AddrError::BadMultiaddr(
+            shorten(text),
+            format!("longer than {MAX_MULTIADDR_LEN} bytes"),
+        ));
+    }
+    text.parse().map_err(|e: libp2p::multiaddr::Error| {
+        AddrError::BadMultiaddr(shorten(text), e.to_string())
+    })
 }
 
 /// `/ip4/A/tcp/P` or `/ip6/A/tcp/P` → a socket address (also accepts `/dns*/localhost/tcp/P`).
@@ -68,11 +76,11 @@ pub fn tcp_socket_addr(text: &str) -> Result<SocketAddr, AddrError> {
         Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h)) if h == "localhost" => {
             IpAddr::from([127, 0, 0, 1])
         }
-        _ => return Err(AddrError::NotTcp(text.into())),
+        _ => return Err(AddrError::NotTcp(shorten(text))),
     };
     match (parts.next(), parts.next()) {
         (Some(Protocol::Tcp(port)), None) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(AddrError::NotTcp(text.into())),
+        _ => Err(AddrError::NotTcp(shorten(text))),
     }
 }
 
@@ -101,7 +109,7 @@ pub fn parse_forward_target(text: &str) -> Result<ForwardTarget, AddrError> {
     let addr = parse_multiaddr(&normalised)?;
     let peer = match addr.iter().last() {
         Some(Protocol::P2p(peer)) => peer,
-        _ => return Err(AddrError::NoPeer(text.into())),
+        _ => return Err(AddrError::NoPeer(shorten(text))),
     };
     let dial = (addr.iter().count() > 1).then_some(addr);
     Ok(ForwardTarget { peer, dial })
@@ -124,7 +132,19 @@ mod tests {
         assert!(parse_protocol("ssh", true).is_err());
         assert!(parse_protocol("/x/", false).is_err());
         assert!(parse_protocol("/x/a b", false).is_err());
-        assert!(parse_protocol(&format!("/x/{}", "a".repeat(300)), false).is_err());
+        let long = parse_protocol(&format!("/x/{}", "a".repeat(100_000)), false);
+        let message = long.expect_err("too long").to_string();
+        assert!(message.len() < 200, "the name is echoed whole: {message}");
+    }
+
+    #[test]
+    fn over_long_multiaddrs_are_refused_before_parsing() {
+        let huge = format!("/p2p/{}", "1".repeat(1_000_000));
+        let started = std::time::Instant::now();
+        let err = parse_forward_target(&huge).expect_err("1 MB target");
+        assert!(started.elapsed() < std::time::Duration::from_millis(50));
+        assert!(err.to_string().contains("longer than 1024 bytes"), "{err}");
+        assert!(err.to_string().len() < 200, "{err}");
     }
 
     #[test]

@@ -171,8 +171,8 @@ impl Tunnels {
             .allow_peers
             .iter()
             .map(|p| {
-                p.parse::<PeerId>()
-                    .map_err(|_| TunnelError::BadPeer(p.clone()))
+                crate::identity::parse_peer_id(p)
+                    .map_err(|_| TunnelError::BadPeer(crate::identity::shorten(p)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut registry = self.registry();
