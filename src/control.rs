@@ -13,8 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ForwardSpec, ListenSpec};
 use crate::tunnel::CloseFilter;
 
-/// Largest request accepted: a `p2p listen` with a long allow-list is a few KiB.
-const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Largest request accepted: a `p2p listen` with a long allow-list is a few KiB. Read into a
+/// buffer of at most this size, so that [`MAX_CONNECTIONS`] of them bound the memory (16 MiB).
+const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Concurrent control connections: the CLI opens one per command, scripts a few at a time.
+/// More wait in the socket's backlog (1,000 idle ones once took 150 MiB).
+const MAX_CONNECTIONS: usize = 64;
 /// A client that does not send its request line in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the CLI waits for an answer (a backfill of a large constellation takes minutes).
@@ -160,7 +164,15 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let socket = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -174,6 +186,7 @@ pub async fn serve<H: Handler>(
         };
         let handler = handler.clone();
         tracker.spawn(async move {
+            let _permit = permit;
             if let Err(e) = answer(socket, &*handler).await {
                 tracing::debug!("control connection: {e}");
             }
@@ -184,11 +197,20 @@ pub async fn serve<H: Handler>(
 async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut line = Vec::new();
-    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
-    let response = match serde_json::from_slice::<Request>(&line) {
+    let parsed = if line.len() > MAX_REQUEST_BYTES {
+        Err(format!(
+            "bad request: longer than {} KiB",
+            MAX_REQUEST_BYTES / 1024
+        ))
+    } else {
+        serde_json::from_slice::<Request>(&line).map_err(|e| format!("bad request: {e}"))
+    };
+    drop(line);
+    let response = match parsed {
         Ok(request) => match handler.handle(request).await {
             Ok(result) => Response {
                 result: Some(result),
@@ -199,9 +221,9 @@ async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<
                 error: Some(error),
             },
         },
-        Err(e) => Response {
+        Err(error) => Response {
             result: None,
-            error: Some(format!("bad request: {e}")),
+            error: Some(error),
         },
     };
     let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;

@@ -146,23 +146,32 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             control_stop.clone(),
         ));
     }
-    let status = if args.no_status {
-        None
+    // The status page is not worth failing a node for: a second daemon on the machine finds
+    // 127.0.0.1:7778 taken and runs without one, saying why in its ready line.
+    let (status, status_error) = if args.no_status {
+        (None, None)
     } else {
         let addr = args
             .status_listen
             .clone()
             .unwrap_or_else(|| config.status.listen.clone());
-        let bound = crate::status::start(&addr, daemon.clone(), control_stop.clone(), &tracker)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for the status page"))?;
-        tracing::info!("status page at http://{bound}/");
-        Some(format!("http://{bound}/"))
+        match crate::status::start(&addr, daemon.clone(), control_stop.clone(), &tracker).await {
+            Ok(bound) => {
+                tracing::info!("status page at http://{bound}/");
+                (Some(format!("http://{bound}/")), None)
+            }
+            Err(e) => {
+                let reason = format!("cannot listen on {addr} for the status page: {e}");
+                tracing::warn!("{reason}; running without a status page");
+                (None, Some(reason))
+            }
+        }
     };
 
     let ready = json!({
         "event": "ready",
         "status": status,
+        "status_error": status_error,
         "peer_id": node.peer_id().to_string(),
         "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "control": socket,
@@ -369,6 +378,8 @@ impl Daemon {
 
 impl control::Handler for Daemon {
     async fn handle(&self, request: Request) -> Result<serde_json::Value, String> {
-        self.dispatch(request).await.map_err(|e| format!("{e:#}"))
+        self.dispatch(request)
+            .await
+            .map_err(|e| crate::logging::error_line(&e))
     }
 }

@@ -8,7 +8,10 @@ fn main() -> std::process::ExitCode {
     match constellation::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("constellation: {err:#}");
+            eprintln!(
+                "constellation: {}",
+                constellation::logging::error_line(&err)
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -95,8 +95,15 @@ fn export(db: &std::path::Path) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no event database at {}", db.display());
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let n = crate::store::export_jsonl(db, &mut out)?;
-    tracing::info!(events = n, "exported");
+    match crate::store::export_jsonl(db, &mut out) {
+        Ok(n) => tracing::info!(events = n, "exported"),
+        // `relay export | head -1`: the reader had enough; that is not a failure.
+        Err(crate::store::StoreError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            // Drop the buffered rest without flushing into the closed pipe again.
+            let _ = out.into_parts();
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -121,7 +121,8 @@ pub async fn connect(
             allow_custom_protocol: false,
         };
         match tunnels.forward(&spec).await {
-            Ok(_) => return Ok(connection(port, false, notes)),
+            // The bound port: `--port 0` lets the system choose, and the user must learn which.
+            Ok(info) => return Ok(connection(port_of(&info).unwrap_or(port), false, notes)),
             Err(TunnelError::Bind { source, .. })
                 if source.kind() == std::io::ErrorKind::AddrInUse =>
             {

@@ -41,6 +41,8 @@ pub enum StoreError {
     Write(String),
     #[error("the event store is closed")]
     Closed,
+    #[error("cannot write the export: {0}")]
+    Output(#[source] std::io::Error),
     #[error("a stored event cannot be read back: {0}")]
     Corrupt(String),
 }
@@ -75,11 +77,10 @@ pub fn export_jsonl(path: &Path, out: &mut impl std::io::Write) -> Result<u64, S
     let mut n = 0;
     while let Some(row) = rows.next()? {
         let json: String = row.get(0)?;
-        writeln!(out, "{json}").map_err(|e| StoreError::Write(format!("export: {e}")))?;
+        writeln!(out, "{json}").map_err(StoreError::Output)?;
         n += 1;
     }
-    out.flush()
-        .map_err(|e| StoreError::Write(format!("export: {e}")))?;
+    out.flush().map_err(StoreError::Output)?;
     Ok(n)
 }
 

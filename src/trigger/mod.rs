@@ -203,7 +203,7 @@ pub async fn trigger(
             logs.run("skipped: running");
             return Outcome::Skipped("running".into());
         }
-        Err(e) => return Outcome::CannotRun(format!("{e:#}")),
+        Err(e) => return Outcome::CannotRun(crate::logging::error_line(&e)),
     };
     let min = config.trigger.min_interval_mins * 60;
     if !force
@@ -227,7 +227,7 @@ pub async fn trigger(
     let stats = match result {
         Ok(stats) => stats,
         Err(e) => {
-            let why = format!("{e:#}");
+            let why = crate::logging::error_line(&e);
             logs.error(&format!("cannot run: {why}"));
             return Outcome::CannotRun(why);
         }
