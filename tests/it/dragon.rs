@@ -283,7 +283,7 @@ fn ssh_echo(sshd: &Sshd, port: u16) -> (bool, String) {
 /// Run a client script with bash, with our binary first on PATH and `consumer`'s home;
 /// returns (success, stdout, stderr).
 fn run_script(script: &Path, consumer: &Daemon, arg: Option<&str>) -> (bool, String, String) {
-    let bin_dir = Path::new(common::bin()).parent().unwrap().to_owned();
+    let bin_dir = Path::new(&common::bin()).parent().unwrap().to_owned();
     let path = format!(
         "{}:{}",
         bin_dir.display(),

@@ -4,6 +4,7 @@
 mod common;
 mod demo;
 mod dragon;
+mod faults;
 mod kubo;
 mod relay;
 mod report;

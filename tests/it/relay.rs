@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::relays::{self, OurRelay, PyRelay, python, runtime, stored_ids};
 use crate::common::{self, Daemon, bin};
 
-fn signed(keys: &Keys, kind: u16, content: &str, tags: Vec<Tag>, at: u64) -> Event {
+pub(crate) fn signed(keys: &Keys, kind: u16, content: &str, tags: Vec<Tag>, at: u64) -> Event {
     EventBuilder::new(Kind::from(kind), content)
         .tags(tags)
         .custom_created_at(Timestamp::from(at))
@@ -310,28 +310,28 @@ fn differential_against_nostr_sdk_local_relay() {
 }
 
 /// A raw websocket client: send text, read JSON arrays with a timeout.
-struct Ws {
-    ws: tokio_tungstenite::WebSocketStream<
+pub(crate) struct Ws {
+    pub(crate) ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
 }
 
 impl Ws {
-    async fn connect(url: &str) -> Ws {
+    pub(crate) async fn connect(url: &str) -> Ws {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
         Ws { ws }
     }
 
-    async fn send(&mut self, text: impl Into<String>) {
+    pub(crate) async fn send(&mut self, text: impl Into<String>) {
         self.ws
             .send(Message::text(text.into()))
             .await
             .expect("send");
     }
 
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
                 .await
@@ -345,7 +345,7 @@ impl Ws {
     }
 
     /// A REQ for one id still gets its EOSE: the connection is alive.
-    async fn alive(&mut self) {
+    pub(crate) async fn alive(&mut self) {
         self.send(json!(["REQ", "alive", {"ids": ["0".repeat(64)]}]).to_string())
             .await;
         assert_eq!(self.recv().await, json!(["EOSE", "alive"]));

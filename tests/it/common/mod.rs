@@ -15,8 +15,24 @@ use std::time::{Duration, Instant};
 /// How long a daemon may take to print its ready line (debug build, loaded CI machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_constellation")
+/// The binary under test; `CONSTELLATION_BIN` points the tests at another build (e.g. main's,
+/// to see a new test fail there first).
+pub fn bin() -> String {
+    std::env::var("CONSTELLATION_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_constellation").to_owned())
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` of /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A daemon process with its own home; SIGTERM then SIGKILL on drop, so no process outlives a test.
@@ -35,6 +51,15 @@ impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
         let tmp = tempfile::tempdir().expect("tempdir");
         let home = tmp.path().join("home");
+        let mut daemon = Daemon::start_in(&home, extra);
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
+    /// Start a daemon whose fresh home has `config` as its config.toml.
+    pub fn start_with_config(config: &str, extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = home_with(&tmp.path().join("home"), config);
         let mut daemon = Daemon::start_in(&home, extra);
         daemon._tmp = Some(tmp);
         daemon
