@@ -19,6 +19,8 @@ const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// Concurrent control connections: the CLI opens one per command, scripts a few at a time.
 /// More wait in the socket's backlog (1,000 idle ones once took 150 MiB).
 const MAX_CONNECTIONS: usize = 64;
+/// How long the rest of an over-long request is read and dropped after the answer.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client that does not send its request line in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the CLI waits for an answer (a backfill of a large constellation takes minutes).
@@ -83,9 +85,7 @@ pub struct Response {
 /// Errors of the client side.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error(
-        "no daemon is running for this home ({path}: {source}); start one with `constellation daemon`"
-    )]
+    #[error("no daemon is running for this home ({path}); start one with `constellation daemon`")]
     NotRunning {
         path: PathBuf,
         #[source]
@@ -201,7 +201,8 @@ async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))??;
-    let parsed = if line.len() > MAX_REQUEST_BYTES {
+    let too_long = line.len() > MAX_REQUEST_BYTES;
+    let parsed = if too_long {
         Err(format!(
             "bad request: longer than {} KiB",
             MAX_REQUEST_BYTES / 1024
@@ -229,5 +230,17 @@ async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<
     let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
-    write.shutdown().await
+    write.shutdown().await?;
+    if too_long {
+        // Read (and forget) the rest for a moment, so that closing with unread bytes does not
+        // reset the connection before the client has read the answer.
+        let mut rest = reader.into_inner().into_inner();
+        let mut sink = [0u8; 8192];
+        let drain = async {
+            while rest.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+    Ok(())
 }
