@@ -155,6 +155,8 @@ fn status_page_shows_peers_tunnels_services_and_the_last_sync() {
         .expect("status url")
         .to_owned();
     crate::common::connect(&peer, &station);
+    // DRAGON's first cycle runs in the background; one cycle now makes its listener certain.
+    station.cli_ok(&["services", "--refresh"]);
     station.cli_ok(&[
         "p2p",
         "forward",
