@@ -70,18 +70,16 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             socket.display()
         );
     }
-    let listen = if args.listen.is_empty() {
-        config.node.listen.clone()
-    } else {
-        args.listen.clone()
-    };
-    let options = crate::node::options::node_options(
+    let listen = (!args.listen.is_empty()).then(|| args.listen.clone());
+    let mut options = crate::node::options::node_options(
         home,
         &config,
         args.kubo_repo.as_ref(),
         args.swarm_key.as_ref(),
         listen,
     )?;
+    // The daemon keeps the stations of the swarm map connected (a one-off backfill node does not).
+    options.swarm_dir = Some(config.dragon.swarm_dir_path());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;

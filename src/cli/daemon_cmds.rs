@@ -18,7 +18,10 @@ pub struct InitArgs {}
 /// Flags of `constellation id`.
 #[derive(Debug, clap::Args)]
 pub struct IdArgs {
-    /// Print `{"id": …, "addresses": […]}` (addresses only while a daemon runs).
+    /// Print `{"id": …, "addresses": […], "first_peers": …}`: addresses (and routing mode,
+    /// reachability, announced addresses) only while a daemon runs; `first_peers` gives each
+    /// bootstrap/peering/routing/addresses setting with its source (config, kubo_repo,
+    /// astroport_list, default).
     #[arg(long)]
     pub json: bool,
     /// Report the identity of this Kubo repo instead (without a value: $IPFS_PATH or ~/.ipfs).
@@ -30,10 +33,13 @@ pub struct IdArgs {
 pub enum SwarmCommand {
     /// Connect to a peer: a multiaddr ending in /p2p/<peer id>.
     Connect { address: String },
-    /// List connected peers.
+    /// List connected peers (`-v`: how each was found, connection, latency, tunnels).
     Peers {
         #[arg(long)]
         json: bool,
+        /// Columns: address, how the peer was found, connection kind, ping latency, tunnels.
+        #[arg(short = 'v', long)]
+        verbose: bool,
     },
 }
 
@@ -117,8 +123,15 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 
 [node]
 # listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
-# bootstrap = []                 # dialled once at start: "/ip4/…/tcp/4001/p2p/12D3…"
+# Unset keys below are taken from the Kubo repo's config (with --kubo-repo / kubo_repo), and
+# bootstrap from ~/.zen/game/MY_boostrap_nodes.txt or ~/.zen/Astroport.ONE/A_boostrap_nodes.txt.
+# bootstrap = []                 # dialled at start: "/ip4/…/tcp/4001/p2p/12D3…", "/dnsaddr/…"
 # peering = []                   # kept connected (re-dialled), like Kubo's Peering.Peers
+# routing = "dht"                # "dht" (client until public), "dhtclient", "dhtserver", "none"
+# announce = []                  # Addresses.Announce: announced instead of the listen addresses
+# append_announce = []           # Addresses.AppendAnnounce
+# no_announce = []               # Addresses.NoAnnounce
+# dns = "127.0.0.1:53"           # resolver for /dns4, /dns6, /dnsaddr (default: the system's)
 # kubo_repo = "/home/user/.ipfs" # use the station's Kubo identity (IPFSNODEID)
 # swarm_key = "/home/user/.ipfs/swarm.key"
 
@@ -128,6 +141,8 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # max_pending = 64
 # max_streams_per_peer = 256
 # shutdown_grace_secs = 5
+# conn_low = 40                   # connection manager: above conn_high connections, idle ones
+# conn_high = 200                 # (no tunnel, not kept) are closed down to conn_low
 
 # Tunnels that come back at every start:
 # [[tunnels]]
@@ -187,20 +202,30 @@ pub fn init(home: &Home, _args: InitArgs) -> anyhow::Result<ExitCode> {
 pub fn id(home: &Home, args: IdArgs) -> anyhow::Result<ExitCode> {
     let running =
         args.kubo_repo.is_none() && block_on(control::is_running(&home.control_socket()))?;
-    let (peer_id, addresses) = if running {
-        let info: NodeInfo = serde_json::from_value(call(home, Request::Id)?)?;
-        (info.peer_id, info.listen)
+    let (peer_id, details) = if running {
+        let value = call(home, Request::Id)?;
+        let info: NodeInfo = serde_json::from_value(value.clone())?;
+        (info.peer_id, value)
     } else {
         let config = Config::load(&home.config_file())?;
         let kubo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
         let key = crate::node::options::load_keypair(home, kubo.as_ref())?;
-        (key.public().to_peer_id().to_string(), Vec::new())
+        let first = crate::node::options::first_peers(&config, args.kubo_repo.as_ref())?;
+        let details = serde_json::json!({ "listen": [], "first_peers": first });
+        (key.public().to_peer_id().to_string(), details)
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "id": peer_id, "addresses": addresses })
-        );
+        // Kubo's `id` keys first, then ours: where each first-peer setting came from, the
+        // routing mode, reachability and the announced addresses.
+        let mut out = serde_json::json!({ "id": peer_id, "addresses": details["listen"] });
+        if let (Some(out), Some(details)) = (out.as_object_mut(), details.as_object()) {
+            for (key, value) in details {
+                if !matches!(key.as_str(), "peer_id" | "listen" | "peers") {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        println!("{out}");
     } else {
         println!("{peer_id}");
     }
@@ -217,15 +242,13 @@ pub fn swarm(home: &Home, command: SwarmCommand) -> anyhow::Result<ExitCode> {
                 result["peer_id"].as_str().unwrap_or_default()
             );
         }
-        SwarmCommand::Peers { json } => {
+        SwarmCommand::Peers { json, verbose } => {
             let result = call(home, Request::SwarmPeers)?;
             if json {
                 println!("{result}");
             } else {
                 let peers: Vec<crate::node::PeerInfo> = serde_json::from_value(result)?;
-                for p in peers {
-                    println!("{}/p2p/{}", p.address, p.peer_id);
-                }
+                print!("{}", format_peers(&peers, verbose));
             }
         }
     }
@@ -333,6 +356,32 @@ fn columns(rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `swarm peers`: `address/p2p/id` as Kubo prints it; verbose adds how each peer was found,
+/// the connection kind, the ping latency and the tunnels on it.
+pub fn format_peers(peers: &[crate::node::PeerInfo], verbose: bool) -> String {
+    let rows = peers.iter().map(|p| {
+        let mut row = vec![format!("{}/p2p/{}", p.address, p.peer_id)];
+        if verbose {
+            row.extend([
+                label(&p.found).replace('_', " "),
+                label(&p.connection),
+                p.latency_ms.map_or("-".into(), |ms| format!("{ms:.1}ms")),
+                format!("{} tunnel(s)", p.tunnels),
+            ]);
+        }
+        row
+    });
+    columns(rows.collect())
+}
+
+/// The serde name of an enum value (`swarm_map`, `direct`).
+fn label<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
 }
 
 /// `p2p ls`: `protocol listen-address target-address`, as Kubo prints it.

@@ -20,7 +20,7 @@ pub use dragon::DragonConfig;
 pub use error::ConfigError;
 pub use home::{Home, home_dir, kubo_repo};
 pub use mail::MailConfig;
-pub use node::{NodeConfig, NodeLimits};
+pub use node::{DEFAULT_LISTEN, NodeConfig, NodeLimits, RoutingMode, UnknownRouting};
 pub use relay::RelayConfig;
 pub use report::ReportConfig;
 pub use status::StatusConfig;
@@ -98,9 +98,22 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(config.node.listen, vec!["/ip4/127.0.0.1/tcp/0"]);
+        assert_eq!(config.node.listen.unwrap(), vec!["/ip4/127.0.0.1/tcp/0"]);
         assert_eq!(config.tunnels.len(), 2);
         assert!(matches!(&config.tunnels[0], TunnelSpec::Listen(l) if l.allow_peers.len() == 1));
+    }
+
+    #[test]
+    fn kubo_routing_types_parse() {
+        assert_eq!(
+            "dhtclient".parse::<RoutingMode>().unwrap(),
+            RoutingMode::DhtClient
+        );
+        assert_eq!("auto".parse::<RoutingMode>().unwrap(), RoutingMode::Dht);
+        assert_eq!("none".parse::<RoutingMode>().unwrap(), RoutingMode::None);
+        assert!("custom".parse::<RoutingMode>().is_err());
+        let config: Config = toml::from_str("[node]\nrouting = \"dhtserver\"\n").unwrap();
+        assert_eq!(config.node.routing, Some(RoutingMode::DhtServer));
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //! `libp2p-stream`'s `Control`, which needs no round trip through the event loop.
 
 mod address_book;
+pub mod bootstrap;
+mod hold;
 pub mod inbound;
 pub mod options;
+pub mod routing;
 pub mod swarm;
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
@@ -17,13 +22,16 @@ use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, ping};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::NodeLimits;
+use crate::config::{NodeLimits, RoutingMode};
+use bootstrap::{FirstPeers, Keeper};
+pub use hold::{Hold, Holds};
+use routing::{Lookups, Reachability, Table};
 use swarm::{Behaviour, BehaviourEvent};
 
 /// Commands queued to the event loop; a full queue makes callers wait (back-pressure).
@@ -37,8 +45,13 @@ const DIAL_WAIT: Duration = Duration::from_secs(12);
 const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long start-up waits for every listener to report its address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Peering peers that dropped are re-dialled on this period.
-const PEERING_PERIOD: Duration = Duration::from_secs(15);
+/// The keeper looks at the kept peers and the watermarks this often (each peer's own backoff
+/// decides whether it is dialled).
+const KEEPER_TICK: Duration = Duration::from_secs(5);
+/// Listen addresses of one peer fed from identify into the DHT (a station has a handful).
+const MAX_IDENTIFY_ADDRS: usize = 16;
+/// How-found hints kept for peers we dialled but are not connected to yet.
+const MAX_ORIGIN_HINTS: usize = 4096;
 
 /// Errors of the node; the messages are written for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +64,14 @@ pub enum NodeError {
     NoPeerId(Multiaddr),
     #[error("no known address for peer {0} (give a full multiaddr, or `swarm connect` first)")]
     NoAddress(PeerId),
+    #[error("peer {peer} not found in the DHT after {secs} s")]
+    NotInDht { peer: PeerId, secs: u64 },
+    #[error("cannot look peer {peer} up: {source}")]
+    Lookup {
+        peer: PeerId,
+        #[source]
+        source: routing::LookupError,
+    },
     #[error("cannot connect to {peer}: {reason}")]
     Dial { peer: String, reason: String },
     #[error("cannot open {protocol} to {peer}: {reason}")]
@@ -69,8 +90,42 @@ pub struct NodeOptions {
     pub psk: Option<PreSharedKey>,
     pub listen: Vec<Multiaddr>,
     pub bootstrap: Vec<Multiaddr>,
+    /// Kept connected; `/p2p/<id>` alone is looked up in the DHT.
     pub peering: Vec<Multiaddr>,
     pub limits: NodeLimits,
+    pub routing: RoutingMode,
+    /// `[node] dns`: the resolver of `/dns*` and `/dnsaddr`; `None`: the system's.
+    pub dns: Option<SocketAddr>,
+    /// Announced instead of the listen addresses when non-empty (`Addresses.Announce`).
+    pub announce: Vec<Multiaddr>,
+    pub append_announce: Vec<Multiaddr>,
+    pub no_announce: Vec<Multiaddr>,
+    /// The swarm map folder (`~/.zen/tmp/swarm`): its stations are kept connected.
+    pub swarm_dir: Option<PathBuf>,
+    /// The resolved first-peer settings and their sources, shown by `id --json`.
+    pub first_peers: Option<FirstPeers>,
+}
+
+/// How a connected peer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Bootstrap,
+    Peering,
+    Dht,
+    /// A station of the swarm map folder.
+    SwarmMap,
+    /// Dialled at an address someone gave (`swarm connect`, a tunnel target).
+    Dialed,
+    /// It connected to us.
+    Inbound,
+}
+
+/// Kind of connection (relayed and hole-punched come with NAT traversal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    Direct,
 }
 
 /// A connected peer as `swarm peers` shows it.
@@ -79,6 +134,12 @@ pub struct PeerInfo {
     pub peer_id: String,
     pub address: String,
     pub agent: Option<String>,
+    pub found: Origin,
+    pub connection: ConnectionKind,
+    /// Last ping round trip.
+    pub latency_ms: Option<f64>,
+    /// Tunnel streams open on it.
+    pub tunnels: usize,
 }
 
 /// A snapshot of the node for `id`, the status page and the control API.
@@ -89,6 +150,15 @@ pub struct NodeInfo {
     pub peers: Vec<PeerInfo>,
     pub private_network: bool,
     pub agent: String,
+    pub routing: RoutingMode,
+    /// The WAN DHT's mode now ("client", "server"), or none.
+    pub dht_mode: Option<String>,
+    pub reachability: Reachability,
+    /// Addresses we announce (identify), besides the listen addresses unless `announce` is set.
+    pub announced: Vec<String>,
+    /// Peers in the WAN and LAN routing tables.
+    pub dht_peers: usize,
+    pub first_peers: Option<FirstPeers>,
 }
 
 enum Command {
@@ -113,6 +183,7 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     streams: libp2p_stream::Control,
     inbound: inbound::InboundControl,
+    holds: Holds,
 }
 
 impl Node {
@@ -128,28 +199,44 @@ impl Node {
             tracing::info!("Swarm key fingerprint: {}", psk.fingerprint());
         }
         let peer_id = options.keypair.public().to_peer_id();
-        let mut swarm = swarm::build(options.keypair, options.psk, &options.limits)?;
+        let swarm_options = swarm::SwarmOptions {
+            limits: &options.limits,
+            routing: options.routing,
+            dns: options.dns,
+            hide_listen_addrs: !options.announce.is_empty() || !options.no_announce.is_empty(),
+        };
+        let mut swarm = swarm::build(options.keypair.clone(), options.psk, &swarm_options)?;
         let listen = open_listeners(&mut swarm, &options.listen).await?;
+        announce(&mut swarm, &options, &listen);
         let streams = swarm.behaviour().stream.new_control();
         let inbound = swarm.behaviour().inbound.control();
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let holds = Holds::default();
+        let peering = bootstrap::targets(&options.peering);
         let mut event_loop = EventLoop {
             swarm,
             commands: receiver,
             private_network: options.psk.is_some(),
-            peering: HashSet::new(),
+            keeper: Keeper::new(peering.iter().map(|t| t.peer), options.swarm_dir.clone()),
             connected: HashMap::new(),
+            origins: HashMap::new(),
+            lookups: Lookups::default(),
+            holds: holds.clone(),
+            routing: options.routing,
+            reachability: Reachability::Unknown,
+            first_peers: options.first_peers.clone(),
+            watermarks: (options.limits.conn_low, options.limits.conn_high),
             pending_connects: HashMap::new(),
             pending_peers: HashMap::new(),
         };
-        for addr in options.bootstrap.iter().chain(&options.peering) {
-            if let Err(e) = event_loop.dial_addr(addr.clone()) {
-                tracing::warn!(%addr, "cannot dial bootstrap/peering address: {e}");
+        for target in peering {
+            for addr in target.addrs {
+                event_loop.swarm.add_peer_address(target.peer, addr);
             }
         }
-        for addr in &options.peering {
-            if let Some(peer) = peer_of(addr) {
-                event_loop.peering.insert(peer);
+        for addr in &options.bootstrap {
+            if let Err(e) = event_loop.dial_addr(addr.clone(), Origin::Bootstrap) {
+                tracing::warn!(%addr, "cannot dial bootstrap address: {e}");
             }
         }
         tracker.spawn(event_loop.run(shutdown));
@@ -159,9 +246,15 @@ impl Node {
                 commands,
                 streams,
                 inbound,
+                holds,
             },
             listen,
         ))
+    }
+
+    /// Hold `peer` while a tunnel stream to it is open: its connection is never trimmed.
+    pub fn hold(&self, peer: PeerId) -> Hold {
+        self.holds.hold(peer)
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -181,8 +274,13 @@ impl Node {
     }
 
     /// Dial `addr` (which must end in `/p2p/<id>`), remember it, and wait for the connection.
+    /// `/p2p/<id>` alone dials the peer's known addresses, or looks it up in the DHT.
     pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         let peer = peer_of(&addr).ok_or_else(|| NodeError::NoPeerId(addr.clone()))?;
+        if addr.iter().count() == 1 {
+            self.ensure_connected(peer).await?;
+            return Ok(peer);
+        }
         let dial = self.send(|reply| Command::Connect { addr, peer, reply });
         match tokio::time::timeout(DIAL_WAIT, dial).await {
             Ok(result) => result?.map_err(|reason| NodeError::Dial {
@@ -199,14 +297,16 @@ impl Node {
         Ok(peer)
     }
 
-    /// Make sure a connection to `peer` exists, dialling its known addresses if needed.
+    /// Make sure a connection to `peer` exists, dialling its known addresses if needed, else
+    /// the addresses a DHT lookup finds.
     pub async fn ensure_connected(&self, peer: PeerId) -> Result<(), NodeError> {
         let wait = self.send(|reply| Command::EnsureConnected { peer, reply });
-        match tokio::time::timeout(DIAL_WAIT, wait).await {
+        let limit = DIAL_WAIT + routing::FIND_PEER_TIMEOUT;
+        match tokio::time::timeout(limit, wait).await {
             Ok(result) => result?,
             Err(_) => Err(NodeError::Dial {
                 peer: peer.to_string(),
-                reason: format!("timed out after {DIAL_WAIT:?}"),
+                reason: format!("timed out after {limit:?}"),
             }),
         }
     }
@@ -324,6 +424,23 @@ async fn open_listeners(
     Ok(bound)
 }
 
+/// Announce `Addresses.Announce` (instead of the listen addresses), `AppendAnnounce`, and
+/// the listen addresses minus `NoAnnounce` when only that is set.
+fn announce(swarm: &mut Swarm<Behaviour>, options: &NodeOptions, listen: &[Multiaddr]) {
+    let mut addrs: Vec<Multiaddr> = if !options.announce.is_empty() {
+        options.announce.clone()
+    } else if !options.no_announce.is_empty() {
+        listen.to_vec()
+    } else {
+        Vec::new()
+    };
+    addrs.extend(options.append_announce.iter().cloned());
+    addrs.retain(|a| !options.no_announce.contains(a));
+    for addr in addrs {
+        swarm.add_external_address(addr);
+    }
+}
+
 fn transport_error_text<E: std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
     match e {
         libp2p::TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
@@ -331,34 +448,57 @@ fn transport_error_text<E: std::fmt::Display>(e: &libp2p::TransportError<E>) -> 
     }
 }
 
+/// A connected peer and when its first connection was established (for trimming).
+struct Connected {
+    info: PeerInfo,
+    since: Instant,
+}
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     private_network: bool,
-    peering: HashSet<PeerId>,
-    connected: HashMap<PeerId, PeerInfo>,
+    keeper: Keeper,
+    connected: HashMap<PeerId, Connected>,
+    /// How peers we are dialling were found, until they connect (bounded).
+    origins: HashMap<PeerId, Origin>,
+    lookups: Lookups,
+    holds: Holds,
+    routing: RoutingMode,
+    reachability: Reachability,
+    first_peers: Option<FirstPeers>,
+    /// Connection manager (low, high) watermarks.
+    watermarks: (u32, u32),
     pending_connects: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
     pending_peers: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
 }
 
 impl EventLoop {
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut peering = tokio::time::interval(PEERING_PERIOD);
+        let mut keeper = tokio::time::interval(KEEPER_TICK);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(command) = self.commands.recv() => self.on_command(command),
                 event = self.swarm.select_next_some() => self.on_event(event),
-                _ = peering.tick() => self.redial_peering(),
+                _ = keeper.tick() => self.keep(),
             }
         }
         // Dropping the swarm closes its listeners and connections.
         tracing::debug!("node event loop stopped");
     }
 
-    fn dial_addr(&mut self, addr: Multiaddr) -> Result<ConnectionId, String> {
+    /// Remember how `peer` was found, unless something said so first (bounded).
+    fn hint(&mut self, peer: PeerId, origin: Origin) {
+        if self.origins.len() < MAX_ORIGIN_HINTS || self.origins.contains_key(&peer) {
+            self.origins.entry(peer).or_insert(origin);
+        }
+    }
+
+    fn dial_addr(&mut self, addr: Multiaddr, origin: Origin) -> Result<ConnectionId, String> {
         if let Some(peer) = peer_of(&addr) {
             self.swarm.add_peer_address(peer, addr.clone());
+            self.hint(peer, origin);
         }
         let opts = DialOpts::from(addr);
         let id = opts.connection_id();
@@ -366,11 +506,25 @@ impl EventLoop {
         Ok(id)
     }
 
+    /// Dial `peer` at its known addresses; false if the swarm refused to start the dial.
+    fn dial_peer(&mut self, peer: PeerId) -> Result<(), NodeError> {
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(e) => Err(NodeError::Dial {
+                peer: peer.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Connect { addr, peer, reply } => {
                 self.swarm.add_peer_address(peer, addr.clone());
-                match self.dial_addr(addr) {
+                match self.dial_addr(addr, Origin::Dialed) {
                     Ok(id) => {
                         self.pending_connects.insert(id, reply);
                     }
@@ -391,49 +545,44 @@ impl EventLoop {
             let _ = reply.send(Ok(()));
             return;
         }
-        if self.swarm.behaviour().addresses.get(&peer).is_empty() {
-            let _ = reply.send(Err(NodeError::NoAddress(peer)));
-            return;
+        let result = if self.swarm.behaviour().addresses.get(&peer).is_empty() {
+            self.look_up(peer)
+        } else {
+            self.hint(peer, Origin::Dialed);
+            self.dial_peer(peer)
+        };
+        match result {
+            Ok(()) => self.pending_peers.entry(peer).or_default().push(reply),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
-        let opts = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts)
-            && !matches!(e, libp2p::swarm::DialError::DialPeerConditionFalse(_))
-        {
-            let _ = reply.send(Err(NodeError::Dial {
-                peer: peer.to_string(),
-                reason: e.to_string(),
-            }));
-            return;
-        }
-        self.pending_peers.entry(peer).or_default().push(reply);
     }
 
-    fn info(&self) -> NodeInfo {
+    fn info(&mut self) -> NodeInfo {
+        let behaviour = self.swarm.behaviour_mut();
+        let dht_peers =
+            routing::table_size(&mut behaviour.kad) + routing::table_size(&mut behaviour.lan_kad);
+        let behaviour = self.swarm.behaviour();
         NodeInfo {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
-            peers: self.connected.values().cloned().collect(),
+            peers: (self.connected.iter())
+                .map(|(peer, c)| PeerInfo {
+                    tunnels: self.holds.count(peer),
+                    ..c.info.clone()
+                })
+                .collect(),
             private_network: self.private_network,
             agent: swarm::AGENT_VERSION.into(),
-        }
-    }
-
-    fn redial_peering(&mut self) {
-        let missing: Vec<PeerId> = self
-            .peering
-            .iter()
-            .filter(|p| !self.swarm.is_connected(p))
-            .copied()
-            .collect();
-        for peer in missing {
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, "peering re-dial not started: {e}");
-            }
+            routing: self.routing,
+            dht_mode: behaviour.kad.as_ref().map(|k| k.mode().to_string()),
+            reachability: self.reachability,
+            announced: (self.swarm.external_addresses())
+                .map(|a| a.to_string())
+                .collect(),
+            dht_peers,
+            first_peers: self.first_peers.clone(),
         }
     }
 
@@ -450,10 +599,22 @@ impl EventLoop {
                 if peer_of(&address).is_some() {
                     address.pop();
                 }
-                self.connected.entry(peer_id).or_insert_with(|| PeerInfo {
-                    peer_id: peer_id.to_string(),
-                    address: address.to_string(),
-                    agent: None,
+                let found = match self.origins.remove(&peer_id) {
+                    Some(origin) => origin,
+                    None if endpoint.is_dialer() => Origin::Dialed,
+                    None => Origin::Inbound,
+                };
+                self.connected.entry(peer_id).or_insert_with(|| Connected {
+                    info: PeerInfo {
+                        peer_id: peer_id.to_string(),
+                        address: address.to_string(),
+                        agent: None,
+                        found,
+                        connection: ConnectionKind::Direct,
+                        latency_ms: None,
+                        tunnels: 0,
+                    },
+                    since: Instant::now(),
                 });
                 if let Some(reply) = self.pending_connects.remove(&connection_id) {
                     let _ = reply.send(Ok(()));
@@ -486,12 +647,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id
                     && !self.swarm.is_connected(&peer)
                 {
-                    for reply in self.pending_peers.remove(&peer).unwrap_or_default() {
-                        let _ = reply.send(Err(NodeError::Dial {
-                            peer: peer.to_string(),
-                            reason: reason.clone(),
-                        }));
-                    }
+                    self.fail_waiters(peer, || reason.clone());
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -507,12 +663,38 @@ impl EventLoop {
                 info,
                 ..
             })) => {
+                let listen = &info.listen_addrs[..info.listen_addrs.len().min(MAX_IDENTIFY_ADDRS)];
+                let behaviour = self.swarm.behaviour_mut();
+                for kad in [&mut behaviour.kad, &mut behaviour.lan_kad] {
+                    routing::learn(kad, &info.protocols, peer_id, listen);
+                }
                 if let Some(entry) = self.connected.get_mut(&peer_id) {
-                    entry.agent = Some(info.agent_version);
+                    entry.info.agent = Some(info.agent_version);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                if let Some(entry) = self.connected.get_mut(&peer) {
+                    entry.info.latency_ms = Some(rtt.as_secs_f64() * 1000.0);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(Table::Wan, event),
+            SwarmEvent::Behaviour(BehaviourEvent::LanKad(event)) => self.on_kad(Table::Lan, event),
             SwarmEvent::NewListenAddr { address, .. } => tracing::info!("listening on {address}"),
             _ => {}
+        }
+    }
+
+    /// Tell everyone waiting for a connection to `peer` that it failed.
+    fn fail_waiters(&mut self, peer: PeerId, reason: impl Fn() -> String) {
+        for reply in self.pending_peers.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(Err(NodeError::Dial {
+                peer: peer.to_string(),
+                reason: reason(),
+            }));
         }
     }
 

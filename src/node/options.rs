@@ -11,6 +11,7 @@ use libp2p::pnet::PreSharedKey;
 use crate::config::{self, Config, Home};
 use crate::identity;
 use crate::node::NodeOptions;
+use crate::node::bootstrap::FirstPeers;
 
 /// The Kubo repo to import from, if any: the flag (empty = default location), else config.
 pub fn kubo_repo_choice(flag: Option<&PathBuf>, config: &Config) -> Option<PathBuf> {
@@ -77,28 +78,55 @@ fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
         .collect()
 }
 
-/// Identity, swarm key and addresses of the node, from flags and config.
+/// The first-peer settings (config.toml, else the Kubo repo, else Astroport's lists under
+/// `$HOME`), with their sources.
+pub fn first_peers(config: &Config, kubo_flag: Option<&PathBuf>) -> anyhow::Result<FirstPeers> {
+    let kubo = kubo_repo_choice(kubo_flag, config);
+    Ok(FirstPeers::resolve(
+        &config.node,
+        kubo.as_deref(),
+        &config::home_dir(),
+    )?)
+}
+
+/// Identity, swarm key and addresses of the node, from flags and config. `listen`: the
+/// `--listen` flags; `None` takes `[node] listen`, the Kubo repo's, or the defaults.
 pub fn node_options(
     home: &Home,
     config: &Config,
     kubo_flag: Option<&PathBuf>,
     swarm_key_flag: Option<&PathBuf>,
-    listen: Vec<String>,
+    listen: Option<Vec<String>>,
 ) -> anyhow::Result<NodeOptions> {
     let kubo = kubo_repo_choice(kubo_flag, config);
     let keypair = load_keypair(home, kubo.as_ref())?;
     let psk = load_psk(home, swarm_key_flag, config, kubo.as_ref())?;
-    let mut listen = listen;
+    let first = first_peers(config, kubo_flag)?;
+    let mut listen = listen.unwrap_or_else(|| first.listen.value.clone());
     if psk.is_some() {
         // Kubo disables QUIC in a private network; pnet only wraps TCP.
         listen.retain(|a| !a.contains("/quic"));
     }
+    let dns = match &config.node.dns {
+        Some(text) => Some(
+            text.parse()
+                .with_context(|| format!("[node] dns = {text:?} is not IP:PORT"))?,
+        ),
+        None => None,
+    };
     Ok(NodeOptions {
         keypair,
         psk,
         listen: parse_addrs(&listen, "--listen / [node] listen")?,
-        bootstrap: parse_addrs(&config.node.bootstrap, "[node] bootstrap")?,
-        peering: parse_addrs(&config.node.peering, "[node] peering")?,
+        bootstrap: parse_addrs(&first.bootstrap.value, "bootstrap")?,
+        peering: parse_addrs(&first.peering.value, "peering")?,
         limits: config.node.limits.clone(),
+        routing: first.routing.value,
+        dns,
+        announce: parse_addrs(&first.announce.value, "announce")?,
+        append_announce: parse_addrs(&first.append_announce.value, "append_announce")?,
+        no_announce: parse_addrs(&first.no_announce.value, "no_announce")?,
+        swarm_dir: None,
+        first_peers: Some(first),
     })
 }

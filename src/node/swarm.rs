@@ -1,18 +1,23 @@
 //! Building the libp2p `Swarm`: transports (TCP+pnet when there is a swarm key, else TCP and
-//! QUIC-v1), security, yamux, and the behaviours. A private network is decided here and only here.
+//! QUIC-v1), DNS, security, yamux, and the behaviours. A private network is decided here and only here.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig};
 use libp2p::core::Transport as _;
 use libp2p::core::upgrade::Version;
+use libp2p::dns::{ResolverConfig, ResolverOpts};
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, SwarmBuilder, connection_limits, identify, noise, ping, tcp, yamux};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
-use crate::config::NodeLimits;
+use super::routing::{self, Kad};
+use crate::config::{NodeLimits, RoutingMode};
 
 /// The agent version other peers see in identify (`ipfs id` shows it).
 pub const AGENT_VERSION: &str = concat!("constellation/", env!("CARGO_PKG_VERSION"));
@@ -31,26 +36,70 @@ pub struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
     /// Inbound tunnel streams, queued per protocol.
     pub inbound: Inbound,
+    /// Kubo's WAN DHT (`/ipfs/kad/1.0.0`); off with `routing = "none"`.
+    pub kad: Toggle<Kad>,
+    /// Kubo's LAN DHT (`/ipfs/lan/kad/1.0.0`).
+    pub lan_kad: Toggle<Kad>,
+}
+
+/// What the swarm is built from, besides the key and the swarm key.
+pub struct SwarmOptions<'a> {
+    pub limits: &'a NodeLimits,
+    pub routing: RoutingMode,
+    /// DNS server for `/dns*` and `/dnsaddr`; `None`: the system's resolver.
+    pub dns: Option<SocketAddr>,
+    /// Announce only the external addresses (Kubo's `Addresses.Announce` / `NoAnnounce`).
+    pub hide_listen_addrs: bool,
 }
 
 impl Behaviour {
-    fn new(key: &Keypair, limits: &NodeLimits) -> Behaviour {
+    fn new(key: &Keypair, options: &SwarmOptions<'_>) -> Behaviour {
+        let limits = options.limits;
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
             .with_max_established_per_peer(Some(limits.max_connections_per_peer))
             .with_max_pending_incoming(Some(limits.max_pending))
             .with_max_pending_outgoing(Some(limits.max_pending));
+        let (kad, lan_kad) = routing::behaviours(key.public().to_peer_id(), options.routing);
         Behaviour {
             limits: connection_limits::Behaviour::new(connection_limits),
             addresses: AddressBook::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL_VERSION.into(), key.public())
-                    .with_agent_version(AGENT_VERSION.into()),
+                    .with_agent_version(AGENT_VERSION.into())
+                    .with_hide_listen_addrs(options.hide_listen_addrs),
             ),
             ping: ping::Behaviour::default(),
             stream: libp2p_stream::Behaviour::new(),
             inbound: Inbound::default(),
+            kad,
+            lan_kad,
         }
+    }
+}
+
+/// The resolver: `[node] dns` when set, else the system's (none at all if it has none, rather
+/// than a public default: a node must not send queries we were not told to send).
+fn dns_config(dns: Option<SocketAddr>) -> (ResolverConfig, ResolverOpts) {
+    match dns {
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            (
+                ResolverConfig::from_name_servers(vec![server]),
+                ResolverOpts::default(),
+            )
+        }
+        None => hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|e| {
+            tracing::warn!("no system DNS configuration ({e}): /dns and /dnsaddr will not resolve");
+            (
+                ResolverConfig::from_name_servers(Vec::new()),
+                ResolverOpts::default(),
+            )
+        }),
     }
 }
 
@@ -74,11 +123,12 @@ fn tcp_config() -> tcp::Config {
 pub fn build(
     key: Keypair,
     psk: Option<PreSharedKey>,
-    limits: &NodeLimits,
+    options: &SwarmOptions<'_>,
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
-    let yamux_cfg = yamux_config(limits);
-    let behaviour = |key: &Keypair| Behaviour::new(key, limits);
+    let yamux_cfg = yamux_config(options.limits);
+    let behaviour = |key: &Keypair| Behaviour::new(key, options);
+    let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let swarm = match psk {
@@ -95,6 +145,7 @@ pub fn build(
                 },
             )
             .map_err(|e| err(&e))?
+            .with_dns_config(dns, dns_opts)
             .with_behaviour(|key| behaviour(key))
             .map_err(|e| err(&e))?
             .with_swarm_config(swarm_cfg)
@@ -104,6 +155,7 @@ pub fn build(
             .with_tcp(tcp_config(), noise::Config::new, move || yamux_cfg)
             .map_err(|e| err(&e))?
             .with_quic()
+            .with_dns_config(dns, dns_opts)
             .with_behaviour(|key| behaviour(key))
             .map_err(|e| err(&e))?
             .with_swarm_config(swarm_cfg)

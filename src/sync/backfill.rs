@@ -250,7 +250,7 @@ fn gather_peers(
 /// A node for one run, with the home's identity and swarm key, listening nowhere.
 async fn temporary_node(home: &Home) -> anyhow::Result<Node> {
     let config = crate::config::Config::load(&home.config_file())?;
-    let options = crate::node::options::node_options(home, &config, None, None, Vec::new())?;
+    let options = crate::node::options::node_options(home, &config, None, None, Some(Vec::new()))?;
     let tracker = tokio_util::task::TaskTracker::new();
     let (node, _) = Node::start(
         options,

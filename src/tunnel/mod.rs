@@ -109,6 +109,8 @@ struct StreamEntry {
     local: Option<SocketAddr>,
     counters: Arc<Counters>,
     stop: CancellationToken,
+    /// Keeps the connection manager off this peer's connection while the stream lives.
+    _hold: crate::node::Hold,
 }
 
 #[derive(Default)]
@@ -383,6 +385,7 @@ impl Tunnels {
                 local: None,
                 counters: counters.clone(),
                 stop: stop.clone(),
+                _hold: self.node.hold(peer),
             },
         );
         Some((id, counters, stop))
