@@ -37,9 +37,10 @@ pub enum SwarmCommand {
     Peers {
         #[arg(long)]
         json: bool,
-        /// Columns: address, how the peer was found, connection kind, ping latency, tunnels.
+        /// Columns: address, how the peer was found, connection kind, ping latency, tunnels
+        /// (Kubo's `swarm peers -v`; `--verbose` is the global log flag here).
         #[arg(short = 'v', long)]
-        verbose: bool,
+        detail: bool,
     },
 }
 
@@ -242,13 +243,13 @@ pub fn swarm(home: &Home, command: SwarmCommand) -> anyhow::Result<ExitCode> {
                 result["peer_id"].as_str().unwrap_or_default()
             );
         }
-        SwarmCommand::Peers { json, verbose } => {
+        SwarmCommand::Peers { json, detail } => {
             let result = call(home, Request::SwarmPeers)?;
             if json {
                 println!("{result}");
             } else {
                 let peers: Vec<crate::node::PeerInfo> = serde_json::from_value(result)?;
-                print!("{}", format_peers(&peers, verbose));
+                print!("{}", format_peers(&peers, detail));
             }
         }
     }

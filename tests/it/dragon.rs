@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
-use crate::common::{self, Daemon};
+use crate::common::{self, Daemon, wait_until};
 
 /// How long a test waits for something the daemon does in one 1-second cycle.
 const CYCLE_WAIT: Duration = Duration::from_secs(4);
@@ -96,17 +96,6 @@ fn system_cksum(text: &str) -> u32 {
 /// The BRIEF's alternative port, computed with the system's `cksum`.
 fn system_alt_port(node: &str, slug: &str) -> u16 {
     (21220 + system_cksum(node) % 500 + system_cksum(slug) % 100) as u16
-}
-
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn tunnels(d: &Daemon) -> String {

