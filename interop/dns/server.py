@@ -11,10 +11,9 @@ import ctypes
 import json
 import signal
 import sys
-import threading
 
 from dnslib import QTYPE, RCODE, RR, TXT, A
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 PR_SET_PDEATHSIG = 1
 
@@ -48,9 +47,11 @@ def main():
     p.add_argument("--zone", required=True)
     args = p.parse_args()
     resolver = ZoneResolver(json.loads(args.zone))
-    udp = DNSServer(resolver, address="127.0.0.1", port=0)
+    # Queries are logged on stderr: stdout carries only the ready line.
+    logger = DNSLogger(prefix=False, logf=lambda line: print(line, file=sys.stderr, flush=True))
+    udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
     port = udp.server.server_address[1]
-    tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True)
+    tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=logger)
     udp.start_thread()
     tcp.start_thread()
     print(json.dumps({"event": "ready", "port": port}), flush=True)

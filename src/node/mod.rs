@@ -76,7 +76,7 @@ pub enum NodeError {
     Dial { peer: String, reason: String },
     #[error("cannot open {protocol} to {peer}: {reason}")]
     OpenStream {
-        peer: PeerId,
+        peer: String,
         protocol: String,
         reason: String,
     },
@@ -320,7 +320,7 @@ impl Node {
         self.ensure_connected(peer).await?;
         let mut control = self.streams.clone();
         let err = |reason: String| NodeError::OpenStream {
-            peer,
+            peer: peer.to_string(),
             protocol: protocol.to_string(),
             reason,
         };
@@ -640,7 +640,14 @@ impl EventLoop {
                 error,
             } => {
                 let reason = self.explain(&error.to_string());
-                tracing::warn!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+                let asked = self.pending_connects.contains_key(&connection_id)
+                    || peer_id.is_some_and(|p| self.pending_peers.contains_key(&p));
+                if asked {
+                    tracing::warn!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+                } else {
+                    // The DHT's and the keeper's own dials: a flood of them is no news.
+                    tracing::debug!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+                }
                 if let Some(reply) = self.pending_connects.remove(&connection_id) {
                     let _ = reply.send(Err(reason.clone()));
                 }

@@ -78,9 +78,15 @@ fn forwards_to_a_kubo_found_in_the_dht(key: Option<&str>) {
     k2.listen(&proto, swap.port());
     let flags = key_flags(dir.path(), key);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let ours = daemon_with(dir.path(), &format!("bootstrap = [{:?}]", k1.addr()), &flags);
+    let ours = daemon_with(
+        dir.path(),
+        &format!("bootstrap = [{:?}]", k1.addr()),
+        &flags,
+    );
     assert!(
-        wait_until(SETTLE, || peers_found(&ours).iter().any(|(id, _)| id == &k1.peer_id)),
+        wait_until(SETTLE, || peers_found(&ours)
+            .iter()
+            .any(|(id, _)| id == &k1.peer_id)),
         "our daemon did not connect to its bootstrap peer; log:\n{}",
         ours.log()
     );
@@ -90,12 +96,19 @@ fn forwards_to_a_kubo_found_in_the_dht(key: Option<&str>) {
     );
     let port = free_port();
     let target = format!("/p2p/{}", k2.peer_id);
-    ours.cli_ok(&["p2p", "forward", &proto, &common::net::tcp_addr(port), &target]);
-    let got = harness::swap_exact(port, PAYLOAD).unwrap_or_else(|e| {
-        panic!("tunnel to K2 by PeerID failed: {e}; log:\n{}", ours.log())
-    });
+    ours.cli_ok(&[
+        "p2p",
+        "forward",
+        &proto,
+        &common::net::tcp_addr(port),
+        &target,
+    ]);
+    let got = harness::swap_exact(port, PAYLOAD)
+        .unwrap_or_else(|e| panic!("tunnel to K2 by PeerID failed: {e}; log:\n{}", ours.log()));
     assert_eq!(got, common::net::sha256(&common::net::payload(PAYLOAD, 2)));
-    let theirs = swapped.recv_timeout(harness::IO_TIMEOUT).expect("K2's service saw the stream");
+    let theirs = swapped
+        .recv_timeout(harness::IO_TIMEOUT)
+        .expect("K2's service saw the stream");
     assert_eq!(
         theirs.expect("K2 side read"),
         common::net::sha256(&common::net::payload(PAYLOAD, 1))
@@ -123,16 +136,25 @@ fn kubo_finds_our_daemon(key: Option<&str>) {
     let k1 = kubo_dht(key, &[]);
     let flags = key_flags(dir.path(), key);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let ours = daemon_with(dir.path(), &format!("bootstrap = [{:?}]", k1.addr()), &flags);
+    let ours = daemon_with(
+        dir.path(),
+        &format!("bootstrap = [{:?}]", k1.addr()),
+        &flags,
+    );
     assert!(wait_until(SETTLE, || k1.peer_ids().contains(&ours.peer_id)));
     let boot = [k1.addr()];
     let k3 = kubo_dht(key, &boot);
     let mut last = Err(String::new());
     let found = wait_until(SETTLE, || {
         last = k3.find_peer(&ours.peer_id, 10);
-        last.as_ref().is_ok_and(|addrs| addrs.iter().any(|a| ours.listen.contains(a)))
+        last.as_ref()
+            .is_ok_and(|addrs| addrs.iter().any(|a| ours.listen.contains(a)))
     });
-    assert!(found, "K3 did not find our daemon: {last:?}; listen {:?}", ours.listen);
+    assert!(
+        found,
+        "K3 did not find our daemon: {last:?}; listen {:?}",
+        ours.listen
+    );
 }
 
 #[test]
@@ -168,23 +190,36 @@ fn kubo_repo_bootstrap_and_peering_are_dialled_and_shown_by_id() {
 
     let repo_flag = repo.to_str().expect("utf-8");
     let ours = daemon_with(dir.path(), "", &["--kubo-repo", repo_flag]);
-    let want = vec![(a.peer_id.clone(), "bootstrap".to_owned()), (b.peer_id.clone(), "peering".to_owned())];
+    let want = vec![
+        (a.peer_id.clone(), "bootstrap".to_owned()),
+        (b.peer_id.clone(), "peering".to_owned()),
+    ];
     let mut got = Vec::new();
     let both = wait_until(SETTLE, || {
         got = peers_found(&ours);
         got.sort();
         got == want
     });
-    assert!(both, "peers {got:?}, want exactly {want:?}; log:\n{}", ours.log());
+    assert!(
+        both,
+        "peers {got:?}, want exactly {want:?}; log:\n{}",
+        ours.log()
+    );
     assert!(!got.iter().any(|(id, _)| id == &other.peer_id));
 
     let id = json_of(&ours.cli_ok(&["id", "--json"]));
     let first = &id["first_peers"];
     assert_eq!(first["bootstrap"]["value"], json!([a.addr()]), "{id}");
     assert_eq!(first["bootstrap"]["source"], "kubo_repo");
-    assert_eq!(first["peering"]["value"], json!([format!("{b_tcp}/p2p/{}", b.peer_id)]));
+    assert_eq!(
+        first["peering"]["value"],
+        json!([format!("{b_tcp}/p2p/{}", b.peer_id)])
+    );
     assert_eq!(first["peering"]["source"], "kubo_repo");
-    assert_eq!(first["routing"], json!({"value": "dhtclient", "source": "kubo_repo"}));
+    assert_eq!(
+        first["routing"],
+        json!({"value": "dhtclient", "source": "kubo_repo"})
+    );
     assert_eq!(id["routing"], "dhtclient");
     assert_eq!(id["dht_mode"], "client");
     assert_eq!(first["listen"]["source"], "kubo_repo");
@@ -208,7 +243,9 @@ impl Dns {
             .expect("start the DNS server");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("ready line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
         let ready = json_of(&line);
         Dns {
             port: ready["port"].as_u64().expect("port") as u16,
@@ -261,7 +298,8 @@ fn astroport_bootstrap_list_is_used_when_config_has_none() {
     .expect("list");
     let ours = daemon_with(dir.path(), "", &[]);
     assert!(
-        wait_until(SETTLE, || peers_found(&ours).contains(&(target.peer_id.clone(), "bootstrap".into()))),
+        wait_until(SETTLE, || peers_found(&ours)
+            .contains(&(target.peer_id.clone(), "bootstrap".into()))),
         "log:\n{}",
         ours.log()
     );

@@ -4,6 +4,7 @@
 mod common;
 mod demo;
 mod dht;
+mod dht_hostile;
 mod dragon;
 mod faults;
 mod kubo;
