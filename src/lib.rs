@@ -18,7 +18,8 @@
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer thread, one checker thread per core) used by
 //!   the embedded relay and the sync.
-//! - [`node`]: the libp2p swarm (one owning task), its cloneable handle, its start-up options.
+//! - [`node`]: the libp2p swarm (one owning task), its cloneable handle, its start-up options;
+//!   the Kad DHT, the first peers (config, Kubo repo, Astroport lists, /dnsaddr), the keeper.
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
 //! - [`signal`]: SIGINT/SIGTERM as a future, for the long-running commands.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
