@@ -707,6 +707,8 @@ impl EventLoop {
 
     /// Turn a handshake failure into a sentence; in a private network the usual cause is the key.
     fn explain(&self, error: &str) -> String {
+        // The DNS transport lists nested dial errors on several lines; an error is one line.
+        let error = error.split_whitespace().collect::<Vec<_>>().join(" ");
         // A key mismatch shows up as garbage after pnet: a failed noise/multistream handshake,
         // "Failed to negotiate transport protocol(s)" (inbound), or a handshake timeout.
         let lower = error.to_ascii_lowercase();
@@ -719,7 +721,7 @@ impl EventLoop {
                 "{error} (the peer probably uses a different swarm key, or none: private network handshake failed)"
             )
         } else {
-            error.to_string()
+            error
         }
     }
 }
