@@ -190,10 +190,11 @@ fn kubo_repo_bootstrap_and_peering_are_dialled_and_shown_by_id() {
 
     let repo_flag = repo.to_str().expect("utf-8");
     let ours = daemon_with(dir.path(), "", &["--kubo-repo", repo_flag]);
-    let want = vec![
+    let mut want = vec![
         (a.peer_id.clone(), "bootstrap".to_owned()),
         (b.peer_id.clone(), "peering".to_owned()),
     ];
+    want.sort();
     let mut got = Vec::new();
     let both = wait_until(SETTLE, || {
         got = peers_found(&ours);
