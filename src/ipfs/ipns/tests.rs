@@ -166,5 +166,5 @@ fn the_routing_key_is_the_ipns_prefix_and_the_peer_id_bytes() {
     let key = Keypair::generate_ed25519();
     let routing = routing_key(&name(&key));
     assert_eq!(&routing[..6], b"/ipns/");
-    assert_eq!(PeerId::from_bytes(&routing[6..]), Ok(name(&key)));
+    assert_eq!(PeerId::from_bytes(&routing[6..]).ok(), Some(name(&key)));
 }

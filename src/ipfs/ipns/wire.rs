@@ -49,6 +49,9 @@ impl Entry {
                         PUB_KEY => entry.pub_key = bytes,
                         SIGNATURE_V2 => entry.signature_v2 = bytes,
                         DATA => entry.data = bytes,
+                        VALIDITY_TYPE | SEQUENCE | TTL => {
+                            return Err(format!("field {field} as bytes"));
+                        }
                         _ => {}
                     }
                 }

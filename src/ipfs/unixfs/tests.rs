@@ -308,6 +308,7 @@ fn a_ten_thousand_entry_folder_is_cut_at_the_entry_bound() {
     }
     let roomy = FolderLimits {
         max_entries: 20_000,
+        max_blocks: 20_000,
         ..FolderLimits::STATION
     };
     let mut blocks = MemoryBlocks::default();
