@@ -7,6 +7,7 @@ mod dht;
 mod dht_hostile;
 mod dragon;
 mod faults;
+mod ipfs;
 mod kubo;
 mod relay;
 mod report;
