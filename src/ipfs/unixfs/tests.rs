@@ -130,8 +130,13 @@ fn a_built_folder_reads_back_identically_without_its_hidden_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     station_folder(&tmp.path().join("src"));
     let mut blocks = MemoryBlocks::default();
-    let added =
-        add_path(&tmp.path().join("src"), &mut blocks, &FolderLimits::STATION).expect("add");
+    let added = add_path(
+        &tmp.path().join("src"),
+        &mut blocks,
+        &FolderLimits::STATION,
+        Hidden::Skip,
+    )
+    .expect("add");
     assert_eq!(
         added.blocks,
         blocks.len(),
@@ -207,7 +212,7 @@ fn symlinks_are_refused() {
     fs::create_dir(&src).expect("mkdir");
     std::os::unix::fs::symlink("/etc/passwd", src.join("passwd")).expect("symlink");
     let mut blocks = MemoryBlocks::default();
-    let added = add_path(&src, &mut blocks, &FolderLimits::STATION).expect("add");
+    let added = add_path(&src, &mut blocks, &FolderLimits::STATION, Hidden::Skip).expect("add");
     let err = fetch(
         &blocks,
         &added.root,
@@ -312,8 +317,8 @@ fn a_ten_thousand_entry_folder_is_cut_at_the_entry_bound() {
         ..FolderLimits::STATION
     };
     let mut blocks = MemoryBlocks::default();
-    let added =
-        add_path(&src, &mut blocks, &roomy).expect("add (HAMT-sharded: above 256 KiB of links)");
+    let added = add_path(&src, &mut blocks, &roomy, Hidden::Skip)
+        .expect("add (HAMT-sharded: above 256 KiB of links)");
     let err = fetch(
         &blocks,
         &added.root,
@@ -344,7 +349,8 @@ fn folders_deeper_than_the_bound_are_refused_both_ways() {
     let deep = (0..9).fold(src.clone(), |p, i| p.join(format!("d{i}")));
     fs::create_dir_all(&deep).expect("mkdir");
     let mut blocks = MemoryBlocks::default();
-    let err = add_path(&src, &mut blocks, &FolderLimits::STATION).expect_err("too deep to add");
+    let err = add_path(&src, &mut blocks, &FolderLimits::STATION, Hidden::Skip)
+        .expect_err("too deep to add");
     assert!(
         matches!(
             err,
@@ -359,7 +365,7 @@ fn folders_deeper_than_the_bound_are_refused_both_ways() {
         max_depth: 20,
         ..FolderLimits::STATION
     };
-    let added = add_path(&src, &mut blocks, &roomy).expect("add");
+    let added = add_path(&src, &mut blocks, &roomy, Hidden::Skip).expect("add");
     let err = fetch(
         &blocks,
         &added.root,
@@ -385,9 +391,14 @@ fn cat_reads_one_file_by_path_within_its_bound() {
     let tmp = tempfile::tempdir().expect("tempdir");
     station_folder(&tmp.path().join("src"));
     let mut blocks = MemoryBlocks::default();
-    let root = add_path(&tmp.path().join("src"), &mut blocks, &FolderLimits::STATION)
-        .expect("add")
-        .root;
+    let root = add_path(
+        &tmp.path().join("src"),
+        &mut blocks,
+        &FolderLimits::STATION,
+        Hidden::Skip,
+    )
+    .expect("add")
+    .root;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
