@@ -1,7 +1,6 @@
 //! Identity: the node's libp2p keypair (generated, or imported from a Kubo repo) and the swarm key.
 //! Everything read from disk is parsed here into typed values; errors name the file and the fault.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -61,24 +60,12 @@ pub fn load_or_generate(path: &Path) -> Result<Keypair, IdentityError> {
     }
 }
 
-/// Write `bytes` to `path` with mode 0600, atomically (temp file + rename).
+/// Write `bytes` to `path` with mode 0600, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| IdentityError::Write {
+    crate::atomic_file::write(path, bytes, 0o600).map_err(|source| IdentityError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 /// Decode a libp2p protobuf `PrivateKey` (the format of Kubo's `Identity.PrivKey`).

@@ -24,8 +24,10 @@
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
 //! - [`signal`]: SIGINT/SIGTERM as a future, for the long-running commands.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
+//! - [`atomic_file`]: a leaf: temp file, fsync, rename; every state file is written through it.
 //! - [`config`]: a leaf: `config.toml`, one plain struct per section, the home folder.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DragonError, Slug, catalog, port};
 use crate::config::ForwardSpec;
-use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, Tunnels, addr};
+use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, TunnelKind, Tunnels, addr};
 
 /// Longest mirrored client script read for its `NATIVE_PORT` (real ones are ~3 KiB).
 const MAX_SCRIPT_BYTES: u64 = 64 * 1024;
@@ -99,7 +99,7 @@ pub async fn connect(
     let existing = tunnels
         .list()
         .into_iter()
-        .filter(|t| t.kind == "forward" && t.protocol == protocol)
+        .filter(|t| t.kind == TunnelKind::Forward && t.protocol == protocol)
         .filter_map(|t| port_of(&t))
         .find(|p| requested.is_none_or(|r| r == *p));
     if let Some(port) = existing {
@@ -156,7 +156,7 @@ pub fn disconnect(
     let forwards: Vec<TunnelInfo> = tunnels
         .list()
         .into_iter()
-        .filter(|t| t.kind == "forward" && t.protocol == protocol)
+        .filter(|t| t.kind == TunnelKind::Forward && t.protocol == protocol)
         .collect();
     if forwards.is_empty() {
         return Err(DragonError::NotConnected(protocol));

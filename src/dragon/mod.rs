@@ -18,7 +18,7 @@ pub use publisher::Dragon;
 
 pub use crate::config::DragonConfig;
 use crate::config::home_dir;
-use crate::tunnel::TunnelInfo;
+use crate::tunnel::{TunnelInfo, TunnelKind};
 
 /// Longest slug accepted (`/x/<slug>-<peer id>` must stay well under the protocol-name limit).
 const MAX_SLUG_LEN: usize = 64;
@@ -231,7 +231,7 @@ pub async fn services(
 pub fn remote_forwards(tunnels: &[TunnelInfo]) -> Vec<RemoteForward> {
     tunnels
         .iter()
-        .filter(|t| t.kind == "forward")
+        .filter(|t| t.kind == TunnelKind::Forward)
         .filter_map(|t| {
             let (slug, peer) = parse_service_protocol(&t.protocol)?;
             Some(RemoteForward {

@@ -21,7 +21,7 @@ use super::{
     port, remote_forwards,
 };
 use crate::config::ListenSpec;
-use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, Tunnels, addr};
+use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, TunnelKind, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).
 const COMMAND_QUEUE: usize = 8;
@@ -338,7 +338,7 @@ impl Publisher {
         self.published.retain(|_, e| {
             listing
                 .iter()
-                .any(|t| t.kind == "listen" && t.protocol == e.spec.protocol)
+                .any(|t| t.kind == TunnelKind::Listen && t.protocol == e.spec.protocol)
         });
         let stale: Vec<Slug> = self
             .published
@@ -368,7 +368,7 @@ impl Publisher {
         let ours = self.published.contains_key(slug);
         let manual = listing
             .iter()
-            .find(|t| t.kind == "listen" && t.protocol == spec.protocol)
+            .find(|t| t.kind == TunnelKind::Listen && t.protocol == spec.protocol)
             .filter(|_| !ours);
         let (target_address, allow_peers) = match manual {
             Some(t) => (t.target_address.clone(), t.allow_peers.clone()),
@@ -464,18 +464,14 @@ fn account_name() -> Option<String> {
     })
 }
 
-/// Write through a temporary file and rename, so a reader never sees half a script.
+/// Write atomically, so a reader never sees half a script.
 fn write_executable(
     dir: &std::path::Path,
     path: &std::path::Path,
     text: &str,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("sh.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, path)
+    crate::atomic_file::write(path, text.as_bytes(), 0o755)
 }
 
 /// Remove our `x_*.sh` for services not published now (left by an earlier run that did not stop

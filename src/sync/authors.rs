@@ -191,14 +191,12 @@ pub fn write_atomically(path: &Path, authors: &BTreeSet<String>) -> std::io::Res
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("txt.tmp");
     let mut text = String::with_capacity(authors.len() * 65);
     for a in authors {
         text.push_str(a);
         text.push('\n');
     }
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    crate::atomic_file::write(path, text.as_bytes(), 0o644)
 }
 
 /// Count per kind for stats (`BTreeMap` keeps the report ordered).

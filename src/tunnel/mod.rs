@@ -52,14 +52,32 @@ pub enum TunnelError {
     NoFilter,
 }
 
+/// Which way a tunnel carries streams; serialized (and displayed) as `listen` / `forward`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelKind {
+    /// Inbound: peers' streams are piped to a local target.
+    Listen,
+    /// Outbound: a local TCP port carried to a peer.
+    Forward,
+}
+
+impl std::fmt::Display for TunnelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TunnelKind::Listen => "listen",
+            TunnelKind::Forward => "forward",
+        })
+    }
+}
+
 /// One row of `p2p ls`, in Kubo's columns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TunnelInfo {
     pub protocol: String,
     pub listen_address: String,
     pub target_address: String,
-    /// `listen` (inbound, serving a local target) or `forward` (local port to a peer).
-    pub kind: String,
+    pub kind: TunnelKind,
     #[serde(default)]
     pub allow_peers: Vec<String>,
 }
@@ -181,7 +199,7 @@ impl Tunnels {
         if registry
             .tunnels
             .iter()
-            .any(|t| t.info.kind == "listen" && t.info.protocol == spec.protocol)
+            .any(|t| t.info.kind == TunnelKind::Listen && t.info.protocol == spec.protocol)
         {
             return Err(TunnelError::AlreadyListening(spec.protocol.clone()));
         }
@@ -193,7 +211,7 @@ impl Tunnels {
             protocol: spec.protocol.clone(),
             listen_address: format!("/p2p/{}", self.node.peer_id()),
             target_address: addr::socket_multiaddr(target),
-            kind: "listen".into(),
+            kind: TunnelKind::Listen,
             allow_peers: spec.allow_peers.clone(),
         };
         let stop = self.accepting.child_token();
@@ -238,7 +256,7 @@ impl Tunnels {
             protocol: spec.protocol.clone(),
             listen_address: addr::socket_multiaddr(bound),
             target_address: format!("/p2p/{}", target.peer),
-            kind: "forward".into(),
+            kind: TunnelKind::Forward,
             allow_peers: Vec::new(),
         };
         let stop = self.accepting.child_token();
@@ -338,7 +356,7 @@ impl Tunnels {
     pub fn forward_ports(&self) -> Vec<u16> {
         self.list()
             .iter()
-            .filter(|t| t.kind == "forward")
+            .filter(|t| t.kind == TunnelKind::Forward)
             .filter_map(|t| addr::tcp_socket_addr(&t.listen_address).ok())
             .map(|a| a.port())
             .collect()

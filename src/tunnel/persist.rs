@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::TunnelInfo;
+use super::{TunnelInfo, TunnelKind};
 use crate::config::TunnelSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +48,8 @@ fn save(path: &Path, specs: &[TunnelSpec]) -> Result<(), PersistError> {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(specs).map_err(|e| err(std::io::Error::other(e)))?;
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::atomic_file::write(path, &bytes, 0o644).map_err(err)
 }
 
 /// Add `spec` (replacing an equal one) and rewrite the file.
@@ -79,9 +77,11 @@ pub fn remove_closed(path: &Path, closed: &[TunnelInfo]) -> Result<(), PersistEr
 /// Does `spec` describe the live tunnel `info`?
 fn describes(spec: &TunnelSpec, info: &TunnelInfo) -> bool {
     match spec {
-        TunnelSpec::Listen(l) => info.kind == "listen" && l.protocol == info.protocol,
+        TunnelSpec::Listen(l) => info.kind == TunnelKind::Listen && l.protocol == info.protocol,
         TunnelSpec::Forward(f) => {
-            info.kind == "forward" && f.protocol == info.protocol && f.listen == info.listen_address
+            info.kind == TunnelKind::Forward
+                && f.protocol == info.protocol
+                && f.listen == info.listen_address
         }
     }
 }
@@ -116,7 +116,7 @@ mod tests {
             protocol: "/x/a".into(),
             listen_address: "/p2p/x".into(),
             target_address: "/ip4/127.0.0.1/tcp/1".into(),
-            kind: "listen".into(),
+            kind: TunnelKind::Listen,
             allow_peers: vec![],
         };
         remove_closed(&path, &[closed]).unwrap();
