@@ -103,6 +103,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let daemon = Arc::new(Daemon {
         node: node.clone(),
         tunnels: tunnels.clone(),
+        persisted: persist::Persisted::new(home.tunnels_state()),
         home: home.clone(),
         station: relay.as_ref().map(|r| r.station.clone()),
         dragon: std::sync::OnceLock::new(),
@@ -247,6 +248,8 @@ async fn start_relay(
 struct Daemon {
     node: Node,
     tunnels: Tunnels,
+    /// `tunnels.json`, changed by one request at a time.
+    persisted: persist::Persisted,
     home: Home,
     /// The local relay (None with `--no-relay`).
     station: Option<Station>,
@@ -298,7 +301,7 @@ impl crate::status::StatusSource for Daemon {
 impl Daemon {
     /// Bring back the tunnels of config.toml and of `--persist`; a failing one is logged, not fatal.
     async fn restore_tunnels(&self, config: &Config) {
-        let persisted = persist::load(&self.home.tunnels_state()).unwrap_or_else(|e| {
+        let persisted = self.persisted.load().unwrap_or_else(|e| {
             tracing::warn!("ignoring persisted tunnels: {e}");
             Vec::new()
         });
@@ -314,7 +317,6 @@ impl Daemon {
     }
 
     async fn dispatch(&self, request: Request) -> anyhow::Result<serde_json::Value> {
-        let state = self.home.tunnels_state();
         Ok(match request {
             Request::Id => serde_json::to_value(self.node.info().await?)?,
             Request::SwarmConnect { addr } => {
@@ -325,7 +327,7 @@ impl Daemon {
             Request::P2pListen { spec, persist } => {
                 let info = self.tunnels.listen(&spec)?;
                 if persist {
-                    persist::add(&state, TunnelSpec::Listen(spec))?;
+                    self.persisted.add(TunnelSpec::Listen(spec))?;
                 }
                 serde_json::to_value(info)?
             }
@@ -333,14 +335,14 @@ impl Daemon {
                 let info = self.tunnels.forward(&spec).await?;
                 if persist {
                     spec.listen = info.listen_address.clone();
-                    persist::add(&state, TunnelSpec::Forward(spec))?;
+                    self.persisted.add(TunnelSpec::Forward(spec))?;
                 }
                 serde_json::to_value(info)?
             }
             Request::P2pLs => serde_json::to_value(self.tunnels.list())?,
             Request::P2pClose { filter } => {
                 let closed = self.tunnels.close(&filter)?;
-                persist::remove_closed(&state, &closed)?;
+                self.persisted.remove_closed(&closed)?;
                 serde_json::to_value(closed)?
             }
             Request::StreamLs => serde_json::to_value(self.tunnels.streams())?,

@@ -1,7 +1,9 @@
 //! Persisted tunnels (`p2p listen|forward --persist`): a JSON list of [`TunnelSpec`] in the home
-//! folder, rewritten atomically, so tunnels come back after a restart (Kubo forgets them: kubo#5460).
+//! folder, owned by one [`Persisted`] whose lock makes each read-change-write whole, rewritten
+//! atomically, so tunnels come back after a restart (Kubo forgets them: kubo#5460).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{TunnelInfo, TunnelKind};
 use crate::config::TunnelSpec;
@@ -29,7 +31,7 @@ pub enum PersistError {
 }
 
 /// Read the list; a missing file is an empty list.
-pub fn load(path: &Path) -> Result<Vec<TunnelSpec>, PersistError> {
+fn load(path: &Path) -> Result<Vec<TunnelSpec>, PersistError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PersistError::Parse {
             path: path.to_owned(),
@@ -52,8 +54,42 @@ fn save(path: &Path, specs: &[TunnelSpec]) -> Result<(), PersistError> {
     crate::atomic_file::write(path, &bytes, 0o644).map_err(err)
 }
 
+/// The one owner of a `tunnels.json`: concurrent control requests change it one at a time, so
+/// two `--persist` requests at once both land.
+pub struct Persisted {
+    path: PathBuf,
+    /// Held across each load-change-save.
+    changing: Mutex<()>,
+}
+
+impl Persisted {
+    pub fn new(path: PathBuf) -> Persisted {
+        Persisted {
+            path,
+            changing: Mutex::new(()),
+        }
+    }
+
+    pub fn load(&self) -> Result<Vec<TunnelSpec>, PersistError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        load(&self.path)
+    }
+
+    /// Add `spec` (replacing an equal one).
+    pub fn add(&self, spec: TunnelSpec) -> Result<(), PersistError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        add(&self.path, spec)
+    }
+
+    /// Forget the specs of closed tunnels.
+    pub fn remove_closed(&self, closed: &[TunnelInfo]) -> Result<(), PersistError> {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        remove_closed(&self.path, closed)
+    }
+}
+
 /// Add `spec` (replacing an equal one) and rewrite the file.
-pub fn add(path: &Path, spec: TunnelSpec) -> Result<(), PersistError> {
+fn add(path: &Path, spec: TunnelSpec) -> Result<(), PersistError> {
     let mut specs = load(path)?;
     specs.retain(|s| s != &spec);
     specs.push(spec);
@@ -61,7 +97,7 @@ pub fn add(path: &Path, spec: TunnelSpec) -> Result<(), PersistError> {
 }
 
 /// Remove the specs of closed tunnels and rewrite the file.
-pub fn remove_closed(path: &Path, closed: &[TunnelInfo]) -> Result<(), PersistError> {
+fn remove_closed(path: &Path, closed: &[TunnelInfo]) -> Result<(), PersistError> {
     let specs = load(path)?;
     let before = specs.len();
     let kept: Vec<TunnelSpec> = specs

@@ -297,6 +297,41 @@ fn declared_and_persisted_tunnels_come_back_after_a_restart() {
     assert_eq!(net::request(port, b"after").unwrap(), b"after");
 }
 
+/// `--persist` requests that arrive together: enough that unserialised read-change-write
+/// cycles of `tunnels.json` would lose some.
+const CONCURRENT_PERSISTS: usize = 12;
+
+#[test]
+fn concurrent_persist_requests_all_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut daemon = Daemon::start_in(&home, &[]);
+    let target = tcp_addr(free_port());
+    std::thread::scope(|scope| {
+        for i in 0..CONCURRENT_PERSISTS {
+            let (daemon, target) = (&daemon, &target);
+            scope.spawn(move || {
+                let protocol = format!("/x/persist-{i}");
+                daemon.cli_ok(&["p2p", "listen", &protocol, target, "--persist"]);
+            });
+        }
+    });
+    assert_eq!(daemon.stop().map(|s| s.success()), Some(true));
+
+    let daemon = Daemon::start_in(&home, &[]);
+    let ls = daemon.cli_ok(&["p2p", "ls"]);
+    let mut protocols: Vec<&str> = ls
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    protocols.sort();
+    let mut expected: Vec<String> = (0..CONCURRENT_PERSISTS)
+        .map(|i| format!("/x/persist-{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(protocols, expected, "{ls}");
+}
+
 #[test]
 fn ls_close_and_stream_ls_print_what_is_open() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
