@@ -22,6 +22,7 @@
 //! - [`node`]: the libp2p swarm (one owning task), its cloneable handle, its start-up options;
 //!   the Kad DHT, the first peers (config, Kubo repo, Astroport lists, /dnsaddr), the keeper.
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
+//! - [`nip77`]: NIP-77 as the relay and the sync both speak it: one frame limit, the item set.
 //! - [`signal`]: SIGINT/SIGTERM as a future, for the long-running commands.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
 //! - [`atomic_file`]: a leaf: temp file, fsync, rename; every state file is written through it.
@@ -38,6 +39,7 @@ pub mod identity;
 pub mod install;
 pub mod ipfs;
 pub mod logging;
+pub mod nip77;
 pub mod node;
 pub mod relay;
 pub mod report;

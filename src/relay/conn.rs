@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::{Negentropy, NegentropyStorageVector};
 use nostr::prelude::{ClientMessage, Event, EventId, Filter, MatchEventOptions};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast, mpsc};
@@ -27,8 +27,6 @@ use crate::store::{Checking, Store};
 const MAX_SUB_ID: usize = 64;
 /// Concurrent NIP-77 reconciliations per connection (each holds its item set in memory).
 const MAX_NEG_SESSIONS: usize = 4;
-/// Largest NEG-MSG payload we produce, in bytes before hex (fits a 128 KiB message).
-const NEG_FRAME_LIMIT: u64 = 60_000;
 /// Above `max_message_bytes` × this, the websocket layer itself drops the connection.
 const HARD_LIMIT_FACTOR: usize = 8;
 /// Verbs and ids quoted back in errors are cut to this length.
@@ -564,7 +562,7 @@ impl Session {
             .await;
             return;
         }
-        let negentropy = match server(&items) {
+        let negentropy = match crate::nip77::session(&items) {
             Ok(n) => n,
             Err(e) => {
                 self.neg_err(sub, &format!("error: {e}")).await;
@@ -611,18 +609,6 @@ impl Session {
 fn event_message(sub: &str, json: &str) -> String {
     let sub = Value::from(sub).to_string();
     format!("[\"EVENT\",{sub},{json}]")
-}
-
-/// The responder side of a reconciliation over `items`.
-fn server(
-    items: &[(nostr::prelude::Timestamp, EventId)],
-) -> Result<Negentropy<'static, NegentropyStorageVector>, negentropy::Error> {
-    let mut storage = NegentropyStorageVector::with_capacity(items.len());
-    for (at, id) in items {
-        storage.insert(at.as_secs(), Id::from_byte_array(id.to_bytes()))?;
-    }
-    storage.seal()?;
-    Negentropy::owned(storage, NEG_FRAME_LIMIT)
 }
 
 /// The `id` of `["EVENT", {"id": …}]`, if the text carries a well-formed one.

@@ -16,7 +16,7 @@ use crate::store::{Outcome, Store, StoreError};
 /// Page size when reading an external local relay.
 const LOCAL_PAGE: usize = 500;
 /// Ids per `ids` filter when reading events back.
-const IDS_PER_FILTER: usize = 250;
+pub const IDS_PER_FILTER: usize = 250;
 
 /// What an import did, counted only from the store's acknowledgements.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use nostr::prelude::{Event, EventId, Filter, Kind, MatchEventOptions, PublicKey, Timestamp};
 
 use crate::node::Node;
+use crate::store::rules::{self, EventLimits, Rejection};
 use discovery::Peer;
 use local::{ImportCounts, LocalError, LocalStore};
 use session::Session;
@@ -80,12 +81,8 @@ impl Default for SyncOptions {
     }
 }
 
-/// Largest serialized event accepted from a peer (strfry's default).
-const MAX_EVENT_BYTES: usize = 65_536;
 /// Events per import batch: one transaction each.
 const IMPORT_BATCH: usize = 2_000;
-/// Ids per `ids` filter when downloading what NIP-77 said we need.
-const IDS_PER_FILTER: usize = 250;
 /// Entries of the "viral content" list.
 const VIRAL_TOP: usize = 10;
 
@@ -427,13 +424,13 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                 .filter(|id| claimed.insert(*id))
                 .collect()
         };
-        for (i, chunk) in need.chunks(IDS_PER_FILTER).enumerate() {
+        for (i, chunk) in need.chunks(local::IDS_PER_FILTER).enumerate() {
             let filter = Filter::new().ids(chunk.iter().copied()).limit(chunk.len());
             let events = match session.query(self, filter).await {
                 Ok(events) => events,
                 Err(e) => {
                     let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-                    for id in &need[i * IDS_PER_FILTER..] {
+                    for id in &need[i * local::IDS_PER_FILTER..] {
                         claimed.remove(id);
                     }
                     return Err(NegOutcome::Failed(e));
@@ -476,6 +473,18 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         Ok(())
     }
 
+    /// The store's own rules (strfry's limits; id and signature unless the local side checks
+    /// them itself), so that a peer's event is judged here as the relay would judge it.
+    fn check(&self, event: &Event) -> Result<(), Rejection> {
+        let serialized = serde_json::to_string(event).map_or(usize::MAX, |s| s.len());
+        rules::check_limits(event, serialized, &EventLimits::default())?;
+        if self.options.verify && !self.local.verifies() {
+            // The history has always counted a forged event (id or signature) under one key.
+            rules::check_signature(event).map_err(|_| Rejection::InvalidSignature)?;
+        }
+        Ok(())
+    }
+
     fn screen(&self, session: &mut Session, events: Vec<Event>) -> Vec<Event> {
         let mut kept = Vec::with_capacity(events.len());
         let mut rejected = Vec::new();
@@ -494,10 +503,8 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                 .is_some_and(|p| !p.is_empty() && event.content.contains(p))
             {
                 "spam"
-            } else if serde_json::to_string(&event).map_or(true, |s| s.len() > MAX_EVENT_BYTES) {
-                "too large"
-            } else if self.options.verify && !self.local.verifies() && event.verify().is_err() {
-                "invalid signature"
+            } else if let Err(refused) = self.check(&event) {
+                refused.key()
             } else {
                 kept.push(event);
                 continue;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use negentropy::{Id, Negentropy, NegentropyStorageVector};
+use negentropy::Id;
 use nostr::prelude::{
     ClientMessage, Event, EventId, Filter, RelayMessage, SubscriptionId, Timestamp,
 };
@@ -17,10 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::stats::Traffic;
 
-/// Largest websocket message accepted from a peer: events are ≤ 64 KiB, NEG-MSG ≤ 2×FRAME_LIMIT.
+/// Largest websocket message accepted from a peer: events are ≤ 64 KiB, NEG-MSG ≤ 2×nip77::FRAME_LIMIT.
 const MAX_MESSAGE: usize = 1024 * 1024;
-/// NIP-77 frame size limit (bytes before hex): keeps NEG-MSG under strfry's 128 KiB frames.
-const NEG_FRAME_LIMIT: u64 = 50_000;
 /// Rounds of NEG-MSG before we give up on a reconciliation (1 per ~15k differences).
 const MAX_NEG_ROUNDS: usize = 1_000;
 /// Pages per filter before pagination stops (500 × 20 000 = 10 M events: a runaway relay).
@@ -359,14 +357,7 @@ impl RelayClient {
         items: &[(Timestamp, EventId)],
     ) -> Result<Reconciliation, ClientError> {
         let neg_err = |e: negentropy::Error| ClientError::Neg(e.to_string());
-        let mut storage = NegentropyStorageVector::with_capacity(items.len());
-        for (ts, id) in items {
-            storage
-                .insert(ts.as_secs(), Id::from_byte_array(id.to_bytes()))
-                .map_err(neg_err)?;
-        }
-        storage.seal().map_err(neg_err)?;
-        let mut negentropy = Negentropy::owned(storage, NEG_FRAME_LIMIT).map_err(neg_err)?;
+        let mut negentropy = crate::nip77::session(items).map_err(neg_err)?;
         let initial = negentropy.initiate().map_err(neg_err)?;
         let sub = self.subscription();
         self.send(&ClientMessage::NegOpen {
