@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::config::Home;
 use crate::sync::backfill::RunLock;
-use crate::sync::stats::RunStats;
+use crate::sync::stats::{RunStats, RunStatus};
 use crate::trigger::flags::BackfillArgs;
 use crate::trigger::{EXIT_PARTIAL, EXIT_SKIPPED};
 
@@ -21,8 +21,8 @@ pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let stats = runtime.block_on(crate::trigger::run_locked(home, &args.options()))?;
     print(&args, &stats);
     Ok(match stats.status() {
-        "OK" => ExitCode::SUCCESS,
-        _ => ExitCode::from(EXIT_PARTIAL),
+        RunStatus::Ok => ExitCode::SUCCESS,
+        RunStatus::Partial | RunStatus::Failure => ExitCode::from(EXIT_PARTIAL),
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::config::ReportConfig;
 use crate::sync::history::History;
-use crate::sync::stats::RunStats;
+use crate::sync::stats::{RunStats, RunStatus};
 use svg::esc;
 
 /// Runs in the trend.
@@ -113,9 +113,9 @@ impl Report {
         let r = &self.run;
         let status = r.status();
         let color = match status {
-            "OK" => "#1a7f37",
-            "Partial" => "#9a6700",
-            _ => "#cf222e",
+            RunStatus::Ok => "#1a7f37",
+            RunStatus::Partial => "#9a6700",
+            RunStatus::Failure => "#cf222e",
         };
         let mut h = String::with_capacity(16 * 1024);
         let _ = write!(

@@ -112,7 +112,7 @@ impl History {
         let json = serde_json::to_string(stats).unwrap_or_default();
         tx.execute(
             "INSERT INTO runs (started_at, duration_ms, status, imported, stats) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![stats.started_at as i64, stats.duration_ms as i64, stats.status(), stats.imported as i64, json],
+            params![stats.started_at as i64, stats.duration_ms as i64, stats.status().to_string(), stats.imported as i64, json],
         )
         .map_err(err)?;
         let id = tx.last_insert_rowid();

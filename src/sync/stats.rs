@@ -63,6 +63,26 @@ pub struct PeerStats {
     pub duration_ms: u64,
 }
 
+/// How a run went: every contacted peer synced, some did, or none. Its text (`OK`, `Partial`,
+/// `Failure`) is what the history, the report and the JSON output have always shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    #[serde(rename = "OK")]
+    Ok,
+    Partial,
+    Failure,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RunStatus::Ok => "OK",
+            RunStatus::Partial => "Partial",
+            RunStatus::Failure => "Failure",
+        })
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunStats {
@@ -112,11 +132,11 @@ pub struct RunStats {
 
 impl RunStats {
     /// `OK` (every peer synced), `Partial` (some failed) or `Failure` (none did, or no peer).
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> RunStatus {
         match (self.peers_ok, self.peers_failed) {
-            (_, 0) if self.peers_contacted > 0 => "OK",
-            (0, _) => "Failure",
-            _ => "Partial",
+            (_, 0) if self.peers_contacted > 0 => RunStatus::Ok,
+            (0, _) => RunStatus::Failure,
+            _ => RunStatus::Partial,
         }
     }
 
@@ -142,15 +162,15 @@ mod tests {
     #[test]
     fn status_reflects_peer_outcomes() {
         let mut s = RunStats::default();
-        assert_eq!(s.status(), "Failure");
+        assert_eq!(s.status().to_string(), "Failure");
         s.peers_contacted = 2;
         s.peers_ok = 2;
-        assert_eq!(s.status(), "OK");
+        assert_eq!(s.status().to_string(), "OK");
         s.peers_ok = 1;
         s.peers_failed = 1;
-        assert_eq!(s.status(), "Partial");
+        assert_eq!(s.status().to_string(), "Partial");
         s.peers_ok = 0;
         s.peers_failed = 2;
-        assert_eq!(s.status(), "Failure");
+        assert_eq!(s.status().to_string(), "Failure");
     }
 }

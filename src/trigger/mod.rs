@@ -15,7 +15,7 @@ use crate::runlog::RunLog;
 use crate::sync::backfill::{self, BackfillOptions, RunLock};
 use crate::sync::history::History;
 use crate::sync::local::Station;
-use crate::sync::stats::RunStats;
+use crate::sync::stats::{RunStats, RunStatus};
 
 /// Exit code: the run finished but some peers failed.
 pub const EXIT_PARTIAL: u8 = 2;
@@ -40,7 +40,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Ran { stats, .. } if stats.status() == "OK" => 0,
+            Outcome::Ran { stats, .. } if stats.status() == RunStatus::Ok => 0,
             Outcome::Ran { .. } => EXIT_PARTIAL,
             Outcome::Skipped(_) => EXIT_SKIPPED,
             Outcome::CannotRun(_) => EXIT_CANNOT_RUN,
