@@ -180,10 +180,11 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             Station::External(_) => "external",
         }),
     });
+    let signals = crate::signal::Signals::watch()?;
     println!("{ready}");
     tracing::info!(peer_id = %node.peer_id(), "daemon ready");
 
-    crate::signal::wait_for_signal().await?;
+    signals.received().await;
     tracing::info!("shutting down");
     control_stop.cancel();
     tunnels

@@ -147,12 +147,13 @@ fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<Exi
         let addr = crate::relay::start(served, shutdown.clone(), &tracker)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let signals = crate::signal::Signals::watch()?;
         println!(
             "{}",
             serde_json::json!({"event": "ready", "relay": format!("ws://{addr}"), "db": db})
         );
         tracing::info!(%addr, db = %db.display(), "relay ready");
-        crate::signal::wait_for_signal().await?;
+        signals.received().await;
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -295,6 +296,32 @@ fn declared_and_persisted_tunnels_come_back_after_a_restart() {
         "{ls}"
     );
     assert_eq!(net::request(port, b"after").unwrap(), b"after");
+}
+
+#[test]
+fn after_shutdown_every_port_and_the_control_socket_can_be_bound_again() {
+    let mut daemon = Daemon::start(&[
+        "--relay-listen",
+        "127.0.0.1:0",
+        "--status-listen",
+        "127.0.0.1:0",
+    ]);
+    let port_of = |url: &str| -> u16 {
+        let rest = url.rsplit_once(':').expect("host:port").1;
+        rest.trim_end_matches('/').parse().expect("port")
+    };
+    let p2p = port_of(&daemon.listen[0].replace("/tcp/", ":"));
+    let relay = port_of(daemon.ready["relay"].as_str().expect("relay url"));
+    let status = port_of(daemon.ready["status"].as_str().expect("status url"));
+    let socket = PathBuf::from(daemon.ready["control"].as_str().expect("control socket"));
+    assert!(socket.exists());
+    assert_eq!(daemon.stop().map(|s| s.success()), Some(true));
+    for port in [p2p, relay, status] {
+        TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("port {port} is still held after shutdown: {e}"));
+    }
+    assert!(!socket.exists(), "the control socket file is left behind");
+    std::os::unix::net::UnixListener::bind(&socket).expect("the control socket path is free");
 }
 
 /// `--persist` requests that arrive together: enough that unserialised read-change-write

@@ -162,14 +162,7 @@ impl Daemon {
 
     /// Wait until the log contains `needle` (bounded).
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        wait_until(timeout, || self.log().contains(needle))
     }
 
     /// Send SIGTERM and wait for the exit status (bounded; SIGKILL after 15 s).
