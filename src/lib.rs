@@ -1,7 +1,7 @@
 //! constellation: one binary for an Astroport / UPlanet station.
 //!
 //! Module map (imports point down this list, never up):
-//! - [`cli`]: clap definitions, one runtime and context, dispatch; each command's output.
+//! - [`cli`]: clap definitions and dispatch; one file per command family and its output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay, status and the control API; owns shutdown.
 //! - [`install`]: the systemd units and the cron line that keep a station running.
@@ -23,7 +23,7 @@
 //!   the Kad DHT, the first peers (config, Kubo repo, Astroport lists, /dnsaddr), the keeper.
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
 //! - [`nip77`]: NIP-77 as the relay and the sync both speak it: one frame limit, the item set.
-//! - [`signal`]: SIGINT/SIGTERM as a future, for the long-running commands.
+//! - [`signal`]: SIGINT/SIGTERM, watched before the ready line of the long-running commands.
 //! - [`logging`]: tracing subscriber set-up shared by every subcommand.
 //! - [`atomic_file`]: a leaf: temp file, fsync, rename; every state file is written through it.
 //! - [`config`]: a leaf: `config.toml`, one plain struct per section, the home folder.
