@@ -3,10 +3,12 @@
 //! `libp2p-stream`'s `Control`, which needs no round trip through the event loop.
 
 mod address_book;
+pub mod bitswap;
 pub mod bootstrap;
 mod hold;
 pub mod inbound;
 pub mod options;
+pub mod records;
 pub mod routing;
 pub mod swarm;
 
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{NodeLimits, RoutingMode};
+use crate::ipfs::ipns::{self, IpnsRecord};
 use bootstrap::{FirstPeers, Keeper};
 pub use hold::{Hold, Holds};
 use routing::{Lookups, Reachability, Table};
@@ -80,6 +83,12 @@ pub enum NodeError {
         protocol: String,
         reason: String,
     },
+    #[error("DHT record: {0}")]
+    Dht(String),
+    #[error("no valid IPNS record for {name} in the DHT ({answers} answers)")]
+    NoRecord { name: PeerId, answers: usize },
+    #[error("IPNS record refused: {0}")]
+    Ipns(#[from] crate::ipfs::ipns::IpnsError),
     #[error("the node is shutting down")]
     Stopped,
 }
@@ -174,6 +183,15 @@ enum Command {
     Info {
         reply: oneshot::Sender<NodeInfo>,
     },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    GetRecords {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
 }
 
 /// Cheap, cloneable handle to the running node.
@@ -221,6 +239,7 @@ impl Node {
             connected: HashMap::new(),
             origins: HashMap::new(),
             lookups: Lookups::default(),
+            records: records::Records::default(),
             holds: holds.clone(),
             routing: options.routing,
             reachability: Reachability::Unknown,
@@ -347,6 +366,38 @@ impl Node {
     pub async fn info(&self) -> Result<NodeInfo, NodeError> {
         self.send(|reply| Command::Info { reply }).await
     }
+
+    /// Publish `record` for our own name: PUT_VALUE under `/ipns/<our id>` to the closest
+    /// peers of both tables. It is checked first, as every peer will check it.
+    pub async fn put_ipns(&self, record: &IpnsRecord) -> Result<(), NodeError> {
+        record.validate(&self.peer_id, chrono::Utc::now())?;
+        let key = ipns::routing_key(&self.peer_id);
+        let value = record.marshal();
+        let put = self.send(|reply| Command::PutRecord { key, value, reply });
+        let limit = records::RESOLVE_TIMEOUT + DIAL_WAIT;
+        match tokio::time::timeout(limit, put).await {
+            Ok(result) => result?.map_err(NodeError::Dht),
+            Err(_) => Err(NodeError::Dht(format!("no answer after {limit:?}"))),
+        }
+    }
+
+    /// Resolve `/ipns/<name>` through the DHT: every answer within
+    /// [`records::RESOLVE_TIMEOUT`] is validated for `name`, and the best valid one returned.
+    pub async fn resolve_ipns(&self, name: PeerId) -> Result<IpnsRecord, NodeError> {
+        let key = ipns::routing_key(&name);
+        let get = self.send(|reply| Command::GetRecords { key, reply });
+        let values = tokio::time::timeout(records::RESOLVE_TIMEOUT + DIAL_WAIT, get)
+            .await
+            .unwrap_or(Ok(Vec::new()))?;
+        let (best, refused) = records::best_valid(&name, &values);
+        for e in &refused {
+            tracing::warn!(%name, "IPNS record from the DHT refused: {e}");
+        }
+        best.ok_or(NodeError::NoRecord {
+            name,
+            answers: values.len(),
+        })
+    }
 }
 
 /// The `/p2p/<id>` at the end of `addr`, if any.
@@ -463,6 +514,8 @@ struct EventLoop {
     /// How peers we are dialling were found, until they connect (bounded).
     origins: HashMap<PeerId, Origin>,
     lookups: Lookups,
+    /// DHT record puts and gets in flight (IPNS).
+    records: records::Records,
     holds: Holds,
     routing: RoutingMode,
     reachability: Reachability,
@@ -537,6 +590,8 @@ impl EventLoop {
             Command::Info { reply } => {
                 let _ = reply.send(self.info());
             }
+            Command::PutRecord { key, value, reply } => self.put_record(key, value, reply),
+            Command::GetRecords { key, reply } => self.get_records(key, reply),
         }
     }
 

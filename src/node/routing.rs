@@ -83,7 +83,10 @@ fn kad_config(protocol: StreamProtocol) -> kad::Config {
         .set_kbucket_size(BUCKET_SIZE)
         .set_parallelism(PARALLELISM)
         .set_max_packet_size(MAX_PACKET_SIZE)
-        .set_query_timeout(FIND_PEER_TIMEOUT);
+        .set_query_timeout(FIND_PEER_TIMEOUT)
+        // Records and provider records put to us are checked before they are stored
+        // (`records::accept_inbound`), as Kubo's validators do.
+        .set_record_filtering(kad::StoreInserts::FilterBoth);
     config
 }
 
@@ -265,6 +268,13 @@ impl super::EventLoop {
     }
 
     pub(super) fn on_kad(&mut self, table: Table, event: kad::Event) {
+        if self.records.on_event(table, &event) {
+            return;
+        }
+        if let kad::Event::InboundRequest { request } = event {
+            self.on_inbound_request(table, request);
+            return;
+        }
         let behaviour = self.swarm.behaviour_mut();
         let other = match table {
             Table::Wan => &mut behaviour.lan_kad,
@@ -289,6 +299,63 @@ impl super::EventLoop {
             }
             None => log_kad_event(table, &event),
         }
+    }
+
+    /// A record or provider record a peer put to us (filtering is on: nothing is stored yet).
+    fn on_inbound_request(&mut self, table: Table, request: kad::InboundRequest) {
+        let behaviour = self.swarm.behaviour_mut();
+        let kad = match table {
+            Table::Wan => &mut behaviour.kad,
+            Table::Lan => &mut behaviour.lan_kad,
+        };
+        let Some(kad) = kad.as_mut() else { return };
+        match request {
+            kad::InboundRequest::PutRecord {
+                source,
+                record: Some(record),
+                ..
+            } => {
+                if let Err(e) = super::records::accept_inbound(kad, record) {
+                    tracing::info!(peer = %source, ?table, "DHT record refused: {e}");
+                }
+            }
+            kad::InboundRequest::AddProvider {
+                record: Some(record),
+            } => {
+                use kad::store::RecordStore as _;
+                if let Err(e) = kad.store_mut().add_provider(record) {
+                    tracing::debug!(?table, "provider record not kept: {e:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn put_record(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        let behaviour = self.swarm.behaviour_mut();
+        let tables = [
+            (Table::Wan, &mut behaviour.kad),
+            (Table::Lan, &mut behaviour.lan_kad),
+        ];
+        self.records.put(tables, key, value, reply);
+    }
+
+    pub(super) fn get_records(
+        &mut self,
+        key: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Vec<Vec<u8>>>,
+    ) {
+        let behaviour = self.swarm.behaviour_mut();
+        let tables = [
+            (Table::Wan, &mut behaviour.kad),
+            (Table::Lan, &mut behaviour.lan_kad),
+        ];
+        self.records.get(tables, key, reply);
     }
 
     /// What AutoNAT found: in `routing = "dht"`, the WAN table serves once we are public.

@@ -1,6 +1,11 @@
 //! The `IpnsEntry` protobuf, encoded and decoded by hand: nine optional fields, bytes or varint.
 //! Input is already bounded (10 KiB); unknown fields are skipped as protobuf requires.
 
+use crate::ipfs::protobuf::{
+    FIXED32, FIXED64, LEN, VARINT, length_delimited, put_bytes_fields, put_varint_field, take,
+    varint,
+};
+
 /// Field numbers of `IpnsEntry` (IPNS spec, `ipns.proto`).
 const VALUE: u64 = 1;
 const SIGNATURE_V1: u64 = 2;
@@ -11,11 +16,6 @@ const TTL: u64 = 6;
 const PUB_KEY: u64 = 7;
 const SIGNATURE_V2: u64 = 8;
 const DATA: u64 = 9;
-/// Protobuf wire types we meet.
-const VARINT: u64 = 0;
-const FIXED64: u64 = 1;
-const LEN: u64 = 2;
-const FIXED32: u64 = 5;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Entry {
@@ -81,60 +81,6 @@ impl Entry {
         put_bytes_fields(&mut out, &rest);
         out
     }
-}
-
-fn put_bytes_fields(out: &mut Vec<u8>, fields: &[(u64, &Option<Vec<u8>>)]) {
-    for (field, bytes) in fields {
-        if let Some(bytes) = bytes {
-            put_varint(out, field << 3 | LEN);
-            put_varint(out, bytes.len() as u64);
-            out.extend_from_slice(bytes);
-        }
-    }
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u64, value: Option<u64>) {
-    if let Some(value) = value {
-        put_varint(out, field << 3 | VARINT);
-        put_varint(out, value);
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A base-128 varint of at most 10 bytes (a u64).
-fn varint(input: &mut &[u8]) -> Result<u64, String> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let (&byte, rest) = input.split_first().ok_or("truncated varint")?;
-        *input = rest;
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
-}
-
-fn length_delimited<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
-    let len = varint(input)?;
-    let len = usize::try_from(len).map_err(|_| "length out of range".to_string())?;
-    take(input, len)
-}
-
-fn take<'a>(input: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
-    if input.len() < len {
-        return Err(format!("field of {len} bytes with {} left", input.len()));
-    }
-    let (head, rest) = input.split_at(len);
-    *input = rest;
-    Ok(head)
 }
 
 #[cfg(test)]
