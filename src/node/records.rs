@@ -192,15 +192,17 @@ impl Records {
             return;
         }
         match self.pending.remove(&id) {
-            Some(Pending::Put { reply, error, .. }) => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(error.unwrap_or_else(|| "no peer stored it".into())));
-                }
+            Some(Pending::Put {
+                reply: Some(reply),
+                error,
+                ..
+            }) => {
+                let _ = reply.send(Err(error.unwrap_or_else(|| "no peer stored it".into())));
             }
             Some(Pending::Get { reply, values, .. }) => {
                 let _ = reply.send(values);
             }
-            None => {}
+            Some(Pending::Put { reply: None, .. }) | None => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: real daemons as processes on loopback, real peers (Kubo, relays, sshd).
 //! One test binary keeps link time down; each area is a module.
 
+mod bitswap;
 mod common;
 mod demo;
 mod dht;

@@ -131,8 +131,7 @@ impl Bitswap {
         let permits = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
         for protocol in PROTOCOLS {
             let mut streams = node.accept(protocol.clone())?;
-            let (bitswap, permits, shutdown) =
-                (bitswap.clone(), permits.clone(), shutdown.clone());
+            let (bitswap, permits, shutdown) = (bitswap.clone(), permits.clone(), shutdown.clone());
             let inner = tracker.clone();
             tracker.spawn(async move {
                 loop {

@@ -351,6 +351,9 @@ mod tests {
         for cut in [1, 2, 3, 10, bytes.len() - 1] {
             assert!(Message::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(Message::decode(&[0x0a, 0x02, 0x0a, 0x00]).is_err(), "entry without a CID");
+        assert!(
+            Message::decode(&[0x0a, 0x02, 0x0a, 0x00]).is_err(),
+            "entry without a CID"
+        );
     }
 }
