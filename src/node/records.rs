@@ -207,6 +207,39 @@ impl Records {
     }
 }
 
+/// The event loop's side: records other peers put to us.
+impl super::EventLoop {
+    /// A record or provider record a peer put to us (filtering is on: nothing is stored yet).
+    pub(super) fn on_inbound_request(&mut self, table: Table, request: kad::InboundRequest) {
+        let behaviour = self.swarm.behaviour_mut();
+        let kad = match table {
+            Table::Wan => &mut behaviour.kad,
+            Table::Lan => &mut behaviour.lan_kad,
+        };
+        let Some(kad) = kad.as_mut() else { return };
+        match request {
+            kad::InboundRequest::PutRecord {
+                source,
+                record: Some(record),
+                ..
+            } => {
+                if let Err(e) = accept_inbound(kad, record) {
+                    tracing::info!(peer = %source, ?table, "DHT record refused: {e}");
+                }
+            }
+            kad::InboundRequest::AddProvider {
+                record: Some(record),
+            } => {
+                use kad::store::RecordStore as _;
+                if let Err(e) = kad.store_mut().add_provider(record) {
+                    tracing::debug!(?table, "provider record not kept: {e:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Why a record put to us was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InboundRecordError {

@@ -301,36 +301,6 @@ impl super::EventLoop {
         }
     }
 
-    /// A record or provider record a peer put to us (filtering is on: nothing is stored yet).
-    fn on_inbound_request(&mut self, table: Table, request: kad::InboundRequest) {
-        let behaviour = self.swarm.behaviour_mut();
-        let kad = match table {
-            Table::Wan => &mut behaviour.kad,
-            Table::Lan => &mut behaviour.lan_kad,
-        };
-        let Some(kad) = kad.as_mut() else { return };
-        match request {
-            kad::InboundRequest::PutRecord {
-                source,
-                record: Some(record),
-                ..
-            } => {
-                if let Err(e) = super::records::accept_inbound(kad, record) {
-                    tracing::info!(peer = %source, ?table, "DHT record refused: {e}");
-                }
-            }
-            kad::InboundRequest::AddProvider {
-                record: Some(record),
-            } => {
-                use kad::store::RecordStore as _;
-                if let Err(e) = kad.store_mut().add_provider(record) {
-                    tracing::debug!(?table, "provider record not kept: {e:?}");
-                }
-            }
-            _ => {}
-        }
-    }
-
     pub(super) fn put_record(
         &mut self,
         key: Vec<u8>,
