@@ -135,6 +135,9 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # dns = "127.0.0.1:53"           # resolver for /dns4, /dns6, /dnsaddr (default: the system's)
 # kubo_repo = "/home/user/.ipfs" # use the station's Kubo identity (IPFSNODEID)
 # swarm_key = "/home/user/.ipfs/swarm.key"
+# relays = []                    # relays to reserve a slot on when behind NAT: "/ip4/…/p2p/12D3…"
+# relay_service = true           # serve relay slots; unset: only while AutoNAT says public
+# autonat_private_addresses = false  # AutoNAT for LAN/VPN addresses too
 
 [node.limits]
 # max_connections = 512

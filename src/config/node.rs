@@ -32,6 +32,12 @@ pub struct NodeConfig {
     pub kubo_repo: Option<PathBuf>,
     /// Swarm key file (`/key/swarm/psk/1.0.0/`); default: `<kubo repo>/swarm.key` when importing.
     pub swarm_key: Option<PathBuf>,
+    /// Circuit relays (`…/p2p/<id>`) to reserve a slot on while behind NAT; kept connected.
+    pub relays: Vec<String>,
+    /// Serve relay v2 slots to others: unset = while AutoNAT says we are public.
+    pub relay_service: Option<bool>,
+    /// AutoNAT also for private addresses (a LAN or VPN constellation); off, as Kubo.
+    pub autonat_private_addresses: bool,
     pub limits: NodeLimits,
 }
 

@@ -364,7 +364,8 @@ impl Keeper {
 }
 
 /// Connections to close so that `open` (peer, connected since) drops from above `high` to
-/// `low`: the oldest first, never a protected peer (tunnels, peering) nor one in its grace.
+/// `low`: the oldest first, never a protected peer (tunnels, peering, our relays) nor one in
+/// its grace.
 pub fn trim(
     open: &[(PeerId, Instant)],
     protected: impl Fn(&PeerId) -> bool,
@@ -416,8 +417,8 @@ impl super::EventLoop {
         let open: Vec<(PeerId, Instant)> =
             self.connected.iter().map(|(p, c)| (*p, c.since)).collect();
         let (low, high) = self.watermarks;
-        let holds = &self.holds;
-        let protected = |p: &PeerId| kept.contains(p) || holds.is_held(p);
+        let (holds, nat) = (&self.holds, &self.nat);
+        let protected = |p: &PeerId| kept.contains(p) || holds.is_held(p) || nat.has_reservation(p);
         for peer in trim(
             &open,
             protected,

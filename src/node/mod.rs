@@ -7,6 +7,7 @@ pub mod bitswap;
 pub mod bootstrap;
 mod hold;
 pub mod inbound;
+pub mod nat;
 pub mod options;
 pub mod records;
 pub mod routing;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -26,7 +28,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, ping};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,7 +36,8 @@ use crate::config::{NodeLimits, RoutingMode};
 use crate::ipfs::ipns::{self, IpnsRecord};
 use bootstrap::{FirstPeers, Keeper};
 pub use hold::{Hold, Holds};
-use routing::{Lookups, Reachability, Table};
+use nat::{ConnectionKind, Nat, NatOutcome, Reachability, ReservationInfo};
+use routing::{Lookups, Table};
 use swarm::{Behaviour, BehaviourEvent};
 
 /// Commands queued to the event loop; a full queue makes callers wait (back-pressure).
@@ -48,13 +51,18 @@ const DIAL_WAIT: Duration = Duration::from_secs(12);
 const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long start-up waits for every listener to report its address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
-/// The keeper looks at the kept peers and the watermarks this often (each peer's own backoff
-/// decides whether it is dialled).
+/// The keeper looks at the kept peers (peering peers, static relays, the swarm map) and the
+/// watermarks this often (each peer's own backoff decides whether it is dialled); relay
+/// reservations are checked on the same tick.
 const KEEPER_TICK: Duration = Duration::from_secs(5);
 /// Listen addresses of one peer fed from identify into the DHT (a station has a handful).
 const MAX_IDENTIFY_ADDRS: usize = 16;
 /// How-found hints kept for peers we dialled but are not connected to yet.
 const MAX_ORIGIN_HINTS: usize = 4096;
+/// A stream to a peer reached only through a relay first waits this long for DCUtR to open a
+/// direct connection (Kubo waits for one too, see `protocols/compat-kubo.md`); hole punching
+/// takes one round trip and a simultaneous dial, a few hundred ms on real links.
+const DIRECT_UPGRADE_WAIT: Duration = Duration::from_secs(5);
 
 /// Errors of the node; the messages are written for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +121,7 @@ pub struct NodeOptions {
     pub swarm_dir: Option<PathBuf>,
     /// The resolved first-peer settings and their sources, shown by `id --json`.
     pub first_peers: Option<FirstPeers>,
+    pub nat: nat::NatOptions,
 }
 
 /// How a connected peer was found.
@@ -130,13 +139,6 @@ pub enum Origin {
     Inbound,
 }
 
-/// Kind of connection (relayed and hole-punched come with NAT traversal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionKind {
-    Direct,
-}
-
 /// A connected peer as `swarm peers` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerInfo {
@@ -144,6 +146,7 @@ pub struct PeerInfo {
     pub address: String,
     pub agent: Option<String>,
     pub found: Origin,
+    /// How the best connection to the peer goes: direct, relayed or hole-punched.
     pub connection: ConnectionKind,
     /// Last ping round trip.
     pub latency_ms: Option<f64>,
@@ -162,12 +165,22 @@ pub struct NodeInfo {
     pub routing: RoutingMode,
     /// The WAN DHT's mode now ("client", "server"), or none.
     pub dht_mode: Option<String>,
+    /// Whether peers can dial us (AutoNAT): public, private or unknown.
+    #[serde(default)]
     pub reachability: Reachability,
-    /// Addresses we announce (identify), besides the listen addresses unless `announce` is set.
+    /// The addresses identify announces: listen addresses (`/p2p-circuit` ones included) and
+    /// confirmed external ones.
+    #[serde(default)]
     pub announced: Vec<String>,
     /// Peers in the WAN and LAN routing tables.
     pub dht_peers: usize,
     pub first_peers: Option<FirstPeers>,
+    /// Our relay reservations (while private).
+    #[serde(default)]
+    pub relay_reservations: Vec<ReservationInfo>,
+    /// Whether we serve relay slots to others now.
+    #[serde(default)]
+    pub relay_service: bool,
 }
 
 enum Command {
@@ -192,6 +205,11 @@ enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
+    /// Answer once `peer` has a direct connection, or cannot get one soon.
+    WaitDirect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Cheap, cloneable handle to the running node.
@@ -202,6 +220,7 @@ pub struct Node {
     streams: libp2p_stream::Control,
     inbound: inbound::InboundControl,
     holds: Holds,
+    reachability: watch::Receiver<Reachability>,
 }
 
 impl Node {
@@ -218,12 +237,14 @@ impl Node {
         }
         let peer_id = options.keypair.public().to_peer_id();
         let swarm_options = swarm::SwarmOptions {
+            psk: options.psk,
             limits: &options.limits,
             routing: options.routing,
             dns: options.dns,
-            hide_listen_addrs: !options.announce.is_empty() || !options.no_announce.is_empty(),
+            hide_listen_addrs: hides_listen_addrs(&options),
+            nat: &options.nat,
         };
-        let mut swarm = swarm::build(options.keypair.clone(), options.psk, &swarm_options)?;
+        let mut swarm = swarm::build(options.keypair.clone(), swarm_options)?;
         let listen = open_listeners(&mut swarm, &options.listen).await?;
         announce(&mut swarm, &options, &listen);
         let streams = swarm.behaviour().stream.new_control();
@@ -231,24 +252,32 @@ impl Node {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let holds = Holds::default();
         let peering = bootstrap::targets(&options.peering);
+        let relays = bootstrap::targets(&options.nat.relays);
+        let nat = Nat::new(&options.nat);
+        let reachability = nat.watch();
         let mut event_loop = EventLoop {
             swarm,
             commands: receiver,
             private_network: options.psk.is_some(),
-            keeper: Keeper::new(peering.iter().map(|t| t.peer), options.swarm_dir.clone()),
+            hide_listen_addrs: hides_listen_addrs(&options),
+            keeper: Keeper::new(
+                peering.iter().chain(&relays).map(|t| t.peer),
+                options.swarm_dir.clone(),
+            ),
             connected: HashMap::new(),
             origins: HashMap::new(),
             lookups: Lookups::default(),
             records: records::Records::default(),
             holds: holds.clone(),
             routing: options.routing,
-            reachability: Reachability::Unknown,
             first_peers: options.first_peers.clone(),
             watermarks: (options.limits.conn_low, options.limits.conn_high),
             pending_connects: HashMap::new(),
             pending_peers: HashMap::new(),
+            nat,
+            direct_waiters: HashMap::new(),
         };
-        for target in peering {
+        for target in peering.into_iter().chain(relays) {
             for addr in target.addrs {
                 event_loop.swarm.add_peer_address(target.peer, addr);
             }
@@ -266,6 +295,7 @@ impl Node {
                 streams,
                 inbound,
                 holds,
+                reachability,
             },
             listen,
         ))
@@ -278,6 +308,11 @@ impl Node {
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Reachability as AutoNAT finds it; `changed()` wakes on every change.
+    pub fn reachability(&self) -> watch::Receiver<Reachability> {
+        self.reachability.clone()
     }
 
     async fn send<T>(
@@ -337,6 +372,15 @@ impl Node {
         protocol: StreamProtocol,
     ) -> Result<libp2p::Stream, NodeError> {
         self.ensure_connected(peer).await?;
+        // As Kubo: not on a relayed (limited) connection while hole punching may still open a
+        // direct one. Unlike Kubo, which then fails, we fall back to the relay (its limits apply).
+        let wait = self.send(|reply| Command::WaitDirect { peer, reply });
+        if tokio::time::timeout(DIRECT_UPGRADE_WAIT, wait)
+            .await
+            .is_err()
+        {
+            tracing::debug!(%peer, "no direct connection after {DIRECT_UPGRADE_WAIT:?}: using the relay");
+        }
         let mut control = self.streams.clone();
         let err = |reason: String| NodeError::OpenStream {
             peer: peer.to_string(),
@@ -475,6 +519,12 @@ async fn open_listeners(
     Ok(bound)
 }
 
+/// Whether identify announces only the external addresses: `Addresses.Announce` or
+/// `NoAnnounce` is set, so the listen addresses are not announced as such.
+fn hides_listen_addrs(options: &NodeOptions) -> bool {
+    !options.announce.is_empty() || !options.no_announce.is_empty()
+}
+
 /// Announce `Addresses.Announce` (instead of the listen addresses), `AppendAnnounce`, and
 /// the listen addresses minus `NoAnnounce` when only that is set.
 fn announce(swarm: &mut Swarm<Behaviour>, options: &NodeOptions, listen: &[Multiaddr]) {
@@ -490,6 +540,10 @@ fn announce(swarm: &mut Swarm<Behaviour>, options: &NodeOptions, listen: &[Multi
     for addr in addrs {
         swarm.add_external_address(addr);
     }
+}
+
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 fn transport_error_text<E: std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
@@ -509,6 +563,8 @@ struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     private_network: bool,
+    /// Identify announces only the external addresses (see [`hides_listen_addrs`]).
+    hide_listen_addrs: bool,
     keeper: Keeper,
     connected: HashMap<PeerId, Connected>,
     /// How peers we are dialling were found, until they connect (bounded).
@@ -518,12 +574,14 @@ struct EventLoop {
     records: records::Records,
     holds: Holds,
     routing: RoutingMode,
-    reachability: Reachability,
     first_peers: Option<FirstPeers>,
     /// Connection manager (low, high) watermarks.
     watermarks: (u32, u32),
     pending_connects: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
     pending_peers: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    nat: Nat,
+    /// Streams waiting for a direct connection to a peer reached only through a relay.
+    direct_waiters: HashMap<PeerId, Vec<oneshot::Sender<()>>>,
 }
 
 impl EventLoop {
@@ -534,7 +592,10 @@ impl EventLoop {
                 () = shutdown.cancelled() => break,
                 Some(command) = self.commands.recv() => self.on_command(command),
                 event = self.swarm.select_next_some() => self.on_event(event),
-                _ = keeper.tick() => self.keep(),
+                _ = keeper.tick() => {
+                    self.keep();
+                    self.nat.ensure_reservations(&mut self.swarm);
+                }
             }
         }
         // Dropping the swarm closes its listeners and connections.
@@ -592,6 +653,13 @@ impl EventLoop {
             }
             Command::PutRecord { key, value, reply } => self.put_record(key, value, reply),
             Command::GetRecords { key, reply } => self.get_records(key, reply),
+            Command::WaitDirect { peer, reply } => {
+                if self.nat.only_relayed(&peer) {
+                    self.direct_waiters.entry(peer).or_default().push(reply);
+                } else {
+                    let _ = reply.send(());
+                }
+            }
         }
     }
 
@@ -614,6 +682,48 @@ impl EventLoop {
         }
     }
 
+    /// The reachability hook: AutoNAT changed its mind (the DHT switches client/server here).
+    fn on_reachability(&mut self, reachability: Reachability) {
+        tracing::debug!("reachability is now {reachability:?}");
+    }
+
+    fn on_nat_event(&mut self, event: nat::BehaviourEvent) {
+        match self.nat.on_event(&mut self.swarm, event) {
+            NatOutcome::None => {}
+            NatOutcome::Reachability(r) => self.on_reachability(r),
+            NatOutcome::Close(relayed) => self.retire_relayed(relayed),
+            NatOutcome::HolePunchFailed(peer) => self.wake_direct_waiters(&peer),
+        }
+    }
+
+    /// A direct connection now exists: close the relayed ones, so that streams use it.
+    fn retire_relayed(&mut self, relayed: Vec<ConnectionId>) {
+        for id in relayed {
+            tracing::debug!(connection = ?id, "closing a relayed connection: a direct one exists");
+            self.swarm.close_connection(id);
+        }
+    }
+
+    fn wake_direct_waiters(&mut self, peer: &PeerId) {
+        for reply in self.direct_waiters.remove(peer).unwrap_or_default() {
+            let _ = reply.send(());
+        }
+    }
+
+    /// What identify announces: the external addresses, and the listen addresses (ours and the
+    /// `/p2p-circuit` ones) unless `announce`/`no_announce` hides them.
+    fn announced(&self) -> Vec<String> {
+        let mut announced: Vec<String> = Vec::new();
+        let listen = self.swarm.listeners().filter(|_| !self.hide_listen_addrs);
+        for addr in listen.chain(self.swarm.external_addresses()) {
+            let addr = addr.to_string();
+            if !announced.contains(&addr) {
+                announced.push(addr);
+            }
+        }
+        announced
+    }
+
     fn info(&mut self) -> NodeInfo {
         let behaviour = self.swarm.behaviour_mut();
         let dht_peers =
@@ -623,21 +733,26 @@ impl EventLoop {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.swarm.listeners().map(|a| a.to_string()).collect(),
             peers: (self.connected.iter())
-                .map(|(peer, c)| PeerInfo {
-                    tunnels: self.holds.count(peer),
-                    ..c.info.clone()
+                .map(|(peer, c)| {
+                    let mut info = c.info.clone();
+                    info.tunnels = self.holds.count(peer);
+                    if let Some((kind, addr)) = self.nat.best_connection(peer) {
+                        info.connection = kind;
+                        info.address = addr.to_string();
+                    }
+                    info
                 })
                 .collect(),
             private_network: self.private_network,
             agent: swarm::AGENT_VERSION.into(),
             routing: self.routing,
             dht_mode: behaviour.kad.as_ref().map(|k| k.mode().to_string()),
-            reachability: self.reachability,
-            announced: (self.swarm.external_addresses())
-                .map(|a| a.to_string())
-                .collect(),
+            reachability: self.nat.reachability(),
+            announced: self.announced(),
             dht_peers,
             first_peers: self.first_peers.clone(),
+            relay_reservations: self.nat.reservations(),
+            relay_service: self.nat.serving(),
         }
     }
 
@@ -650,9 +765,23 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                let mut address = endpoint.get_remote_address().clone();
+                let mut address = match &endpoint {
+                    // An inbound circuit's remote is only `/p2p/<src>`: show the relay instead.
+                    ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+                        local_addr.clone()
+                    }
+                    _ => endpoint.get_remote_address().clone(),
+                };
                 if peer_of(&address).is_some() {
                     address.pop();
+                }
+                let relayed = endpoint.is_relayed();
+                let retired = self
+                    .nat
+                    .on_connection(peer_id, connection_id, relayed, &address);
+                self.retire_relayed(retired);
+                if !relayed {
+                    self.wake_direct_waiters(&peer_id);
                 }
                 let found = match self.origins.remove(&peer_id) {
                     Some(origin) => origin,
@@ -665,7 +794,8 @@ impl EventLoop {
                         address: address.to_string(),
                         agent: None,
                         found,
-                        connection: ConnectionKind::Direct,
+                        connection: (self.nat.best_connection(&peer_id))
+                            .map_or(ConnectionKind::Direct, |(kind, _)| kind),
                         latency_ms: None,
                         tunnels: 0,
                     },
@@ -680,13 +810,16 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, "connection closed: {cause:?}");
+                self.nat.on_connection_closed(&peer_id, connection_id);
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.wake_direct_waiters(&peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -730,6 +863,8 @@ impl EventLoop {
                 for kad in [&mut behaviour.kad, &mut behaviour.lan_kad] {
                     routing::learn(kad, &info.protocols, peer_id, listen);
                 }
+                self.nat
+                    .on_identify(&mut self.swarm, peer_id, &info.protocols);
                 if let Some(entry) = self.connected.get_mut(&peer_id) {
                     entry.info.agent = Some(info.agent_version);
                 }
@@ -745,8 +880,42 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(Table::Wan, event),
             SwarmEvent::Behaviour(BehaviourEvent::LanKad(event)) => self.on_kad(Table::Lan, event),
-            SwarmEvent::NewListenAddr { address, .. } => tracing::info!("listening on {address}"),
+            SwarmEvent::Behaviour(BehaviourEvent::Nat(event)) => self.on_nat_event(event),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => self.on_listen_addr(listener_id, address),
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.forget_circuit(&address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.nat.on_listener_closed(listener_id, &reason);
+                addresses.iter().for_each(|a| self.forget_circuit(a));
+            }
             _ => {}
+        }
+    }
+
+    /// A listener has an address. A `/p2p-circuit` one must be announced even when
+    /// `announce`/`no_announce` hides the listen addresses: it is how peers reach us behind NAT.
+    fn on_listen_addr(&mut self, listener: ListenerId, address: Multiaddr) {
+        tracing::info!("listening on {address}");
+        self.nat.on_new_listen_addr(listener, &address);
+        if self.hide_listen_addrs && is_circuit(&address) {
+            self.swarm.add_external_address(address);
+        }
+    }
+
+    /// A `/p2p-circuit` address is gone: no longer announced.
+    fn forget_circuit(&mut self, address: &Multiaddr) {
+        if self.hide_listen_addrs && is_circuit(address) {
+            self.swarm.remove_external_address(address);
         }
     }
 

@@ -128,5 +128,10 @@ pub fn node_options(
         no_announce: parse_addrs(&first.no_announce.value, "no_announce")?,
         swarm_dir: None,
         first_peers: Some(first),
+        nat: super::nat::NatOptions {
+            relays: parse_addrs(&config.node.relays, "[node] relays")?,
+            relay_service: config.node.relay_service,
+            private_addresses: config.node.autonat_private_addresses,
+        },
     })
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use serde::{Deserialize, Serialize};
 
 /// Kubo's (the Amino DHT's) protocol: the table of publicly reachable peers.
 pub const WAN_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
@@ -40,15 +39,8 @@ pub type Kad = kad::Behaviour<MemoryStore>;
 
 pub use crate::config::RoutingMode;
 
-/// Whether other peers can dial us, as AutoNAT tells it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reachability {
-    #[default]
-    Unknown,
-    Private,
-    Public,
-}
+/// Whether other peers can dial us: AutoNAT's verdict, owned by `node::nat`.
+use super::nat::Reachability;
 
 /// Which of the two tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -331,7 +323,6 @@ impl super::EventLoop {
     /// What AutoNAT found: in `routing = "dht"`, the WAN table serves once we are public.
     #[allow(dead_code)] // called by the NAT side (`node/nat`, AutoNAT) when it lands
     pub fn set_reachability(&mut self, reachability: Reachability) {
-        self.reachability = reachability;
         let mode = self.routing.wan_mode(reachability);
         if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
             && kad.mode() != mode

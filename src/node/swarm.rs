@@ -6,16 +6,21 @@ use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig};
 use libp2p::core::Transport as _;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::dns::{ResolverConfig, ResolverOpts};
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Swarm, SwarmBuilder, connection_limits, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp, yamux,
+};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
+use super::nat;
 use super::routing::{self, Kad};
 use crate::config::{NodeLimits, RoutingMode};
 
@@ -40,20 +45,29 @@ pub struct Behaviour {
     pub kad: Toggle<Kad>,
     /// Kubo's LAN DHT (`/ipfs/lan/kad/1.0.0`).
     pub lan_kad: Toggle<Kad>,
+    /// AutoNAT, relay v2 client and service, DCUtR.
+    pub nat: nat::Behaviour,
 }
 
-/// What the swarm is built from, besides the key and the swarm key.
+/// What shapes the swarm besides the key.
 pub struct SwarmOptions<'a> {
+    /// The swarm key: TCP + pnet only when set.
+    pub psk: Option<PreSharedKey>,
     pub limits: &'a NodeLimits,
     pub routing: RoutingMode,
     /// DNS server for `/dns*` and `/dnsaddr`; `None`: the system's resolver.
     pub dns: Option<SocketAddr>,
     /// Announce only the external addresses (Kubo's `Addresses.Announce` / `NoAnnounce`).
     pub hide_listen_addrs: bool,
+    pub nat: &'a nat::NatOptions,
 }
 
 impl Behaviour {
-    fn new(key: &Keypair, options: &SwarmOptions<'_>) -> Behaviour {
+    fn new(
+        key: &Keypair,
+        options: &SwarmOptions<'_>,
+        relay: relay::client::Behaviour,
+    ) -> Behaviour {
         let limits = options.limits;
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(limits.max_connections))
@@ -67,13 +81,16 @@ impl Behaviour {
             identify: identify::Behaviour::new(
                 identify::Config::new(PROTOCOL_VERSION.into(), key.public())
                     .with_agent_version(AGENT_VERSION.into())
-                    .with_hide_listen_addrs(options.hide_listen_addrs),
+                    .with_hide_listen_addrs(options.hide_listen_addrs)
+                    // A new `/p2p-circuit` address must reach peers now, not at the next round.
+                    .with_push_listen_addr_updates(true),
             ),
             ping: ping::Behaviour::default(),
             stream: libp2p_stream::Behaviour::new(),
             inbound: Inbound::default(),
             kad,
             lan_kad,
+            nat: nat::Behaviour::new(key.public().to_peer_id(), relay, options.nat),
         }
     }
 }
@@ -119,19 +136,45 @@ fn tcp_config() -> tcp::Config {
     tcp::Config::default().nodelay(true)
 }
 
-/// Build the swarm for `key`. With `psk`, TCP + pnet only (as Kubo: no QUIC in a private network).
-pub fn build(
-    key: Keypair,
+/// Relayed connections get the same upgrades as TCP ones, pnet included: go-libp2p's upgrader
+/// protects every transport with the swarm key, circuits too, so Kubo expects it there.
+fn relayed_transport(
+    relay: relay::client::Transport,
+    key: &Keypair,
     psk: Option<PreSharedKey>,
-    options: &SwarmOptions<'_>,
-) -> Result<Swarm<Behaviour>, BuildError> {
+    yamux_cfg: yamux::Config,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let noise = noise::Config::new(key)?;
+    Ok(match psk {
+        Some(psk) => relay
+            .and_then(move |conn, _| PnetConfig::new(psk).handshake(conn))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux_cfg)
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+        None => relay
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux_cfg)
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    })
+}
+
+/// Build the swarm for `key`. With a swarm key, TCP + pnet only (as Kubo: no QUIC in a private
+/// network); circuits through relays in both cases.
+pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>, BuildError> {
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
     let yamux_cfg = yamux_config(options.limits);
-    let behaviour = |key: &Keypair| Behaviour::new(key, options);
+    let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
+    let relayed = relayed_transport(relay_transport, &key, options.psk, yamux_cfg.clone())
+        .map_err(|e| err(&e))?;
+    let behaviour = |key: &Keypair| Behaviour::new(key, &options, relay_client);
     let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
-    let swarm = match psk {
+    let swarm = match options.psk {
         Some(psk) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_other_transport(
@@ -141,12 +184,15 @@ pub fn build(
                         .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
-                        .multiplex(yamux_cfg))
+                        .multiplex(yamux_cfg)
+                        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                        .or_transport(relayed)
+                        .map(|either, _| either.into_inner()))
                 },
             )
             .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
-            .with_behaviour(|key| behaviour(key))
+            .with_behaviour(behaviour)
             .map_err(|e| err(&e))?
             .with_swarm_config(swarm_cfg)
             .build(),
@@ -155,8 +201,10 @@ pub fn build(
             .with_tcp(tcp_config(), noise::Config::new, move || yamux_cfg)
             .map_err(|e| err(&e))?
             .with_quic()
+            .with_other_transport(|_| relayed)
+            .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
-            .with_behaviour(|key| behaviour(key))
+            .with_behaviour(behaviour)
             .map_err(|e| err(&e))?
             .with_swarm_config(swarm_cfg)
             .build(),
