@@ -51,8 +51,10 @@ pub const RELAY_MAX_CIRCUITS: usize = 16;
 pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
 /// `Swarm.RelayService.ConnectionDurationLimit` = 2 min, then the relayed connection is reset.
 pub const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
-/// `Swarm.RelayService.ConnectionDataLimit` = 128 KiB relayed (each direction), then reset.
-pub const RELAY_CIRCUIT_BYTES: u64 = 128 * 1024;
+/// `Swarm.RelayService.ConnectionDataLimit` = 128 KiB relayed in each direction, then reset.
+/// rust-libp2p counts both directions together, so the cap is twice that: an exchange Kubo
+/// carries (128 KiB each way) fits.
+pub const RELAY_CIRCUIT_BYTES: u64 = 2 * 128 * 1024;
 
 /// Whether other peers can dial us, as AutoNAT last found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -362,17 +364,18 @@ impl Nat {
         }
         let now = Instant::now();
         self.backoff.retain(|_, until| *until > now);
-        let wanted = DESIRED_RELAYS.saturating_sub(self.reservations.len());
         let choices: Vec<(PeerId, Multiaddr)> = self
             .static_relays
             .iter()
             .chain(self.candidates.iter())
-            .filter(|(p, _)| !self.reservations.contains_key(p) && !self.backoff.contains_key(p))
-            .filter(|(p, _)| p != swarm.local_peer_id())
-            .take(wanted)
+            .filter(|(p, _)| !self.backoff.contains_key(p) && p != swarm.local_peer_id())
             .cloned()
             .collect();
         for (relay, addr) in choices {
+            // A static relay may also be a candidate (identify reported it): once is enough.
+            if self.reservations.len() >= DESIRED_RELAYS || self.reservations.contains_key(&relay) {
+                continue;
+            }
             let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
             match swarm.listen_on(circuit.clone()) {
                 Ok(listener) => {

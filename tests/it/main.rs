@@ -10,6 +10,7 @@ mod dragon;
 mod faults;
 mod ipfs;
 mod kubo;
+mod nat;
 mod relay;
 mod report;
 mod sync;

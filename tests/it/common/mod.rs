@@ -5,6 +5,7 @@
 
 pub mod fake_relay;
 pub mod net;
+pub mod netns;
 pub mod relays;
 
 use std::io::{BufRead, BufReader};
@@ -71,13 +72,35 @@ impl Daemon {
     }
 
     pub fn start_with_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(home, extra, env, None)
+    }
+
+    /// Start a daemon inside network namespace `netns` with `config` as its config.toml.
+    /// The CLI still reaches it from here: the control socket is a file in its home.
+    pub fn start_in_netns(netns: &str, config: &str, extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = home_with(&tmp.path().join("home"), config);
+        let mut daemon = Daemon::spawn(&home, extra, &[], Some(netns));
+        daemon._tmp = Some(tmp);
+        daemon
+    }
+
+    fn spawn(home: &Path, extra: &[&str], env: &[(&str, &str)], netns: Option<&str>) -> Daemon {
         std::fs::create_dir_all(home).expect("home");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(home.join("daemon.log"))
             .expect("log file");
-        let mut command = Command::new(bin());
+        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
         command.arg("--home").arg(home).arg("daemon");
         if !extra.contains(&"--relay-listen") {
             command.arg("--no-relay");
