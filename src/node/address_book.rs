@@ -49,8 +49,16 @@ impl AddressBook {
     }
 }
 
+/// The `/p2p/<id>` at the end of `addr`, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
 /// The swarm wants addresses without the trailing `/p2p/<id>`.
-fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
+pub fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
     if matches!(
         addr.iter().last(),
         Some(libp2p::multiaddr::Protocol::P2p(_))

@@ -444,13 +444,7 @@ impl Node {
     }
 }
 
-/// The `/p2p/<id>` at the end of `addr`, if any.
-pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    match addr.iter().last() {
-        Some(Protocol::P2p(peer)) => Some(peer),
-        _ => None,
-    }
-}
+pub use address_book::peer_of;
 
 /// Call `listen_on` for each address and drive the swarm until each one has an address.
 async fn open_listeners(

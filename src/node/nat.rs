@@ -9,9 +9,11 @@ use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, relay};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, autonat, dcutr, relay};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use super::address_book::{peer_of, strip_p2p};
 
 /// The relay v2 "hop" protocol: a peer whose identify lists it offers relay slots.
 pub const HOP_PROTOCOL: StreamProtocol = relay::HOP_PROTOCOL_NAME;
@@ -116,6 +118,15 @@ pub enum ReservationState {
     Active,
 }
 
+/// What the NAT state needs from the swarm that carries its behaviours (the node implements
+/// it), so that this module does not depend on the node's whole `Behaviour`.
+pub trait NatSwarm {
+    fn local_peer_id(&self) -> PeerId;
+    fn listen_on(&mut self, addr: Multiaddr) -> Result<ListenerId, String>;
+    fn remove_listener(&mut self, id: ListenerId);
+    fn nat(&mut self) -> &mut Behaviour;
+}
+
 /// NAT settings from `[node]`.
 #[derive(Debug, Clone, Default)]
 pub struct NatOptions {
@@ -208,7 +219,7 @@ impl Nat {
         let static_relays = options
             .relays
             .iter()
-            .filter_map(|a| super::peer_of(a).map(|p| (p, without_p2p(a.clone()))))
+            .filter_map(|a| peer_of(a).map(|p| (p, strip_p2p(a.clone()))))
             .collect();
         Nat {
             reachability: watch::Sender::new(Reachability::Unknown),
@@ -335,7 +346,7 @@ impl Nat {
     /// at `remote` (the address of our direct connection to it).
     pub fn on_identify(
         &mut self,
-        swarm: &mut Swarm<super::swarm::Behaviour>,
+        swarm: &mut impl NatSwarm,
         peer: PeerId,
         protocols: &[StreamProtocol],
     ) {
@@ -353,12 +364,12 @@ impl Nat {
             self.candidates.pop_front();
         }
         tracing::debug!(%peer, "relay-capable peer (hop) at {remote}");
-        self.candidates.push_back((peer, without_p2p(remote)));
+        self.candidates.push_back((peer, strip_p2p(remote)));
         self.ensure_reservations(swarm);
     }
 
     /// While private, keep [`DESIRED_RELAYS`] reservations: static relays first, then candidates.
-    pub fn ensure_reservations(&mut self, swarm: &mut Swarm<super::swarm::Behaviour>) {
+    pub fn ensure_reservations(&mut self, swarm: &mut impl NatSwarm) {
         if self.reachability() != Reachability::Private {
             return;
         }
@@ -368,7 +379,7 @@ impl Nat {
             .static_relays
             .iter()
             .chain(self.candidates.iter())
-            .filter(|(p, _)| !self.backoff.contains_key(p) && p != swarm.local_peer_id())
+            .filter(|(p, _)| !self.backoff.contains_key(p) && *p != swarm.local_peer_id())
             .cloned()
             .collect();
         for (relay, addr) in choices {
@@ -427,11 +438,7 @@ impl Nat {
 
     /// Events of the NAT behaviours. Returns the new reachability when it changed (the hook
     /// the event loop passes on) and the connections to close.
-    pub fn on_event(
-        &mut self,
-        swarm: &mut Swarm<super::swarm::Behaviour>,
-        event: BehaviourEvent,
-    ) -> NatOutcome {
+    pub fn on_event(&mut self, swarm: &mut impl NatSwarm, event: BehaviourEvent) -> NatOutcome {
         match event {
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 let reachability = Reachability::from(&new);
@@ -467,14 +474,10 @@ impl Nat {
         }
     }
 
-    fn set_reachability(
-        &mut self,
-        swarm: &mut Swarm<super::swarm::Behaviour>,
-        reachability: Reachability,
-    ) {
+    fn set_reachability(&mut self, swarm: &mut impl NatSwarm, reachability: Reachability) {
         self.reachability.send_replace(reachability);
         if self.service.is_none()
-            && let Some(service) = swarm.behaviour_mut().nat.relay_service.as_mut()
+            && let Some(service) = swarm.nat().relay_service.as_mut()
         {
             let status = if reachability == Reachability::Public {
                 relay::Status::Enable
@@ -531,13 +534,6 @@ fn relayed_ids(list: &[(ConnectionId, ConnectionKind, Multiaddr)]) -> Vec<Connec
         .filter(|(_, k, _)| *k == ConnectionKind::Relayed)
         .map(|(c, _, _)| *c)
         .collect()
-}
-
-fn without_p2p(mut addr: Multiaddr) -> Multiaddr {
-    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
-        addr.pop();
-    }
-    addr
 }
 
 #[cfg(test)]

@@ -95,6 +95,24 @@ impl Behaviour {
     }
 }
 
+impl nat::NatSwarm for Swarm<Behaviour> {
+    fn local_peer_id(&self) -> PeerId {
+        *Swarm::local_peer_id(self)
+    }
+    fn listen_on(
+        &mut self,
+        addr: libp2p::Multiaddr,
+    ) -> Result<libp2p::core::transport::ListenerId, String> {
+        Swarm::listen_on(self, addr).map_err(|e| e.to_string())
+    }
+    fn remove_listener(&mut self, id: libp2p::core::transport::ListenerId) {
+        Swarm::remove_listener(self, id);
+    }
+    fn nat(&mut self) -> &mut nat::Behaviour {
+        &mut self.behaviour_mut().nat
+    }
+}
+
 /// The resolver: `[node] dns` when set, else the system's (none at all if it has none, rather
 /// than a public default: a node must not send queries we were not told to send).
 fn dns_config(dns: Option<SocketAddr>) -> (ResolverConfig, ResolverOpts) {
