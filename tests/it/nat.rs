@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
-use crate::common::netns::{self, Lab, Nat, PUBLIC_IP, PUBLIC_IP_2};
+use crate::common::netns::{self, Lab, Nat, PUBLIC_HOST_IP, PUBLIC_IP};
 use crate::common::{self, Daemon, wait_until};
 
 /// AutoNAT's first probe comes 5 s after start; a reservation takes a round trip more.
@@ -118,6 +118,7 @@ fn autonat_finds_a_reachable_node_public_and_turns_its_relay_service_on() {
 fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
     let mut lab = Lab::new();
     let a_ns = lab.add_host_behind_nat(Nat::OnlyTo(PUBLIC_IP));
+    let c_ns = lab.add_public_host();
     let public = lab.public();
     let listen = |ip: std::net::Ipv4Addr| format!("/ip4/{ip}/tcp/0");
     let relay = Daemon::start_in_netns(
@@ -131,9 +132,9 @@ fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
         &["--listen", &listen(Lab::host_ip(1))],
     );
     let c = Daemon::start_in_netns(
-        &public,
+        &c_ns,
         &config(&[], Some(false)),
-        &["--listen", &listen(PUBLIC_IP_2)],
+        &["--listen", &listen(PUBLIC_HOST_IP)],
     );
     let circuit = wait_for_reservation(&a);
     assert!(circuit.starts_with(&relay.addr()), "{circuit}");
@@ -148,7 +149,7 @@ fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
         peers(&c)
     );
     let data = payload(FITS_THE_RELAY, 13);
-    let answer = echo_through(&a, &a_ns, &c, &public, data.clone());
+    let answer = echo_through(&a, &a_ns, &c, &c_ns, data.clone());
     assert_eq!(answer.len(), data.len());
     assert_eq!(sha256(&answer), sha256(&data));
     assert!(
@@ -156,6 +157,8 @@ fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
         "{}",
         relay.log()
     );
+    // The firewall lets no hole punch through: still relayed after the tunnel's bytes.
+    assert_eq!(connection_to(&c, &a.peer_id).as_deref(), Some("relayed"));
 }
 
 #[test]

@@ -11,8 +11,9 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 
 /// The public segment's address of the bridge (relays and public nodes listen here).
 pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-/// A second public address on the same bridge, for a second public node.
-pub const PUBLIC_IP_2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
+/// The public host's address ([`Lab::add_public_host`]), in its own namespace so that its
+/// packets never leave with the relay's source address.
+pub const PUBLIC_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 
 /// How a router treats traffic from the host behind it. Either way it drops unsolicited
 /// inbound packets silently, as home routers do (an RST would kill a hole punch's first SYN).
@@ -50,7 +51,7 @@ fn in_ns(ns: &str, args: &[&str]) {
 }
 
 impl Lab {
-    /// The public segment: a bridge with [`PUBLIC_IP`] and [`PUBLIC_IP_2`].
+    /// The public segment: a bridge with [`PUBLIC_IP`].
     pub fn new() -> Lab {
         let n = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("cn{}x{n}", std::process::id() % 100_000);
@@ -62,12 +63,8 @@ impl Lab {
         let public = lab.add_ns("pub");
         in_ns(&public, &["ip", "link", "set", "lo", "up"]);
         in_ns(&public, &["ip", "link", "add", "br0", "type", "bridge"]);
-        for ip in [PUBLIC_IP, PUBLIC_IP_2] {
-            in_ns(
-                &public,
-                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "br0"],
-            );
-        }
+        let ip = format!("{PUBLIC_IP}/24");
+        in_ns(&public, &["ip", "addr", "add", &ip, "dev", "br0"]);
         in_ns(&public, &["ip", "link", "set", "br0", "up"]);
         lab
     }
@@ -82,6 +79,22 @@ impl Lab {
     /// The public namespace (the bridge's).
     pub fn public(&self) -> String {
         format!("{}pub", self.prefix)
+    }
+
+    /// A host on the public segment at [`PUBLIC_HOST_IP`]; returns its namespace.
+    pub fn add_public_host(&mut self) -> String {
+        let host = self.add_ns("c");
+        let public = self.public();
+        in_ns(&host, &["ip", "link", "set", "lo", "up"]);
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", "pc",
+            "netns", &public,
+        ]);
+        in_ns(&public, &["ip", "link", "set", "pc", "master", "br0", "up"]);
+        let ip = format!("{PUBLIC_HOST_IP}/24");
+        in_ns(&host, &["ip", "addr", "add", &ip, "dev", "eth0"]);
+        in_ns(&host, &["ip", "link", "set", "eth0", "up"]);
+        host
     }
 
     /// A host behind its own router; returns the host's namespace. The host is `10.99.<i>.2`,
