@@ -96,7 +96,7 @@ impl Daemon {
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, bin()]);
+                c.args(["netns", "exec", ns, &bin()]);
                 c
             }
             None => Command::new(bin()),
