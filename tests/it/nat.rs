@@ -110,8 +110,12 @@ fn autonat_finds_a_reachable_node_public_and_turns_its_relay_service_on() {
     assert_eq!(last["relay_service"], true);
     assert_eq!(last["relay_reservations"], serde_json::json!([]));
     assert_eq!(connection_to(&b, &a.peer_id).as_deref(), Some("direct"));
+    // Kubo's `swarm peers` lines stay bare; `-v` adds found, connection, latency, tunnels.
     let line = b.cli_ok(&["swarm", "peers"]);
-    assert!(line.trim_end().ends_with("  direct"), "{line}");
+    assert!(line.trim_end().ends_with(&a.peer_id), "{line}");
+    let verbose = b.cli_ok(&["swarm", "peers", "-v"]);
+    let columns: Vec<&str> = verbose.split_whitespace().collect();
+    assert_eq!(columns.get(2), Some(&"direct"), "{verbose}");
 }
 
 #[test]
