@@ -676,9 +676,10 @@ impl EventLoop {
         }
     }
 
-    /// The reachability hook: AutoNAT changed its mind (the DHT switches client/server here).
+    /// The reachability hook: AutoNAT changed its mind, so the DHT switches client/server.
     fn on_reachability(&mut self, reachability: Reachability) {
         tracing::debug!("reachability is now {reachability:?}");
+        self.set_reachability(reachability);
     }
 
     fn on_nat_event(&mut self, event: nat::BehaviourEvent) {

@@ -320,16 +320,25 @@ impl super::EventLoop {
         self.records.get(tables, key, reply);
     }
 
-    /// What AutoNAT found: in `routing = "dht"`, the WAN table serves once we are public.
-    #[allow(dead_code)] // called by the NAT side (`node/nat`, AutoNAT) when it lands
-    pub fn set_reachability(&mut self, reachability: Reachability) {
-        let mode = self.routing.wan_mode(reachability);
-        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
-            && kad.mode() != mode
-        {
-            tracing::info!(?reachability, "DHT mode: {mode}");
-            kad.set_mode(Some(mode));
-        }
+    /// What AutoNAT found (the NAT side's reachability hook): in `routing = "dht"`, the WAN
+    /// table serves once we are public and goes back to a client when private.
+    pub(super) fn set_reachability(&mut self, reachability: Reachability) {
+        switch_wan_mode(
+            &mut self.swarm.behaviour_mut().kad,
+            self.routing,
+            reachability,
+        );
+    }
+}
+
+/// Put the WAN table in the mode `routing` gives for `reachability`, if it is not in it yet.
+fn switch_wan_mode(kad: &mut Toggle<Kad>, routing: RoutingMode, reachability: Reachability) {
+    let mode = routing.wan_mode(reachability);
+    if let Some(kad) = kad.as_mut()
+        && kad.mode() != mode
+    {
+        tracing::info!(?reachability, "DHT mode: {mode}");
+        kad.set_mode(Some(mode));
     }
 }
 
@@ -372,6 +381,27 @@ mod tests {
             RoutingMode::DhtServer.wan_mode(Reachability::Private),
             kad::Mode::Server
         );
+    }
+
+    #[test]
+    fn reachability_switches_the_wan_table_of_dht_only() {
+        let local = PeerId::random();
+        let mode = |kad: &Toggle<Kad>| kad.as_ref().map(|k| k.mode());
+        let (mut wan, _) = behaviours(local, RoutingMode::Dht);
+        assert_eq!(mode(&wan), Some(kad::Mode::Client));
+        switch_wan_mode(&mut wan, RoutingMode::Dht, Reachability::Public);
+        assert_eq!(mode(&wan), Some(kad::Mode::Server));
+        switch_wan_mode(&mut wan, RoutingMode::Dht, Reachability::Private);
+        assert_eq!(mode(&wan), Some(kad::Mode::Client));
+        let (mut client, _) = behaviours(local, RoutingMode::DhtClient);
+        switch_wan_mode(&mut client, RoutingMode::DhtClient, Reachability::Public);
+        assert_eq!(mode(&client), Some(kad::Mode::Client));
+        let (mut server, _) = behaviours(local, RoutingMode::DhtServer);
+        switch_wan_mode(&mut server, RoutingMode::DhtServer, Reachability::Private);
+        assert_eq!(mode(&server), Some(kad::Mode::Server));
+        let (mut off, _) = behaviours(local, RoutingMode::None);
+        switch_wan_mode(&mut off, RoutingMode::None, Reachability::Public);
+        assert_eq!(mode(&off), None);
     }
 
     #[test]

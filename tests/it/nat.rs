@@ -55,6 +55,10 @@ fn wait_for_reservation(d: &Daemon) -> String {
             && last["relay_reservations"][0]["addresses"][0].is_string()
     });
     assert!(ok, "no reservation: id --json = {last}\nlog:\n{}", d.log());
+    assert_eq!(
+        last["dht_mode"], "client",
+        "private: the WAN DHT stays a client"
+    );
     let addr = last["relay_reservations"][0]["addresses"][0]
         .as_str()
         .unwrap()
@@ -98,8 +102,14 @@ fn autonat_finds_a_reachable_node_public_and_turns_its_relay_service_on() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Daemon::start_in(&common::home_with(&tmp.path().join("a"), &toml), &[]);
     let b = Daemon::start_in(&common::home_with(&tmp.path().join("b"), &toml), &[]);
-    assert_eq!(id(&a)["reachability"], "unknown");
-    assert_eq!(id(&a)["relay_service"], false, "auto: off until public");
+    let first = id(&a);
+    assert_eq!(first["reachability"], "unknown");
+    assert_eq!(first["relay_service"], false, "auto: off until public");
+    assert_eq!(first["routing"], "dht");
+    assert_eq!(
+        first["dht_mode"], "client",
+        "routing = dht: a client until public"
+    );
     common::connect(&a, &b);
     let mut last = Value::Null;
     let public = wait_until(NAT_SETTLE, || {
@@ -108,6 +118,10 @@ fn autonat_finds_a_reachable_node_public_and_turns_its_relay_service_on() {
     });
     assert!(public, "a: {last}\n{}", a.log());
     assert_eq!(last["relay_service"], true);
+    assert_eq!(
+        last["dht_mode"], "server",
+        "the reachability hook switches the WAN DHT"
+    );
     assert_eq!(last["relay_reservations"], serde_json::json!([]));
     assert_eq!(connection_to(&b, &a.peer_id).as_deref(), Some("direct"));
     // Kubo's `swarm peers` lines stay bare; `-v` adds found, connection, latency, tunnels.
