@@ -758,51 +758,7 @@ impl EventLoop {
                 connection_id,
                 endpoint,
                 ..
-            } => {
-                tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
-                let mut address = match &endpoint {
-                    // An inbound circuit's remote is only `/p2p/<src>`: show the relay instead.
-                    ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
-                        local_addr.clone()
-                    }
-                    _ => endpoint.get_remote_address().clone(),
-                };
-                if peer_of(&address).is_some() {
-                    address.pop();
-                }
-                let relayed = endpoint.is_relayed();
-                let retired = self
-                    .nat
-                    .on_connection(peer_id, connection_id, relayed, &address);
-                self.retire_relayed(retired);
-                if !relayed {
-                    self.wake_direct_waiters(&peer_id);
-                }
-                let found = match self.origins.remove(&peer_id) {
-                    Some(origin) => origin,
-                    None if endpoint.is_dialer() => Origin::Dialed,
-                    None => Origin::Inbound,
-                };
-                self.connected.entry(peer_id).or_insert_with(|| Connected {
-                    info: PeerInfo {
-                        peer_id: peer_id.to_string(),
-                        address: address.to_string(),
-                        agent: None,
-                        found,
-                        connection: (self.nat.best_connection(&peer_id))
-                            .map_or(ConnectionKind::Direct, |(kind, _)| kind),
-                        latency_ms: None,
-                        tunnels: 0,
-                    },
-                    since: Instant::now(),
-                });
-                if let Some(reply) = self.pending_connects.remove(&connection_id) {
-                    let _ = reply.send(Ok(()));
-                }
-                for reply in self.pending_peers.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
-                }
-            }
+            } => self.on_connected(peer_id, connection_id, &endpoint),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -821,25 +777,7 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 error,
-            } => {
-                let reason = self.explain(&error.to_string());
-                let asked = self.pending_connects.contains_key(&connection_id)
-                    || peer_id.is_some_and(|p| self.pending_peers.contains_key(&p));
-                if asked {
-                    tracing::warn!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
-                } else {
-                    // The DHT's and the keeper's own dials: a flood of them is no news.
-                    tracing::debug!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
-                }
-                if let Some(reply) = self.pending_connects.remove(&connection_id) {
-                    let _ = reply.send(Err(reason.clone()));
-                }
-                if let Some(peer) = peer_id
-                    && !self.swarm.is_connected(&peer)
-                {
-                    self.fail_waiters(peer, || reason.clone());
-                }
-            }
+            } => self.on_dial_error(peer_id, connection_id, &error.to_string()),
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
                 error,
@@ -852,18 +790,7 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => {
-                let listen = &info.listen_addrs[..info.listen_addrs.len().min(MAX_IDENTIFY_ADDRS)];
-                let behaviour = self.swarm.behaviour_mut();
-                for kad in [&mut behaviour.kad, &mut behaviour.lan_kad] {
-                    routing::learn(kad, &info.protocols, peer_id, listen);
-                }
-                self.nat
-                    .on_identify(&mut self.swarm, peer_id, &info.protocols);
-                if let Some(entry) = self.connected.get_mut(&peer_id) {
-                    entry.info.agent = Some(info.agent_version);
-                }
-            }
+            })) => self.on_identify(peer_id, info),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 result: Ok(rtt),
@@ -894,6 +821,94 @@ impl EventLoop {
                 addresses.iter().for_each(|a| self.forget_circuit(a));
             }
             _ => {}
+        }
+    }
+
+    /// A connection is up: record how it goes and how the peer was found, answer the waiters.
+    fn on_connected(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
+        tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+        let mut address = match endpoint {
+            // An inbound circuit's remote is only `/p2p/<src>`: show the relay instead.
+            ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+                local_addr.clone()
+            }
+            _ => endpoint.get_remote_address().clone(),
+        };
+        if peer_of(&address).is_some() {
+            address.pop();
+        }
+        let relayed = endpoint.is_relayed();
+        let retired = self
+            .nat
+            .on_connection(peer_id, connection_id, relayed, &address);
+        self.retire_relayed(retired);
+        if !relayed {
+            self.wake_direct_waiters(&peer_id);
+        }
+        let found = match self.origins.remove(&peer_id) {
+            Some(origin) => origin,
+            None if endpoint.is_dialer() => Origin::Dialed,
+            None => Origin::Inbound,
+        };
+        self.connected.entry(peer_id).or_insert_with(|| Connected {
+            info: PeerInfo {
+                peer_id: peer_id.to_string(),
+                address: address.to_string(),
+                agent: None,
+                found,
+                connection: (self.nat.best_connection(&peer_id))
+                    .map_or(ConnectionKind::Direct, |(kind, _)| kind),
+                latency_ms: None,
+                tunnels: 0,
+            },
+            since: Instant::now(),
+        });
+        if let Some(reply) = self.pending_connects.remove(&connection_id) {
+            let _ = reply.send(Ok(()));
+        }
+        for reply in self.pending_peers.remove(&peer_id).unwrap_or_default() {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// A dial failed: tell whoever asked for it, in one line.
+    fn on_dial_error(&mut self, peer_id: Option<PeerId>, connection_id: ConnectionId, error: &str) {
+        let reason = self.explain(error);
+        let asked = self.pending_connects.contains_key(&connection_id)
+            || peer_id.is_some_and(|p| self.pending_peers.contains_key(&p));
+        if asked {
+            tracing::warn!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+        } else {
+            // The DHT's and the keeper's own dials: a flood of them is no news.
+            tracing::debug!(peer = ?peer_id.map(|p| p.to_string()), "outgoing connection failed: {reason}");
+        }
+        if let Some(reply) = self.pending_connects.remove(&connection_id) {
+            let _ = reply.send(Err(reason.clone()));
+        }
+        if let Some(peer) = peer_id
+            && !self.swarm.is_connected(&peer)
+        {
+            self.fail_waiters(peer, || reason.clone());
+        }
+    }
+
+    /// Identify told us a peer's protocols and addresses: the DHT tables and the relay
+    /// candidates learn from them.
+    fn on_identify(&mut self, peer_id: PeerId, info: identify::Info) {
+        let listen = &info.listen_addrs[..info.listen_addrs.len().min(MAX_IDENTIFY_ADDRS)];
+        let behaviour = self.swarm.behaviour_mut();
+        for kad in [&mut behaviour.kad, &mut behaviour.lan_kad] {
+            routing::learn(kad, &info.protocols, peer_id, listen);
+        }
+        self.nat
+            .on_identify(&mut self.swarm, peer_id, &info.protocols);
+        if let Some(entry) = self.connected.get_mut(&peer_id) {
+            entry.info.agent = Some(info.agent_version);
         }
     }
 
