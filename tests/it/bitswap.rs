@@ -86,6 +86,7 @@ impl Ours {
             no_announce: Vec::new(),
             swarm_dir: None,
             first_peers: None,
+            nat: Default::default(),
         };
         let (node, listen) = Node::start(options, shutdown.clone(), &tracker)
             .await
