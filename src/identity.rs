@@ -152,8 +152,12 @@ pub fn import_kubo(repo: &Path) -> Result<Keypair, IdentityError> {
         path: path.clone(),
         source,
     })?;
-    let config: KuboConfig = serde_json::from_str(&text)
-        .map_err(|e| invalid(&path, format!("not a Kubo config ({e})")))?;
+    let config: KuboConfig = serde_json::from_str(&text).map_err(|e| {
+        invalid(
+            &path,
+            format!("not a Kubo config ({})", shorten_message(&e.to_string())),
+        )
+    })?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(config.identity.priv_key.trim())
         .map_err(|e| invalid(&path, format!("Identity.PrivKey is not base64: {e}")))?;
@@ -164,7 +168,7 @@ pub fn import_kubo(repo: &Path) -> Result<Keypair, IdentityError> {
         return Err(IdentityError::Mismatch {
             path,
             decoded: decoded.to_string(),
-            declared: config.identity.peer_id,
+            declared: shorten(&config.identity.peer_id),
         });
     }
     Ok(keypair)
@@ -195,7 +199,7 @@ pub fn parse_swarm_key(bytes: &[u8]) -> Result<PreSharedKey, String> {
         other => {
             return Err(format!(
                 "unknown encoding {:?} (expected /base16/, /base64/ or /bin/)",
-                String::from_utf8_lossy(other)
+                shorten(&String::from_utf8_lossy(other))
             ));
         }
     };
@@ -235,6 +239,23 @@ pub fn shorten(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
+}
+
+/// Longest error message about untrusted text (a parser's message may quote the whole input).
+pub const MESSAGE_MAX: usize = 240;
+/// Characters kept from the end of a cut message: parsers put the position (`at line L column
+/// C`) there.
+const MESSAGE_TAIL: usize = 60;
+
+/// A parser's error message cut to about [`MESSAGE_MAX`] characters: its start and its end.
+pub fn shorten_message(message: &str) -> String {
+    let count = message.chars().count();
+    if count <= MESSAGE_MAX {
+        return message.to_owned();
+    }
+    let head: String = message.chars().take(MESSAGE_MAX - MESSAGE_TAIL).collect();
+    let tail: String = message.chars().skip(count - MESSAGE_TAIL).collect();
+    format!("{head}…{tail}")
 }
 
 /// A text that is not a PeerID (quoted shortened).

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Slug;
+use crate::identity::shorten;
 
 /// Port of sshd when `sshd_config` has no `Port` line (or cannot be read).
 pub const DEFAULT_SSH_PORT: u16 = 22;
@@ -51,7 +52,7 @@ impl Check {
             return Ok(Check::Auto);
         }
         let Some((kind, arg)) = text.split_once(':') else {
-            return Err(format!("unknown check {text:?}"));
+            return Err(format!("unknown check {:?}", shorten(text)));
         };
         let arg = arg.trim();
         let bad = arg.is_empty()
@@ -59,7 +60,7 @@ impl Check {
             || arg.starts_with('-')
             || arg.chars().any(|c| c.is_whitespace() || c.is_control());
         if bad {
-            return Err(format!("check {text:?} has no usable name"));
+            return Err(format!("check {:?} has no usable name", shorten(text)));
         }
         let arg = arg.to_owned();
         match kind {
@@ -67,7 +68,7 @@ impl Check {
             "docker" => Ok(Check::Docker(arg)),
             "dockerimg" => Ok(Check::DockerImg(arg)),
             "systemctl" => Ok(Check::Systemctl(arg)),
-            _ => Err(format!("unknown check {text:?}")),
+            _ => Err(format!("unknown check {:?}", shorten(text))),
         }
     }
 }
@@ -150,7 +151,11 @@ pub fn parse_modules_list(source: &str, text: &str) -> (Vec<Service>, Vec<String
         }
         match parse_module_line(line) {
             Ok(service) => services.push(service),
-            Err(why) => warnings.push(format!("{source}:{}: skipping {line:?}: {why}", index + 1)),
+            Err(why) => warnings.push(format!(
+                "{source}:{}: skipping {:?}: {why}",
+                index + 1,
+                shorten(line)
+            )),
         }
     }
     (services, warnings)
@@ -168,7 +173,9 @@ fn parse_module_line(line: &str) -> Result<Service, String> {
     let port = match fields[1] {
         "-" => None,
         p => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err(format!("port {p:?} is not a TCP port or -")),
+            Ok(0) | Err(_) => {
+                return Err(format!("port {:?} is not a TCP port or -", shorten(p)));
+            }
             Ok(port) => Some(port),
         },
     };
@@ -217,7 +224,7 @@ pub fn sshd_port_in(text: &str) -> Result<Option<u16>, String> {
             let value = value.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
             let value = value.split_whitespace().next().unwrap_or_default();
             return match value.parse::<u16>() {
-                Ok(0) | Err(_) => Err(format!("Port {value:?} is not a TCP port")),
+                Ok(0) | Err(_) => Err(format!("Port {:?} is not a TCP port", shorten(value))),
                 Ok(port) => Ok(Some(port)),
             };
         }

@@ -65,7 +65,7 @@ impl Slug {
         if ok {
             Ok(Slug(text.to_owned()))
         } else {
-            Err(DragonError::BadSlug(text.to_owned()))
+            Err(DragonError::BadSlug(crate::identity::shorten(text)))
         }
     }
     pub fn as_str(&self) -> &str {

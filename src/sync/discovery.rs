@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use libp2p::PeerId;
 use serde::Deserialize;
 
+use crate::identity::{shorten, shorten_message};
+
 /// Largest `12345.json` read; real ones are a few KiB.
-const MAX_STATION_FILE: u64 = 256 * 1024;
+pub const MAX_STATION_FILE: u64 = 256 * 1024;
 
 /// How we reach a peer's relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +85,8 @@ pub fn parse_hex_pubkey(text: &str) -> Option<String> {
 
 /// Parse one `12345.json` found at `dir/12345.json` (pure; `x_strfry_exists` is probed by the caller).
 fn parse_station(path: &Path, text: &str, x_strfry_exists: bool) -> Result<Peer, String> {
-    let file: StationFile =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let file: StationFile = serde_json::from_str(text)
+        .map_err(|e| format!("not valid JSON: {}", shorten_message(&e.to_string())))?;
     let id_text = file.ipfsnodeid.ok_or("no ipfsnodeid")?;
     let peer =
         crate::identity::parse_peer_id(id_text.trim()).map_err(|e| format!("ipfsnodeid: {e}"))?;
@@ -92,7 +94,8 @@ fn parse_station(path: &Path, text: &str, x_strfry_exists: bool) -> Result<Peer,
     let endpoint = if relay.is_empty() || is_loopback_url(&relay) {
         if !x_strfry_exists {
             return Err(format!(
-                "relay {relay:?} is not routable and {} has no x_strfry.sh",
+                "relay {:?} is not routable and {} has no x_strfry.sh",
+                shorten(&relay),
                 path.display()
             ));
         }
@@ -100,7 +103,10 @@ fn parse_station(path: &Path, text: &str, x_strfry_exists: bool) -> Result<Peer,
     } else if is_ws_url(&relay) {
         Endpoint::Url(relay)
     } else {
-        return Err(format!("myRELAY {relay:?} is not a ws:// or wss:// URL"));
+        return Err(format!(
+            "myRELAY {:?} is not a ws:// or wss:// URL",
+            shorten(&relay)
+        ));
     };
     let pubkeys = [file.captain_hex, file.node_hex]
         .into_iter()

@@ -13,7 +13,7 @@ const MAX_PROTOCOL_LEN: usize = 256;
 /// whose decoding is quadratic: 1 MB of it took 8 s of an async thread).
 pub const MAX_MULTIADDR_LEN: usize = 1_024;
 
-use crate::identity::shorten;
+use crate::identity::{shorten, shorten_message};
 
 /// A parse error, phrased for the CLI user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +62,7 @@ pub fn parse_multiaddr(text: &str) -> Result<Multiaddr, AddrError> {
         ));
     }
     text.parse().map_err(|e: libp2p::multiaddr::Error| {
-        AddrError::BadMultiaddr(shorten(text), e.to_string())
+        AddrError::BadMultiaddr(shorten(text), shorten_message(&e.to_string()))
     })
 }
 
