@@ -162,11 +162,16 @@ pub fn parse_modules_list(source: &str, text: &str) -> (Vec<Service>, Vec<String
 }
 
 fn parse_module_line(line: &str) -> Result<Service, String> {
-    let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+    // At most one field past the five, so that a line of `|`s costs no more than its text.
+    let fields: Vec<&str> = line.splitn(6, '|').map(str::trim).collect();
     if fields.len() < 3 || fields.len() > 5 {
+        let count = if fields.len() > 5 {
+            "more than 5"
+        } else {
+            "fewer than 3"
+        };
         return Err(format!(
-            "expected name|port|check|group|label, got {} field(s)",
-            fields.len()
+            "expected name|port|check|group|label, got {count} fields"
         ));
     }
     let slug = Slug::parse(fields[0]).map_err(|e| e.to_string())?;
