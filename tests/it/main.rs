@@ -3,6 +3,7 @@
 
 mod bitswap;
 mod common;
+mod crash;
 mod demo;
 mod dht;
 mod dht_hostile;
