@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use negentropy::Id;
 use nostr::prelude::{
-    ClientMessage, Event, EventId, Filter, RelayMessage, SubscriptionId, Timestamp,
+    ClientMessage, Event, EventId, Filter, MatchEventOptions, RelayMessage, SubscriptionId,
+    Timestamp,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,6 +28,12 @@ const MAX_PAGES: usize = 20_000;
 const NEG_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events in flight when uploading (sent, OK not yet received).
 const PUBLISH_WINDOW: usize = 200;
+/// Events kept from one REQ: its `limit`, or this many for a filter without one (an ids chunk
+/// or a chunk of authors' profiles is a few hundred). More are dropped, not kept.
+const MAX_QUERY_EVENTS: usize = 20_000;
+/// Bytes one REQ may bring before its EOSE: a full page of the largest events is 32 MiB. A
+/// relay that sends more (endless events, never an EOSE) is dropped.
+const MAX_QUERY_BYTES: u64 = 64 * 1024 * 1024;
 /// Malformed messages tolerated on one connection before it is dropped.
 const MAX_GARBAGE: u64 = 1_000;
 
@@ -52,6 +59,8 @@ pub enum ClientError {
     Neg(String),
     #[error("too many malformed messages")]
     Garbage,
+    #[error("the relay sent more than {0} bytes for one REQ without its EOSE")]
+    Flood(u64),
 }
 
 /// Outcome of a NIP-77 reconciliation: what we have that the relay lacks, and the reverse.
@@ -87,6 +96,8 @@ pub struct RelayClient {
     pub malformed: u64,
     /// Seconds whose events could not all be fetched (one author, one kind, more than a page).
     pub truncated_windows: u64,
+    /// Events the relay sent for a REQ that its filter does not match (dropped).
+    pub outside_filter: u64,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -164,6 +175,7 @@ impl RelayClient {
             round_trips: 0,
             malformed: 0,
             truncated_windows: 0,
+            outside_filter: 0,
         })
     }
 
@@ -227,19 +239,35 @@ impl RelayClient {
         }
     }
 
-    /// `REQ` one filter and collect events until `EOSE`, then `CLOSE`.
+    /// `REQ` one filter and collect events until `EOSE`, then `CLOSE`. Events outside the
+    /// filter are dropped (counted in `outside_filter`), and so are those past its limit.
     pub async fn query(&mut self, filter: Filter) -> Result<Vec<Event>, ClientError> {
         let sub = self.subscription();
-        self.send(&ClientMessage::req(sub.clone(), vec![filter]))
+        let keep = filter
+            .limit
+            .unwrap_or(MAX_QUERY_EVENTS)
+            .min(MAX_QUERY_EVENTS);
+        self.send(&ClientMessage::req(sub.clone(), vec![filter.clone()]))
             .await?;
         self.round_trips += 1;
+        let (started, outside_before) = (self.bytes_in, self.outside_filter);
         let mut events = Vec::new();
         loop {
-            match self.recv().await? {
+            let message = self.recv().await?;
+            if self.bytes_in - started > MAX_QUERY_BYTES {
+                return Err(ClientError::Flood(MAX_QUERY_BYTES));
+            }
+            match message {
                 RelayMessage::Event {
                     subscription_id,
                     event,
-                } if *subscription_id == sub => events.push(event.into_owned()),
+                } if *subscription_id == sub => {
+                    if !filter.match_event(&event, MatchEventOptions::default()) {
+                        self.outside_filter += 1;
+                    } else if events.len() < keep {
+                        events.push(event.into_owned());
+                    }
+                }
                 RelayMessage::EndOfStoredEvents(id) if *id == sub => break,
                 RelayMessage::Closed {
                     subscription_id,
@@ -251,6 +279,12 @@ impl RelayClient {
             }
         }
         let _ = self.send(&ClientMessage::close(sub)).await;
+        if self.outside_filter > outside_before {
+            tracing::warn!(
+                dropped = self.outside_filter - outside_before,
+                "the relay sent events outside the filter; dropped"
+            );
+        }
         self.page_cap_seen = self.page_cap_seen.max(events.len());
         Ok(events)
     }

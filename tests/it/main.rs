@@ -9,6 +9,7 @@ mod dht;
 mod dht_hostile;
 mod dragon;
 mod faults;
+mod hostile;
 mod ipfs;
 mod kubo;
 mod nat;

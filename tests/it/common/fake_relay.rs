@@ -1,5 +1,6 @@
 //! A deliberately misbehaving relay for fault tests: it serves a fixed list of raw messages for
-//! any REQ (bad signatures, malformed JSON, oversize events), refuses NIP-77, or never sends EOSE.
+//! any REQ (bad signatures, malformed JSON, oversize events), refuses NIP-77, never sends EOSE,
+//! or sends one event forever.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,8 @@ pub enum Behaviour {
     Silent,
     /// Send these events for the first REQ, then drop the connection (a peer killed mid-sync).
     Die(Vec<String>),
+    /// Send this event again and again for every REQ, never an EOSE (a runaway relay).
+    Endless(String),
 }
 
 /// Start the relay on 127.0.0.1:0 in a background thread; returns its URL.
@@ -59,6 +62,11 @@ pub fn start(behaviour: Behaviour) -> String {
                                 }
                                 let _ =
                                     ws.send(Message::text(format!(r#"["EOSE","{sub}"]"#))).await;
+                            }
+                            ("REQ", Behaviour::Endless(event)) => {
+                                let message = format!(r#"["EVENT","{sub}",{event}]"#);
+                                while ws.send(Message::text(message.clone())).await.is_ok() {}
+                                return;
                             }
                             ("REQ", Behaviour::Die(events)) => {
                                 for e in events {
