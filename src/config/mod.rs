@@ -4,6 +4,7 @@
 pub mod dragon;
 pub mod error;
 pub mod home;
+pub mod kubo_api;
 pub mod mail;
 pub mod node;
 pub mod relay;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use dragon::DragonConfig;
 pub use error::ConfigError;
 pub use home::{Home, home_dir, kubo_repo};
+pub use kubo_api::{KuboApiConfig, KuboApiEnabled};
 pub use mail::MailConfig;
 pub use node::{DEFAULT_LISTEN, NodeConfig, NodeLimits, RoutingMode, UnknownRouting};
 pub use relay::RelayConfig;
@@ -46,6 +48,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[dragon]`: publishing the station's services, client scripts, connect.
     pub dragon: DragonConfig,
+    /// `[kubo_api]`: the Kubo RPC API on 127.0.0.1:5001.
+    pub kubo_api: KuboApiConfig,
 }
 
 impl Config {

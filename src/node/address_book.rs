@@ -41,6 +41,11 @@ impl AddressBook {
         list.truncate(MAX_ADDRS_PER_PEER);
     }
 
+    /// Every peer with its addresses (newest first).
+    pub fn all(&self) -> impl Iterator<Item = (PeerId, Vec<Multiaddr>)> + '_ {
+        (self.addrs.iter()).map(|(peer, list)| (*peer, list.iter().cloned().collect()))
+    }
+
     pub fn get(&self, peer: &PeerId) -> Vec<Multiaddr> {
         self.addrs
             .get(peer)

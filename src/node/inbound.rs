@@ -59,6 +59,15 @@ impl InboundControl {
         registry.insert(protocol, sender);
         Ok(receiver)
     }
+
+    /// The protocols accepted now (their receivers are still open).
+    pub fn protocols(&self) -> Vec<String> {
+        let registry = lock(&self.registry);
+        (registry.iter())
+            .filter(|(_, sender)| !sender.is_closed())
+            .map(|(protocol, _)| protocol.to_string())
+            .collect()
+    }
 }
 
 /// The behaviour: one [`Handler`] per connection, all sharing the registry.

@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod nat;
 pub mod options;
 pub mod records;
+pub mod pinger;
 pub mod routing;
 pub mod swarm;
 
@@ -181,6 +182,12 @@ pub struct NodeInfo {
     /// Whether we serve relay slots to others now.
     #[serde(default)]
     pub relay_service: bool,
+    /// The public key, base64 of its libp2p protobuf (Kubo's `ipfs id` `PublicKey`).
+    #[serde(default)]
+    pub public_key: String,
+    /// Protocols we answer on inbound streams, sorted.
+    #[serde(default)]
+    pub protocols: Vec<String>,
 }
 
 enum Command {
@@ -209,6 +216,9 @@ enum Command {
     WaitDirect {
         peer: PeerId,
         reply: oneshot::Sender<()>,
+    },
+    KnownAddrs {
+        reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
     },
 }
 
@@ -271,6 +281,10 @@ impl Node {
             holds: holds.clone(),
             routing: options.routing,
             first_peers: options.first_peers.clone(),
+            public_key: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                options.keypair.public().encode_protobuf(),
+            ),
             watermarks: (options.limits.conn_low, options.limits.conn_high),
             pending_connects: HashMap::new(),
             pending_peers: HashMap::new(),
@@ -410,6 +424,24 @@ impl Node {
     pub async fn info(&self) -> Result<NodeInfo, NodeError> {
         self.send(|reply| Command::Info { reply }).await
     }
+
+    /// Every peer we know addresses for (the address book and the live connections).
+    pub async fn known_addrs(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, NodeError> {
+        self.send(|reply| Command::KnownAddrs { reply }).await
+    }
+
+    /// Kubo's `routing findpeer`: the addresses of `peer`, looked up in the DHT when none is
+    /// known (a connection is made on the way, as `ensure_connected` does).
+    pub async fn find_peer(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NodeError> {
+        self.ensure_connected(peer).await?;
+        let known = self.known_addrs().await?;
+        Ok(known
+            .into_iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, addrs)| addrs)
+            .unwrap_or_default())
+    }
+}
 
     /// Publish `record` for our own name: PUT_VALUE under `/ipns/<our id>` to the closest
     /// peers of both tables. It is checked first, as every peer will check it.
@@ -569,6 +601,8 @@ struct EventLoop {
     holds: Holds,
     routing: RoutingMode,
     first_peers: Option<FirstPeers>,
+    /// Our public key as `id` shows it (base64 protobuf).
+    public_key: String,
     /// Connection manager (low, high) watermarks.
     watermarks: (u32, u32),
     pending_connects: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
@@ -653,6 +687,9 @@ impl EventLoop {
                 } else {
                     let _ = reply.send(());
                 }
+    },
+            Command::KnownAddrs { reply } => {
+                let _ = reply.send(self.known_addrs());
             }
         }
     }
@@ -748,7 +785,43 @@ impl EventLoop {
             first_peers: self.first_peers.clone(),
             relay_reservations: self.nat.reservations(),
             relay_service: self.nat.serving(),
+            public_key: self.public_key.clone(),
+            protocols: self.protocols(),
         }
+    }
+
+    /// Protocols answered on inbound streams: identify, ping, the DHT tables, the `/x/` ones.
+    fn protocols(&self) -> Vec<String> {
+        let behaviour = self.swarm.behaviour();
+        let mut out: Vec<String> = ["/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0"]
+            .into_iter()
+            .map(String::from)
+            .chain([pinger::PING_PROTOCOL.to_string()])
+            .collect();
+        if behaviour.kad.is_enabled() {
+            out.push(routing::WAN_PROTOCOL.to_string());
+        }
+        if behaviour.lan_kad.is_enabled() {
+            out.push(routing::LAN_PROTOCOL.to_string());
+        }
+        out.extend(behaviour.inbound.control().protocols());
+        out.sort();
+        out
+    }
+
+    /// The address book joined with the live connections' remote addresses.
+    fn known_addrs(&self) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let mut known: HashMap<PeerId, Vec<Multiaddr>> =
+            self.swarm.behaviour().addresses.all().collect();
+        for (peer, connected) in &self.connected {
+            if let Ok(addr) = connected.info.address.parse::<Multiaddr>() {
+                let list = known.entry(*peer).or_default();
+                if !list.contains(&addr) {
+                    list.push(addr);
+                }
+            }
+        }
+        known.into_iter().collect()
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
