@@ -39,6 +39,7 @@ pub mod dragon;
 pub mod identity;
 pub mod install;
 pub mod ipfs;
+pub mod kubo_api;
 pub mod logging;
 pub mod nip77;
 pub mod node;

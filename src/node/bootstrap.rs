@@ -119,20 +119,21 @@ struct KuboAddresses {
     no_announce: Option<Vec<String>>,
 }
 
-impl KuboConfig {
-    fn read(repo: &Path) -> Result<KuboConfig, BootstrapError> {
-        let path = repo.join("config");
-        let read = |source| BootstrapError::Read {
-            path: path.clone(),
-            source,
-        };
-        if std::fs::metadata(&path).map_err(read)?.len() > MAX_KUBO_CONFIG_BYTES {
-            return Err(BootstrapError::TooLarge { path });
-        }
-        let text = std::fs::read(&path).map_err(read)?;
-        serde_json::from_slice(&text).map_err(|source| BootstrapError::Parse { path, source })
+/// Read and parse a Kubo repo's `config` (bounded in size) into the parts `T` names.
+pub fn read_kubo_config<T: serde::de::DeserializeOwned>(repo: &Path) -> Result<T, BootstrapError> {
+    let path = repo.join("config");
+    let read = |source| BootstrapError::Read {
+        path: path.clone(),
+        source,
+    };
+    if std::fs::metadata(&path).map_err(read)?.len() > MAX_KUBO_CONFIG_BYTES {
+        return Err(BootstrapError::TooLarge { path });
     }
+    let text = std::fs::read(&path).map_err(read)?;
+    serde_json::from_slice(&text).map_err(|source| BootstrapError::Parse { path, source })
+}
 
+impl KuboConfig {
     /// `Peering.Peers` as multiaddrs: one per address, or `/p2p/<id>` alone (a DHT lookup).
     fn peering(&self) -> Option<Vec<String>> {
         let peers = self.peering.peers.as_ref()?;
@@ -179,7 +180,7 @@ impl FirstPeers {
         home: &Path,
     ) -> Result<FirstPeers, BootstrapError> {
         let kubo = match kubo_repo {
-            Some(repo) => KuboConfig::read(repo)?,
+            Some(repo) => read_kubo_config(repo)?,
             None => KuboConfig::default(),
         };
         let kubo_routing = match &kubo.routing.kind {

@@ -104,7 +104,7 @@ pub struct CloseFilter {
 }
 
 impl CloseFilter {
-    fn matches(&self, t: &TunnelInfo) -> bool {
+    pub fn matches(&self, t: &TunnelInfo) -> bool {
         self.all
             || (self.protocol.as_ref().is_none_or(|p| *p == t.protocol)
                 && self.listen.as_ref().is_none_or(|l| *l == t.listen_address)
