@@ -70,6 +70,10 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             socket.display()
         );
     }
+    let kubo_repo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
+    if let Some(repo) = &kubo_repo {
+        crate::kubo_api::repo::check_not_in_use(repo).await?;
+    }
     let listen = (!args.listen.is_empty()).then(|| args.listen.clone());
     let mut options = crate::node::options::node_options(
         home,
@@ -135,6 +139,14 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         tracker.clone(),
     ));
 
+    let (kubo_api, kubo_api_error) = start_kubo_api(
+        &config,
+        kubo_repo.as_deref(),
+        daemon.clone(),
+        (control_stop.clone(), &tracker),
+    )
+    .await;
+
     if config.trigger.enabled {
         // The hourly sync, so that cron is optional; stopped with the control API.
         tracker.spawn(crate::trigger::schedule(
@@ -171,6 +183,8 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         "event": "ready",
         "status": status,
         "status_error": status_error,
+        "kubo_api": kubo_api.as_ref().map(|k| crate::tunnel::addr::socket_multiaddr(k.addr)),
+        "kubo_api_error": kubo_api_error,
         "peer_id": node.peer_id().to_string(),
         "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "control": socket,
@@ -187,6 +201,9 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     signals.received().await;
     tracing::info!("shutting down");
     control_stop.cancel();
+    if let Some(kubo_api) = kubo_api {
+        kubo_api.stop();
+    }
     tunnels
         .shutdown(Duration::from_secs(config.node.limits.shutdown_grace_secs))
         .await;
@@ -196,6 +213,32 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serve the Kubo RPC API when `[kubo_api]` says so (auto: with a Kubo repo). Like the status
+/// page it is not worth failing the node for: a taken port is logged and said in the ready line.
+async fn start_kubo_api(
+    config: &Config,
+    kubo_repo: Option<&std::path::Path>,
+    daemon: Arc<Daemon>,
+    (stop, tracker): (CancellationToken, &TaskTracker),
+) -> (Option<crate::kubo_api::Running>, Option<String>) {
+    if !config.kubo_api.is_enabled(kubo_repo.is_some()) {
+        return (None, None);
+    }
+    let node = daemon.node.clone();
+    let started = async {
+        let settings = crate::kubo_api::Settings::resolve(&config.kubo_api, kubo_repo)?;
+        crate::kubo_api::start(settings, daemon, node, stop, tracker).await
+    };
+    match started.await {
+        Ok(running) => (Some(running), None),
+        Err(e) => {
+            let reason = crate::logging::error_line(&e);
+            tracing::warn!("{reason}; running without the Kubo RPC API");
+            (None, Some(reason))
+        }
+    }
 }
 
 /// The local relay the daemon uses.
