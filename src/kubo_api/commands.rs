@@ -17,6 +17,12 @@ use crate::control::{Handler, Request};
 use crate::node::{Node, NodeInfo, Origin, PeerInfo};
 use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo, addr};
 
+/// The Kubo release whose RPC this API follows (the stations run Kubo 0.40). Clients gate
+/// endpoints on the version `id` and `version` report (aioipfs uses pre-0.4.18 paths below it).
+pub const KUBO_VERSION: &str = "0.40.0";
+/// Kubo's `RepoVersion` for that release's repos.
+const KUBO_REPO_VERSION: &str = "18";
+
 /// Lines of a streamed answer queued for a slow reader before its producer waits.
 const STREAM_QUEUE: usize = 16;
 /// Kubo waits a second between pings.
@@ -516,7 +522,7 @@ fn self_id(info: NodeInfo) -> wire::IdOutput {
         id: peer,
         public_key: info.public_key,
         addresses: nil_if_empty(addrs),
-        agent_version: info.agent,
+        agent_version: agent_version(),
         protocols: nil_if_empty(info.protocols),
     }
 }
@@ -538,12 +544,18 @@ fn version() -> wire::VersionOutput {
         other => other,
     };
     wire::VersionOutput {
-        version: env!("CARGO_PKG_VERSION").into(),
-        commit: String::new(),
-        repo: "18".into(),
+        version: KUBO_VERSION.into(),
+        commit: format!("constellation-{}", env!("CARGO_PKG_VERSION")),
+        repo: KUBO_REPO_VERSION.into(),
         system: format!("{arch}/{}", std::env::consts::OS),
-        golang: "none (constellation, Rust)".into(),
+        golang: "none (Rust)".into(),
     }
+}
+
+/// `kubo/<version>/constellation-<ours>`: Kubo's `kubo/<version>/<commit>` form, so clients
+/// that read the version find the Kubo API they talk to, and people see what answers.
+fn agent_version() -> String {
+    format!("kubo/{KUBO_VERSION}/constellation-{}", env!("CARGO_PKG_VERSION"))
 }
 
 fn sorted(mut list: Vec<String>) -> Vec<String> {

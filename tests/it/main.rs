@@ -12,6 +12,7 @@ mod faults;
 mod hostile;
 mod ipfs;
 mod kubo;
+mod kubo_api;
 mod nat;
 mod relay;
 mod report;
