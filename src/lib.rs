@@ -4,6 +4,8 @@
 //! - [`cli`]: clap definitions and dispatch; one file per command family and its output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay, status and the control API; owns shutdown.
+//! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
+//!   and the node, so a station's `ipfs` commands keep working; `<repo>/api`.
 //! - [`install`]: the systemd units and the cron line that keep a station running.
 //! - [`trigger`]: the hourly job: checks, lock, backfill, report, mail; the backfill flags.
 //! - [`status`]: the loopback status page and `/api/status`, and the figures it shows.

@@ -555,7 +555,10 @@ fn version() -> wire::VersionOutput {
 /// `kubo/<version>/constellation-<ours>`: Kubo's `kubo/<version>/<commit>` form, so clients
 /// that read the version find the Kubo API they talk to, and people see what answers.
 fn agent_version() -> String {
-    format!("kubo/{KUBO_VERSION}/constellation-{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "kubo/{KUBO_VERSION}/constellation-{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn sorted(mut list: Vec<String>) -> Vec<String> {

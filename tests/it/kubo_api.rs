@@ -44,7 +44,10 @@ fn ipfs(api: &str, auth: Option<&str>, op: &[&str]) -> Value {
         .expect("run the aioipfs client");
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!("aioipfs {op:?}: {text} {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "aioipfs {op:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -67,21 +70,44 @@ fn an_ipfs_client_opens_tunnels_that_carry_bytes_and_sees_the_node() {
         .unwrap();
     let key = libp2p::identity::PublicKey::try_decode_protobuf(&key).unwrap();
     assert_eq!(key.to_peer_id().to_string(), a.peer_id);
-    let addrs: Vec<&str> = id["Addresses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let addrs: Vec<&str> = id["Addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(addrs.contains(&a.addr().as_str()), "{addrs:?}");
-    assert!(id["AgentVersion"].as_str().unwrap().starts_with("kubo/0.40.0/constellation-"));
+    assert!(
+        id["AgentVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubo/0.40.0/constellation-")
+    );
 
     let peers = ok(ipfs(&api_a, None, &["swarm_peers"]));
-    let ids: Vec<&str> = peers["Peers"].as_array().unwrap().iter().map(|p| p["Peer"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = peers["Peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Peer"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [b.peer_id.as_str()]);
 
     // B serves an echo service; A forwards a local port to it, both through the Kubo API.
     let echo = net::echo_server();
     let protocol = format!("/x/echo-{}", b.peer_id);
-    ok(ipfs(&api_b, None, &["p2p_listen", &protocol, &tcp_addr(echo.port())]));
+    ok(ipfs(
+        &api_b,
+        None,
+        &["p2p_listen", &protocol, &tcp_addr(echo.port())],
+    ));
     let port = free_port();
     let target = format!("/p2p/{}", b.peer_id);
-    ok(ipfs(&api_a, None, &["p2p_forward", &protocol, &tcp_addr(port), &target]));
+    ok(ipfs(
+        &api_a,
+        None,
+        &["p2p_forward", &protocol, &tcp_addr(port), &target],
+    ));
     let data = payload(1 << 20, 17);
     let answer = net::request(port, &data).unwrap();
     assert_eq!(sha256(&answer), sha256(&data));
@@ -98,18 +124,35 @@ fn an_ipfs_client_opens_tunnels_that_carry_bytes_and_sees_the_node() {
 
     let pings = ok(ipfs(&api_a, None, &["ping", &b.peer_id, "2"]));
     let pings = pings.as_array().unwrap();
-    let pongs = pings.iter().filter(|p| p["Success"] == true && p["Text"] == "").count();
+    let pongs = pings
+        .iter()
+        .filter(|p| p["Success"] == true && p["Text"] == "")
+        .count();
     assert_eq!(pongs, 2, "{pings:?}");
     assert!(pings.iter().any(|p| p["Time"].as_u64().unwrap() > 0));
-    assert!(pings.last().unwrap()["Text"].as_str().unwrap().starts_with("Average latency: "));
+    assert!(
+        pings.last().unwrap()["Text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Average latency: ")
+    );
 
     assert_eq!(ok(ipfs(&api_a, None, &["p2p_close", &protocol])), 1);
-    assert_eq!(ok(ipfs(&api_a, None, &["p2p_ls"]))["Listeners"], Value::Null);
+    assert_eq!(
+        ok(ipfs(&api_a, None, &["p2p_ls"]))["Listeners"],
+        Value::Null
+    );
     assert_eq!(a.cli_ok(&["p2p", "ls", "--json"]).trim(), "[]");
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the forward's port is closed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the forward's port is closed"
+    );
 
     let missing = ipfs(&api_a, None, &["findpeer", &a.peer_id]);
-    assert!(missing.get("error").is_some(), "finding oneself is refused as Kubo does");
+    assert!(
+        missing.get("error").is_some(),
+        "finding oneself is refused as Kubo does"
+    );
 }
 
 #[test]
@@ -128,15 +171,25 @@ fn routing_findpeer_finds_a_peer_known_only_through_the_dht() {
     assert!(answered, "findpeer never answered a final peer: {found}");
     let responses = found["result"]["Responses"].as_array().unwrap();
     assert_eq!(responses[0]["ID"], hidden.peer_id.as_str());
-    let addrs: Vec<&str> = responses[0]["Addrs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(addrs.contains(&hidden.listen[0].as_str()), "{addrs:?} lacks {}", hidden.listen[0]);
+    let addrs: Vec<&str> = responses[0]["Addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        addrs.contains(&hidden.listen[0].as_str()),
+        "{addrs:?} lacks {}",
+        hidden.listen[0]
+    );
 }
 
 /// A Kubo repo folder with an Ed25519 identity and `api` (the `API` section) as given.
 fn kubo_repo(dir: &Path, api: &str) -> String {
     let key = libp2p::identity::Keypair::generate_ed25519();
     let peer = key.public().to_peer_id().to_string();
-    let private = base64::engine::general_purpose::STANDARD.encode(key.to_protobuf_encoding().unwrap());
+    let private =
+        base64::engine::general_purpose::STANDARD.encode(key.to_protobuf_encoding().unwrap());
     let config = format!(
         r#"{{"Identity": {{"PeerID": "{peer}", "PrivKey": "{private}"}},
             "Addresses": {{"API": "/ip4/127.0.0.1/tcp/0", "Swarm": ["/ip4/127.0.0.1/tcp/0"]}},
@@ -162,11 +215,22 @@ fn the_api_file_lives_with_the_daemon_and_a_second_daemon_is_refused() {
 
     let other = common::home_with(&tmp.path().join("two"), "[trigger]\nenabled = false\n");
     let mut second = Command::new(common::bin())
-        .arg("--home").arg(&other)
-        .args(["daemon", "--no-relay", "--no-status", "--no-dragon", "--kubo-repo", repo_flag])
+        .arg("--home")
+        .arg(&other)
+        .args([
+            "daemon",
+            "--no-relay",
+            "--no-status",
+            "--no-dragon",
+            "--kubo-repo",
+            repo_flag,
+        ])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped())
-        .spawn().unwrap();
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut status = None;
     wait_until(Duration::from_secs(20), || {
         status = second.try_wait().unwrap();
@@ -178,25 +242,44 @@ fn the_api_file_lives_with_the_daemon_and_a_second_daemon_is_refused() {
         panic!("a second daemon on the same repo started");
     };
     let mut stderr = String::new();
-    second.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(!status.success());
-    assert!(stderr.contains("is in use") && stderr.contains(&api), "{stderr}");
+    assert!(
+        stderr.contains("is in use") && stderr.contains(&api),
+        "{stderr}"
+    );
 
     first.stop();
-    assert!(!repo.join("api").exists(), "the api file is removed on exit");
+    assert!(
+        !repo.join("api").exists(),
+        "the api file is removed on exit"
+    );
 }
 
 /// One raw HTTP/1.1 exchange (`Connection: close`); the status code and the body.
 fn raw(port: u16, head: &str, body: &[u8]) -> (u16, String) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     conn.write_all(head.as_bytes()).unwrap();
     let _ = conn.write_all(body); // the server may answer (and close) before the whole body
     let mut answer = Vec::new();
     let _ = conn.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -210,19 +293,37 @@ fn the_api_refuses_what_kubo_refuses_and_cuts_slow_clients() {
     let daemon = Daemon::start_in(&home, &["--kubo-repo", repo.to_str().unwrap()]);
     let api = api_of(&daemon);
     let port: u16 = api.rsplit('/').next().unwrap().parse().unwrap();
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:secret"));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:secret")
+    );
 
     // Authorization: refused without it (aioipfs sees Kubo's 403), served with it.
     let refused = ipfs(&api, None, &["id"]);
     assert!(refused.get("error").is_some(), "{refused}");
-    assert_eq!(ok(ipfs(&api, Some("basic:alice:secret"), &["id"]))["ID"], daemon.peer_id.as_str());
-    let (status, body) = raw(port, "POST /api/v0/id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"");
-    assert_eq!((status, body.contains("Kubo RPC Access Denied")), (403, true));
+    assert_eq!(
+        ok(ipfs(&api, Some("basic:alice:secret"), &["id"]))["ID"],
+        daemon.peer_id.as_str()
+    );
+    let (status, body) = raw(
+        port,
+        "POST /api/v0/id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert_eq!(
+        (status, body.contains("Kubo RPC Access Denied")),
+        (403, true)
+    );
 
     let head = |method: &str, extra: &str| {
-        format!("{method} /api/v0/id HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {basic}\r\nConnection: close\r\n{extra}\r\n")
+        format!(
+            "{method} /api/v0/id HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {basic}\r\nConnection: close\r\n{extra}\r\n"
+        )
     };
-    assert_eq!(raw(port, &head("GET", ""), b""), (405, "405 - Method Not Allowed\n".into()));
+    assert_eq!(
+        raw(port, &head("GET", ""), b""),
+        (405, "405 - Method Not Allowed\n".into())
+    );
     let foreign = head("POST", "Origin: https://evil.example\r\n");
     assert_eq!(raw(port, &foreign, b""), (403, "403 - Forbidden\n".into()));
     let own = head("POST", &format!("Origin: http://127.0.0.1:{port}\r\n"));
@@ -238,7 +339,8 @@ fn the_api_refuses_what_kubo_refuses_and_cuts_slow_clients() {
             std::thread::spawn(move || {
                 let started = Instant::now();
                 let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                conn.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                conn.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
                 let _ = conn.write_all(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n");
                 let mut buf = [0u8; 256];
                 while started.elapsed() < Duration::from_secs(20) {
@@ -247,7 +349,9 @@ fn the_api_refuses_what_kubo_refuses_and_cuts_slow_clients() {
                     }
                     match conn.read(&mut buf) {
                         Ok(_) => break, // closed (0) or answered (408): cut either way
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
                         Err(_) => break,
                     }
                 }
@@ -257,10 +361,20 @@ fn the_api_refuses_what_kubo_refuses_and_cuts_slow_clients() {
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let honest = Instant::now();
-    assert_eq!(ok(ipfs(&api, Some("basic:alice:secret"), &["version"]))["Version"], "0.40.0");
-    assert!(honest.elapsed() < Duration::from_secs(4), "honest client waited {:?}", honest.elapsed());
+    assert_eq!(
+        ok(ipfs(&api, Some("basic:alice:secret"), &["version"]))["Version"],
+        "0.40.0"
+    );
+    assert!(
+        honest.elapsed() < Duration::from_secs(4),
+        "honest client waited {:?}",
+        honest.elapsed()
+    );
     for handle in slow {
         let cut = handle.join().unwrap();
-        assert!(cut > Duration::from_secs(4) && cut < Duration::from_secs(9), "slow client cut after {cut:?}");
+        assert!(
+            cut > Duration::from_secs(4) && cut < Duration::from_secs(9),
+            "slow client cut after {cut:?}"
+        );
     }
 }
