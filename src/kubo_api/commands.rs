@@ -335,7 +335,7 @@ impl<H: Handler> Api<H> {
     async fn p2p_ls(&self) -> Result<Reply, Failure> {
         let mut tunnels: Vec<TunnelInfo> = self.control(Request::P2pLs).await?;
         // Kubo lists its local listeners (forwards) before the p2p ones.
-        tunnels.sort_by_key(|t| t.kind != "forward");
+        tunnels.sort_by_key(|t| t.kind != crate::tunnel::TunnelKind::Forward);
         let listeners = (tunnels.into_iter())
             .map(|t| wire::ListenerInfo {
                 protocol: t.protocol,

@@ -9,8 +9,8 @@ mod hold;
 pub mod inbound;
 pub mod nat;
 pub mod options;
-pub mod records;
 pub mod pinger;
+pub mod records;
 pub mod routing;
 pub mod swarm;
 
@@ -441,7 +441,6 @@ impl Node {
             .map(|(_, addrs)| addrs)
             .unwrap_or_default())
     }
-}
 
     /// Publish `record` for our own name: PUT_VALUE under `/ipns/<our id>` to the closest
     /// peers of both tables. It is checked first, as every peer will check it.
@@ -687,7 +686,7 @@ impl EventLoop {
                 } else {
                     let _ = reply.send(());
                 }
-    },
+            }
             Command::KnownAddrs { reply } => {
                 let _ = reply.send(self.known_addrs());
             }

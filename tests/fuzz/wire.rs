@@ -412,7 +412,7 @@ fn tunnels_json_files() {
         |text| {
             std::fs::write(&path, &text).expect("write");
             // The daemon's own file: the error keeps serde's message whole, and names the file.
-            if let Err(e) = constellation::tunnel::persist::load(&path) {
+            if let Err(e) = constellation::tunnel::persist::Persisted::new(path.clone()).load() {
                 prop_assert!(e.to_string().contains("tunnels.json"), "{}", e);
             }
             Ok(())

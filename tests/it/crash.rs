@@ -211,7 +211,8 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             acked.len()
         );
         let persisted: BTreeSet<String> =
-            constellation::tunnel::persist::load(&home.join("tunnels.json"))
+            constellation::tunnel::persist::Persisted::new(home.join("tunnels.json"))
+                .load()
                 .expect("tunnels.json parses")
                 .into_iter()
                 .filter_map(|t| match t {
