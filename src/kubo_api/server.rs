@@ -32,8 +32,6 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long open answers (a running `ping`) may go on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Pause after a failed `accept()` (e.g. out of file descriptors) instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The path prefix of every command.
 const API_PREFIX: &str = "/api/v0/";
 /// Headers go-ipfs-cmds exposes to browsers.
@@ -49,33 +47,23 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let policy = Arc::new(policy);
-    loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let socket = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    tracing::warn!("Kubo RPC API accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        let (api, policy, stop) = (api.clone(), policy.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            let _permit = permit;
-            connection(socket, api, policy, stop).await;
-        });
-    }
+    let stop = shutdown.clone();
+    crate::relay::http::accept_loop(
+        listener,
+        MAX_CONNECTIONS,
+        "Kubo RPC API",
+        shutdown,
+        tracker,
+        move |socket, _| {
+            let (api, policy, stop) = (api.clone(), policy.clone(), stop.clone());
+            async move {
+                connection(socket, api, policy, stop).await;
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 async fn connection<H: Handler>(
