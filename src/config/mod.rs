@@ -10,6 +10,7 @@ pub mod node;
 pub mod relay;
 pub mod report;
 pub mod status;
+pub mod swarm_map;
 pub mod trigger;
 pub mod tunnels;
 
@@ -26,6 +27,7 @@ pub use node::{DEFAULT_LISTEN, NodeConfig, NodeLimits, RoutingMode, UnknownRouti
 pub use relay::RelayConfig;
 pub use report::ReportConfig;
 pub use status::StatusConfig;
+pub use swarm_map::{SwarmMapConfig, SwarmMapEnabled};
 pub use trigger::TriggerConfig;
 pub use tunnels::{ForwardSpec, ListenSpec, TunnelSpec};
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub dragon: DragonConfig,
     /// `[kubo_api]`: the Kubo RPC API on 127.0.0.1:5001.
     pub kubo_api: KuboApiConfig,
+    /// `[swarm_map]`: filling `~/.zen/tmp/swarm/` and publishing our own folder, without Kubo.
+    pub swarm_map: SwarmMapConfig,
 }
 
 impl Config {
