@@ -12,7 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Home, TunnelSpec};
 use crate::control::{self, Request};
+use crate::ipfs::store::BlockStore;
 use crate::node::Node;
+use crate::node::bitswap::Bitswap;
 use crate::store::Store;
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
@@ -88,6 +90,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
+    let bitswap = start_bitswap(home, &config, &node, (shutdown.clone(), &tracker))?;
     let relay = if args.no_relay {
         None
     } else {
@@ -107,6 +110,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let daemon = Arc::new(Daemon {
         node: node.clone(),
         tunnels: tunnels.clone(),
+        bitswap: bitswap.clone(),
         persisted: persist::Persisted::new(home.tunnels_state()),
         home: home.clone(),
         station: relay.as_ref().map(|r| r.station.clone()),
@@ -241,6 +245,20 @@ async fn start_kubo_api(
     }
 }
 
+/// Open the block store (`<home>/blocks`, bounded by `[ipfs] blocks_max_bytes`) and serve it
+/// over bitswap; the handle also fetches.
+fn start_bitswap(
+    home: &Home,
+    config: &Config,
+    node: &Node,
+    (shutdown, tracker): (CancellationToken, &TaskTracker),
+) -> anyhow::Result<Bitswap> {
+    let dir = home.blocks();
+    let store = BlockStore::open(&dir, config.ipfs.blocks_max_bytes)
+        .with_context(|| format!("cannot open the block store {}", dir.display()))?;
+    Bitswap::start(node, Arc::new(store), shutdown, tracker).context("cannot serve bitswap")
+}
+
 /// The local relay the daemon uses.
 struct LocalRelay {
     station: Station,
@@ -292,6 +310,8 @@ async fn start_relay(
 struct Daemon {
     node: Node,
     tunnels: Tunnels,
+    /// The block store and bitswap over the swarm (the swarm map, the Kubo API's `add`/`cat`).
+    bitswap: Bitswap,
     /// `tunnels.json`, changed by one request at a time.
     persisted: persist::Persisted,
     home: Home,
@@ -335,6 +355,7 @@ impl crate::status::StatusSource for Daemon {
             "peers": info.as_ref().map(|i| i.peers.clone()).unwrap_or_default(),
             "tunnels": self.tunnels.list(),
             "streams": self.tunnels.streams(),
+            "blocks_bytes": self.bitswap.store().total_bytes(),
             "services": services,
             "relay": figures["relay"],
             "runs": figures["runs"],

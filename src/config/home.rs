@@ -48,6 +48,10 @@ impl Home {
     pub fn swarm_key(&self) -> PathBuf {
         self.root.join("swarm.key")
     }
+    /// The block store: one file per block (`ipfs::store`).
+    pub fn blocks(&self) -> PathBuf {
+        self.root.join("blocks")
+    }
     /// Where reports are saved unless `[report] dir` says otherwise.
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")

@@ -4,6 +4,7 @@
 pub mod dragon;
 pub mod error;
 pub mod home;
+pub mod ipfs;
 pub mod kubo_api;
 pub mod mail;
 pub mod node;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use dragon::DragonConfig;
 pub use error::ConfigError;
 pub use home::{Home, home_dir, kubo_repo};
+pub use ipfs::IpfsConfig;
 pub use kubo_api::{KuboApiConfig, KuboApiEnabled};
 pub use mail::MailConfig;
 pub use node::{DEFAULT_LISTEN, NodeConfig, NodeLimits, RoutingMode, UnknownRouting};
@@ -54,6 +56,8 @@ pub struct Config {
     pub kubo_api: KuboApiConfig,
     /// `[swarm_map]`: filling `~/.zen/tmp/swarm/` and publishing our own folder, without Kubo.
     pub swarm_map: SwarmMapConfig,
+    /// `[ipfs]`: the block store.
+    pub ipfs: IpfsConfig,
 }
 
 impl Config {
