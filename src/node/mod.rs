@@ -7,6 +7,7 @@ pub mod bitswap;
 pub mod bootstrap;
 mod hold;
 pub mod inbound;
+pub mod names;
 pub mod nat;
 pub mod options;
 pub mod pinger;
@@ -445,8 +446,14 @@ impl Node {
     /// Publish `record` for our own name: PUT_VALUE under `/ipns/<our id>` to the closest
     /// peers of both tables. It is checked first, as every peer will check it.
     pub async fn put_ipns(&self, record: &IpnsRecord) -> Result<(), NodeError> {
-        record.validate(&self.peer_id, chrono::Utc::now())?;
-        let key = ipns::routing_key(&self.peer_id);
+        self.put_ipns_for(self.peer_id, record).await
+    }
+
+    /// Publish `record` under `/ipns/<name>` (a name of ours other than the node key, e.g.
+    /// `MySwarm_<ID>`); see [`names::Names`] for sequence numbers that survive restarts.
+    pub async fn put_ipns_for(&self, name: PeerId, record: &IpnsRecord) -> Result<(), NodeError> {
+        record.validate(&name, chrono::Utc::now())?;
+        let key = ipns::routing_key(&name);
         let value = record.marshal();
         let put = self.send(|reply| Command::PutRecord { key, value, reply });
         let limit = records::RESOLVE_TIMEOUT + DIAL_WAIT;

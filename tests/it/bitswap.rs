@@ -15,6 +15,7 @@ use constellation::ipfs::BlockStore;
 use constellation::ipfs::ipns::IpnsRecord;
 use constellation::ipfs::unixfs::{FolderLimits, Hidden, add_path, fetch_folder};
 use constellation::node::bitswap::Bitswap;
+use constellation::node::names::Names;
 use constellation::node::{Node, NodeOptions};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -232,4 +233,55 @@ fn our_ipns_record_is_stored_by_kubo_and_resolved_by_a_later_node_and_a_forgery_
 
 fn ttl() -> Duration {
     Duration::from_secs(1800)
+}
+
+#[test]
+fn published_names_rise_in_sequence_across_restarts_and_start_above_what_the_dht_holds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let k1 = Kubo::start(KuboOptions {
+        routing: Some("dht"),
+        ..Default::default()
+    });
+    let boot = [k1.addr()];
+    runtime().block_on(async {
+        let a = Ours::start(&tmp.path().join("a"), RoutingMode::Dht, &boot).await;
+        let name = a.node.peer_id();
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while !k1.peer_ids().contains(&name.to_string()) {
+            assert!(tokio::time::Instant::now() < deadline, "A never joined K1");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let kept = tmp.path().join("names");
+        let names = Names::new(a.node.clone(), kept.clone());
+        assert_eq!(publish(&names, &a.key, "/ipfs/QmOne").await, 0);
+        assert_eq!(publish(&names, &a.key, "/ipfs/QmTwo").await, 1);
+        // A restart reads the last record back from disk.
+        let names = Names::new(a.node.clone(), kept.clone());
+        assert_eq!(
+            names.last(&name).expect("last").expect("kept").value(),
+            b"/ipfs/QmTwo"
+        );
+        assert_eq!(publish(&names, &a.key, "/ipfs/QmThree").await, 2);
+        // A wiped home asks the DHT (K1 holds sequence 2) before it signs.
+        let wiped = Names::new(a.node.clone(), tmp.path().join("wiped"));
+        assert_eq!(publish(&wiped, &a.key, "/ipfs/QmFour").await, 3);
+        let resolved = a.node.resolve_ipns(name).await.expect("resolve");
+        assert_eq!(
+            (resolved.value(), resolved.sequence()),
+            (&b"/ipfs/QmFour"[..], 3)
+        );
+        a.stop().await;
+    });
+}
+
+/// Publish `value` for `key`'s name, assert the DHT took it, and give its sequence number.
+async fn publish(names: &Names, key: &Keypair, value: &str) -> u64 {
+    let day = Duration::from_secs(24 * 3600);
+    let out = names
+        .publish(key, value, day, ttl())
+        .await
+        .expect("publish");
+    out.put.unwrap_or_else(|e| panic!("PUT_VALUE: {e}"));
+    assert_eq!(out.name, libp2p::PeerId::from(key.public()));
+    out.record.sequence()
 }
