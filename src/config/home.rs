@@ -52,6 +52,10 @@ impl Home {
     pub fn blocks(&self) -> PathBuf {
         self.root.join("blocks")
     }
+    /// The last IPNS record of each name we publish (`node::names`).
+    pub fn names(&self) -> PathBuf {
+        self.root.join("ipns")
+    }
     /// Where reports are saved unless `[report] dir` says otherwise.
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")
