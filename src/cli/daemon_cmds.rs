@@ -147,6 +147,7 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # shutdown_grace_secs = 5
 # conn_low = 40                   # connection manager: above conn_high connections, idle ones
 # conn_high = 200                 # (no tunnel, not kept) are closed down to conn_low
+# conn_grace_secs = 20            # a connection younger than this is never trimmed
 
 # Tunnels that come back at every start:
 # [[tunnels]]

@@ -107,6 +107,9 @@ pub struct NodeLimits {
     /// peer) are closed down to `conn_low` (Kubo's `Swarm.ConnMgr` 40/200).
     pub conn_low: u32,
     pub conn_high: u32,
+    /// A connection younger than this is never trimmed (Kubo's `Swarm.ConnMgr.GracePeriod`,
+    /// 20 s: time for a new peer to open the stream it connected for).
+    pub conn_grace_secs: u64,
 }
 
 impl Default for NodeLimits {
@@ -119,6 +122,7 @@ impl Default for NodeLimits {
             shutdown_grace_secs: 5,
             conn_low: 40,
             conn_high: 200,
+            conn_grace_secs: 20,
         }
     }
 }

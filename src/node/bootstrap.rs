@@ -22,8 +22,6 @@ const MAX_KUBO_CONFIG_BYTES: u64 = 1024 * 1024;
 pub const KEEP_FIRST_BACKOFF: Duration = Duration::from_secs(15);
 /// … up to this: a station that is down for the night is tried a few times an hour.
 const KEEP_MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// A new connection is never trimmed before this age (Kubo's `Swarm.ConnMgr.GracePeriod`).
-pub const TRIM_GRACE: Duration = Duration::from_secs(20);
 
 /// Errors reading a Kubo repo's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +362,14 @@ impl Keeper {
     }
 }
 
+/// The connection manager's settings (`[node.limits] conn_low/conn_high/conn_grace_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Watermarks {
+    pub low: usize,
+    pub high: usize,
+    pub grace: Duration,
+}
+
 /// Connections to close so that `open` (peer, connected since) drops from above `high` to
 /// `low`: the oldest first, never a protected peer (tunnels, peering, our relays) nor one in
 /// its grace.
@@ -371,15 +377,14 @@ pub fn trim(
     open: &[(PeerId, Instant)],
     protected: impl Fn(&PeerId) -> bool,
     now: Instant,
-    low: usize,
-    high: usize,
+    Watermarks { low, high, grace }: Watermarks,
 ) -> Vec<PeerId> {
     if open.len() <= high {
         return Vec::new();
     }
     let mut candidates: Vec<&(PeerId, Instant)> = open
         .iter()
-        .filter(|(peer, since)| !protected(peer) && now.duration_since(*since) >= TRIM_GRACE)
+        .filter(|(peer, since)| !protected(peer) && now.duration_since(*since) >= grace)
         .collect();
     candidates.sort_by_key(|(_, since)| *since);
     candidates
@@ -417,16 +422,9 @@ impl super::EventLoop {
         }
         let open: Vec<(PeerId, Instant)> =
             self.connected.iter().map(|(p, c)| (*p, c.since)).collect();
-        let (low, high) = self.watermarks;
         let (holds, nat) = (&self.holds, &self.nat);
         let protected = |p: &PeerId| kept.contains(p) || holds.is_held(p) || nat.has_reservation(p);
-        for peer in trim(
-            &open,
-            protected,
-            Instant::now(),
-            low as usize,
-            high as usize,
-        ) {
+        for peer in trim(&open, protected, Instant::now(), self.watermarks) {
             tracing::debug!(%peer, "connection manager: closing an idle connection");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
@@ -552,13 +550,18 @@ mod tests {
     #[test]
     fn trim_keeps_protected_and_young_connections() {
         let now = Instant::now();
-        let old = now - TRIM_GRACE * 2;
+        let marks = |low, high| Watermarks {
+            low,
+            high,
+            grace: Duration::from_secs(20),
+        };
+        let old = now - Duration::from_secs(40);
         let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
         let mut open: Vec<(PeerId, Instant)> = peers.iter().map(|p| (*p, old)).collect();
         open[5].1 = now; // young
-        let closed = trim(&open, |p| p == &peers[0], now, 2, 4);
+        let closed = trim(&open, |p| p == &peers[0], now, marks(2, 4));
         assert_eq!(closed.len(), 4);
         assert!(!closed.contains(&peers[0]) && !closed.contains(&peers[5]));
-        assert!(trim(&open, |_| false, now, 2, 6).is_empty());
+        assert!(trim(&open, |_| false, now, marks(2, 6)).is_empty());
     }
 }

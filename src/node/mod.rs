@@ -286,7 +286,11 @@ impl Node {
                 &base64::engine::general_purpose::STANDARD,
                 options.keypair.public().encode_protobuf(),
             ),
-            watermarks: (options.limits.conn_low, options.limits.conn_high),
+            watermarks: bootstrap::Watermarks {
+                low: options.limits.conn_low as usize,
+                high: options.limits.conn_high as usize,
+                grace: Duration::from_secs(options.limits.conn_grace_secs),
+            },
             pending_connects: HashMap::new(),
             pending_peers: HashMap::new(),
             nat,
@@ -568,9 +572,32 @@ fn announce(swarm: &mut Swarm<Behaviour>, options: &NodeOptions, listen: &[Multi
         Vec::new()
     };
     addrs.extend(options.append_announce.iter().cloned());
-    addrs.retain(|a| !options.no_announce.contains(a));
+    addrs.retain(|a| !options.no_announce.iter().any(|f| hides(f, a)));
     for addr in addrs {
         swarm.add_external_address(addr);
+    }
+}
+
+/// Does `NoAnnounce` entry `filter` hide `addr`? As Kubo reads it: `/ip4/A/ipcidr/N` (or `/ip6`)
+/// hides every address whose IP is in that network; any other entry hides itself exactly.
+fn hides(filter: &Multiaddr, addr: &Multiaddr) -> bool {
+    let mut parts = filter.iter();
+    let (Some(net), Some(Protocol::Ipcidr(bits)), None) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return filter == addr;
+    };
+    let in_net = |ip: u128, net: u128, width: u32| {
+        let bits = u32::from(bits).min(width);
+        // A /0 covers everything; shifting by the whole width would overflow.
+        bits == 0 || (ip ^ net) >> (width - bits) == 0
+    };
+    match (net, addr.iter().next()) {
+        (Protocol::Ip4(net), Some(Protocol::Ip4(ip))) => {
+            in_net(u32::from(ip).into(), u32::from(net).into(), 32)
+        }
+        (Protocol::Ip6(net), Some(Protocol::Ip6(ip))) => in_net(ip.into(), net.into(), 128),
+        _ => false,
     }
 }
 
@@ -609,8 +636,8 @@ struct EventLoop {
     first_peers: Option<FirstPeers>,
     /// Our public key as `id` shows it (base64 protobuf).
     public_key: String,
-    /// Connection manager (low, high) watermarks.
-    watermarks: (u32, u32),
+    /// The connection manager's watermarks and grace.
+    watermarks: bootstrap::Watermarks,
     pending_connects: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
     pending_peers: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     nat: Nat,
@@ -930,7 +957,10 @@ impl EventLoop {
         if !relayed {
             self.wake_direct_waiters(&peer_id);
         }
-        let found = match self.origins.remove(&peer_id) {
+        // A peering peer is one whoever dialled it (the DHT re-dials its table's peers too).
+        let hinted = self.origins.remove(&peer_id);
+        let found = match hinted {
+            _ if self.keeper.is_peering(&peer_id) => Origin::Peering,
             Some(origin) => origin,
             None if endpoint.is_dialer() => Origin::Dialed,
             None => Origin::Inbound,
@@ -1037,5 +1067,37 @@ impl EventLoop {
         } else {
             error
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hides;
+
+    #[test]
+    fn no_announce_reads_ipcidr_as_a_network_and_anything_else_exactly() {
+        let addr = |s: &str| s.parse::<libp2p::Multiaddr>().expect(s);
+        let private = addr("/ip4/10.0.0.0/ipcidr/8");
+        assert!(hides(&private, &addr("/ip4/10.1.2.3/tcp/4001")));
+        assert!(!hides(&private, &addr("/ip4/11.1.2.3/tcp/4001")));
+        assert!(!hides(&private, &addr("/ip6/::1/tcp/4001")));
+        let one = addr("/ip4/192.168.1.7/ipcidr/32");
+        assert!(hides(&one, &addr("/ip4/192.168.1.7/udp/4001/quic-v1")));
+        assert!(!hides(&one, &addr("/ip4/192.168.1.8/tcp/4001")));
+        assert!(hides(
+            &addr("/ip4/0.0.0.0/ipcidr/0"),
+            &addr("/ip4/1.2.3.4/tcp/1")
+        ));
+        let ula = addr("/ip6/fc00::/ipcidr/7");
+        assert!(hides(&ula, &addr("/ip6/fd12::5/tcp/4001")));
+        assert!(!hides(&ula, &addr("/ip6/2001:db8::1/tcp/4001")));
+        // Over-wide masks are clamped, not a panic.
+        assert!(hides(
+            &addr("/ip4/10.0.0.1/ipcidr/200"),
+            &addr("/ip4/10.0.0.1/tcp/1")
+        ));
+        let exact = addr("/ip4/1.2.3.4/tcp/4001");
+        assert!(hides(&exact, &exact.clone()));
+        assert!(!hides(&exact, &addr("/ip4/1.2.3.4/tcp/4002")));
     }
 }

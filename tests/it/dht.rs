@@ -186,6 +186,11 @@ fn kubo_repo_bootstrap_and_peering_are_dialled_and_shown_by_id() {
     config["Bootstrap"] = json!([a.addr()]);
     config["Peering"] = json!({"Peers": [{"ID": b.peer_id, "Addrs": [b_tcp]}]});
     config["Routing"]["Type"] = json!("dhtclient");
+    // Kubo's NoAnnounce takes /ipcidr networks: the loopback listen address and the loopback
+    // AppendAnnounce entry are hidden, the public one is announced.
+    config["Addresses"]["NoAnnounce"] = json!(["/ip4/127.0.0.0/ipcidr/8"]);
+    config["Addresses"]["AppendAnnounce"] =
+        json!(["/ip4/203.0.113.7/tcp/4001", "/ip4/127.0.0.9/tcp/9"]);
     std::fs::write(&config_path, config.to_string()).expect("write config");
 
     let repo_flag = repo.to_str().expect("utf-8");
@@ -224,6 +229,12 @@ fn kubo_repo_bootstrap_and_peering_are_dialled_and_shown_by_id() {
     assert_eq!(id["routing"], "dhtclient");
     assert_eq!(id["dht_mode"], "client");
     assert_eq!(first["listen"]["source"], "kubo_repo");
+    assert_eq!(first["no_announce"]["source"], "kubo_repo");
+    assert_eq!(
+        id["announced"],
+        json!(["/ip4/203.0.113.7/tcp/4001"]),
+        "{id}"
+    );
 }
 
 /// The DNS server of `interop/dns/server.py` serving `zone`; killed on drop.

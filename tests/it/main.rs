@@ -11,6 +11,7 @@ mod dragon;
 mod faults;
 mod hostile;
 mod ipfs;
+mod keeper;
 mod kubo;
 mod kubo_api;
 mod nat;
