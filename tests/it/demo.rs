@@ -222,8 +222,14 @@ fn status_page_shows_peers_tunnels_services_and_the_last_sync() {
     assert!(dom.contains(&peer.peer_id), "peer missing from the page");
     // How each peer was found and its connection kind, as `swarm peers -v` shows them.
     let shown = &status["peers"][0];
-    for (class, value) in [("found", &shown["found"]), ("connection", &shown["connection"])] {
-        let cell = format!(r#"<span class="{class}">{}</span>"#, value.as_str().unwrap());
+    for (class, value) in [
+        ("found", &shown["found"]),
+        ("connection", &shown["connection"]),
+    ] {
+        let cell = format!(
+            r#"<span class="{class}">{}</span>"#,
+            value.as_str().unwrap()
+        );
         assert!(dom.contains(&cell), "{cell} missing from the page");
     }
     assert!(dom.contains("webstatus"), "service missing from the page");

@@ -17,5 +17,6 @@ mod kubo_api;
 mod nat;
 mod relay;
 mod report;
+mod strfry;
 mod sync;
 mod tunnel;

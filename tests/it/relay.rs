@@ -769,23 +769,9 @@ fn daemon_serves_the_embedded_relay_or_uses_the_one_already_there() {
 
 /// `relay <args>` on `db` with `input` on stdin; returns (exit code, stdout, stderr).
 fn relay_cli(db: &Path, args: &[&str], input: &str) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(bin())
-        .args(["relay", "--db"])
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn relay command");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().expect("relay command");
-    writer.join().expect("writer");
+    let mut command = Command::new(bin());
+    command.args(["relay", "--db"]).arg(db).args(args);
+    let out = crate::common::run_with_stdin(&mut command, input.as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -7,6 +7,7 @@ pub mod fake_relay;
 pub mod net;
 pub mod netns;
 pub mod relays;
+pub mod strfry;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -251,6 +252,26 @@ pub fn cli(home: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run constellation")
+}
+
+/// Run `command` with `stdin` fed from another thread (so a child that writes while it reads
+/// never deadlocks on a full pipe); stdout and stderr are captured.
+pub fn run_with_stdin(command: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait for the child");
+    let _ = feeder.join();
+    out
 }
 
 /// Connect two daemons (b dials a).
