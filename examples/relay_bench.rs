@@ -1,115 +1,242 @@
-//! Relay benchmark: our embedded relay (`constellation relay`) and nostr-sdk's `LocalRelay`, side
-//! by side in one run, driven by the same Rust client: ingest of signed events (verified by the
-//! relay), REQ latency for typical filters, and a NIP-77 reconciliation with a 1% difference.
+//! Relay benchmark: our embedded relay (`constellation relay`) against strfry, the relay stations
+//! run (the anchor), and optionally nostr-sdk's `LocalRelay`, in one run, driven by the same Rust
+//! client: ingest of signed events (verified by each relay), REQ and COUNT latency for the filters
+//! clients use most (samples interleaved between the relays, so the machine's noise hits all
+//! alike), CPU-seconds of each relay process, and a NIP-77 reconciliation with 1% on each side.
 //! Prints a markdown table. A script, not a test: `interop/bench/relay.sh` builds and runs it.
 //!
-//! Usage: relay_bench [--events N] [--bin PATH] [--python PATH]
+//! Usage: relay_bench [--events N] [--bin PATH] [--strfry PATH] [--python PATH] [--localrelay]
 
 #[path = "bench_common/mod.rs"]
 mod bench_common;
 
 use std::time::Instant;
 
-use bench_common::{Relay, arg, client, local_relay, ours, publish_all, sign};
+use bench_common::{Relay, arg, client, local_relay, ours, publish_all, sign_with, strfry};
+use futures::{SinkExt, StreamExt};
 use nostr::prelude::*;
+use tokio_tungstenite::tungstenite::Message;
 
-/// REQ samples per filter (median and p95 reported).
+/// REQ samples per filter and relay (median, p95 and spread reported).
 const REQ_SAMPLES: usize = 50;
-/// Authors of the generated events.
+/// Authors of the generated events (a home feed follows all of them).
 const AUTHORS: usize = 200;
+/// Thread roots: every reply points (`#e`) at one of the first `ROOTS` events.
+const ROOTS: usize = 100;
 /// Seconds over which `created_at` is spread (30 days).
 const SPREAD: u64 = 30 * 86_400;
 
-/// `n` signed notes over `AUTHORS` authors, spread over 30 days.
+/// `n` signed notes over `AUTHORS` authors, spread over 30 days; after the first `ROOTS`, every
+/// third is a reply (`#e` a root, `#p` its author) and every fifth mentions an author (`#p`).
 fn generate(n: usize, salt: &str) -> (Vec<Keys>, Vec<Event>) {
     let keys: Vec<Keys> = (0..AUTHORS).map(|_| Keys::generate()).collect();
     let now = Timestamp::now().as_secs();
-    let events = sign(&keys, n, salt, |i| now - (i as u64 * 7919) % SPREAD);
-    (keys, events)
-}
-
-struct Figures {
-    ingest_rate: f64,
-    ingest_secs: f64,
-    req: Vec<(String, f64, f64)>,
-    /// NIP-77: (seconds, bytes, round trips, found exactly the difference), or the refusal.
-    neg: Result<(f64, u64, u64, bool), String>,
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-async fn measure(relay: &Relay, events: &[Event], keys: &[Keys], extra: &[Event]) -> Figures {
-    let start = Instant::now();
-    let accepted = publish_all(&relay.url, events).await;
-    let ingest_secs = start.elapsed().as_secs_f64();
-    assert_eq!(
-        accepted,
-        events.len(),
-        "{} did not accept every event",
-        relay.name
+    let at = |i: usize| now - (i as u64 * 7919) % SPREAD;
+    let roots = sign_with(&keys, ROOTS.min(n), salt, at, |_| Vec::new());
+    let rest = sign_with(
+        &keys,
+        n.saturating_sub(ROOTS),
+        salt,
+        |i| at(i + ROOTS),
+        |i| {
+            let mut tags = Vec::new();
+            if i % 3 == 0 {
+                let root = &roots[i % roots.len()];
+                tags.push(Tag::event(root.id));
+                tags.push(Tag::public_key(root.pubkey));
+            }
+            if i % 5 == 0 {
+                tags.push(Tag::public_key(keys[(i * 7) % AUTHORS].public_key()));
+            }
+            tags
+        },
     );
-    let mut c = client(&relay.url).await;
+    (keys, roots.into_iter().chain(rest).collect())
+}
 
+/// One measured query: a REQ (events) or a COUNT.
+struct Query {
+    name: String,
+    filter: Filter,
+    count: bool,
+}
+
+fn queries(keys: &[Keys], events: &[Event]) -> Vec<Query> {
     let now = Timestamp::now().as_secs();
-    let filters: Vec<(&str, Filter)> = vec![
-        (
+    let req = |name: &str, filter: Filter| Query {
+        name: name.to_owned(),
+        filter,
+        count: false,
+    };
+    let all_authors = keys.iter().map(|k| k.public_key());
+    vec![
+        req(
             "one author's notes, limit 100",
             Filter::new()
                 .author(keys[7].public_key())
                 .kind(Kind::TextNote)
                 .limit(100),
         ),
-        (
+        req(
             "latest notes, limit 500",
             Filter::new().kind(Kind::TextNote).limit(500),
         ),
-        (
+        req(
             "hashtag #topic3, limit 50",
             Filter::new().hashtag("topic3").limit(50),
         ),
-        (
+        req(
             "20 ids",
-            Filter::new().ids(events.iter().step_by(4_999).take(20).map(|e| e.id)),
+            Filter::new().ids(
+                events
+                    .iter()
+                    .step_by(events.len() / 20 + 1)
+                    .take(20)
+                    .map(|e| e.id),
+            ),
         ),
-        (
+        req(
             "last 6 hours, 10 authors",
             Filter::new()
                 .authors(keys[..10].iter().map(|k| k.public_key()))
                 .since(Timestamp::from(now - 6 * 3600))
                 .limit(500),
         ),
-    ];
-    let mut req = Vec::new();
-    for (name, f) in filters {
-        let mut samples = Vec::with_capacity(REQ_SAMPLES);
-        for _ in 0..REQ_SAMPLES {
-            let t = Instant::now();
-            let got = c.query(f.clone()).await.expect("query");
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
-            assert!(!got.is_empty(), "{}: {name} returned nothing", relay.name);
-        }
-        req.push((
-            name.to_owned(),
-            percentile(samples.clone(), 0.5),
-            percentile(samples, 0.95),
-        ));
-    }
-    c.close().await;
+        req(
+            "home feed: 200 authors, limit 200",
+            Filter::new()
+                .authors(all_authors)
+                .kind(Kind::TextNote)
+                .limit(200),
+        ),
+        req(
+            "thread: #e of a root, limit 500",
+            Filter::new().event(events[3].id).limit(500),
+        ),
+        req(
+            "mentions: #p of an author, limit 100",
+            Filter::new()
+                .pubkey(keys[11].public_key())
+                .kinds([Kind::TextNote])
+                .limit(100),
+        ),
+        Query {
+            name: "COUNT one author's notes".to_owned(),
+            filter: Filter::new()
+                .author(keys[7].public_key())
+                .kind(Kind::TextNote),
+            count: true,
+        },
+    ]
+}
 
-    // NIP-77: we hold 99% of the relay's set plus 1% it lacks.
+/// A websocket for COUNT (NIP-45), which our sync client does not speak.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn count(ws: &mut Socket, filter: &Filter) -> u64 {
+    let req = format!(r#"["COUNT","c",{}]"#, filter.as_json());
+    ws.send(Message::text(req)).await.expect("send COUNT");
+    while let Some(message) = ws.next().await {
+        let Ok(Message::Text(text)) = message else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        if value[0] == "COUNT" {
+            return value[2]["count"].as_u64().expect("count");
+        }
+        assert_ne!(value[0], "CLOSED", "COUNT refused: {text}");
+    }
+    panic!("connection closed before the COUNT answer");
+}
+
+/// Per relay: ingest figures, then the query samples and the NIP-77 result.
+struct Side {
+    relay: Relay,
+    ingest_secs: f64,
+    ingest_cpu: f64,
+    samples: Vec<Vec<f64>>,
+    query_cpu: f64,
+    /// NIP-77: (seconds, bytes, round trips, found exactly the difference), or the refusal.
+    neg: Result<(f64, u64, u64, bool), String>,
+}
+
+async fn ingest(relay: Relay, events: &[Event]) -> Side {
+    eprintln!("ingest into {} at {}…", relay.name, relay.url);
+    let (t, cpu) = (Instant::now(), relay.cpu_secs());
+    let accepted = publish_all(&relay.url, events).await;
+    assert_eq!(
+        accepted,
+        events.len(),
+        "{} did not accept every event",
+        relay.name
+    );
+    Side {
+        ingest_secs: t.elapsed().as_secs_f64(),
+        ingest_cpu: relay.cpu_secs() - cpu,
+        relay,
+        samples: Vec::new(),
+        query_cpu: 0.0,
+        neg: Err("not run".into()),
+    }
+}
+
+/// Every query `REQ_SAMPLES` times on every relay, interleaved sample by sample.
+async fn sample_queries(sides: &mut [Side], queries: &[Query]) {
+    let mut clients = Vec::new();
+    let mut sockets = Vec::new();
+    for side in sides.iter_mut() {
+        clients.push(client(&side.relay.url).await);
+        let (ws, _) = tokio_tungstenite::connect_async(side.relay.url.as_str())
+            .await
+            .expect("websocket");
+        sockets.push(ws);
+        side.samples = vec![Vec::with_capacity(REQ_SAMPLES); queries.len()];
+        side.query_cpu = side.relay.cpu_secs();
+    }
+    for (q, query) in queries.iter().enumerate() {
+        for _ in 0..REQ_SAMPLES {
+            for (s, side) in sides.iter_mut().enumerate() {
+                let t = Instant::now();
+                let found = if query.count {
+                    count(&mut sockets[s], &query.filter).await as usize
+                } else {
+                    clients[s]
+                        .query(query.filter.clone())
+                        .await
+                        .expect("query")
+                        .len()
+                };
+                side.samples[q].push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(
+                    found > 0,
+                    "{}: {} found nothing",
+                    side.relay.name,
+                    query.name
+                );
+            }
+        }
+    }
+    for side in sides.iter_mut() {
+        side.query_cpu = side.relay.cpu_secs() - side.query_cpu;
+    }
+    for c in clients {
+        c.close().await;
+    }
+}
+
+/// NIP-77 with 99% of the relay's set plus 1% it lacks.
+async fn reconcile(side: &mut Side, events: &[Event], extra: &[Event]) {
     let keep = events.len() - extra.len();
     let items: Vec<(Timestamp, EventId)> = events[..keep]
         .iter()
         .chain(extra)
         .map(|e| (e.created_at, e.id))
         .collect();
-    let mut c = client(&relay.url).await;
+    let mut c = client(&side.relay.url).await;
     let (bytes0, rounds0) = (c.bytes_in + c.bytes_out, c.round_trips);
     let t = Instant::now();
-    let neg = match c.reconcile(Filter::new(), &items).await {
+    side.neg = match c.reconcile(Filter::new(), &items).await {
         Ok(rec) => Ok((
             t.elapsed().as_secs_f64(),
             c.bytes_in + c.bytes_out - bytes0,
@@ -118,88 +245,112 @@ async fn measure(relay: &Relay, events: &[Event], keys: &[Keys], extra: &[Event]
         )),
         Err(e) => Err(e.to_string()),
     };
-    let figures = Figures {
-        ingest_rate: events.len() as f64 / ingest_secs,
-        ingest_secs,
-        req,
-        neg,
-    };
     c.close().await;
-    figures
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = arg(&args, "--events", "100000")
-        .parse()
-        .expect("--events N");
+    let n: usize = arg(&args, "--events", "30000").parse().expect("--events N");
     let bin = arg(&args, "--bin", "target/release/constellation");
+    let strfry_bin = arg(&args, "--strfry", "../shared/peers/strfry/strfry");
     let python = arg(&args, "--python", ".venv/bin/python");
     eprintln!("signing {n} events (+1% for the NIP-77 difference)…");
     let (keys, events) = generate(n, "bench");
     let (_, extra) = generate(n / 100, "extra");
     let tmp = tempfile::tempdir().expect("tmp");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut results = Vec::new();
-    for which in ["ours", "theirs"] {
-        let relay = if which == "ours" {
-            ours(&bin, &tmp.path().join("relay.sqlite"))
-        } else {
-            local_relay(&python)
-        };
-        eprintln!("measuring {} at {}…", relay.name, relay.url);
-        let figures = runtime.block_on(measure(&relay, &events, &keys, &extra));
-        results.push((relay.name, figures));
+    let mut relays = vec![
+        ours(&bin, &tmp.path().join("relay.sqlite")),
+        strfry(&strfry_bin),
+    ];
+    if args.iter().any(|a| a == "--localrelay") {
+        relays.push(local_relay(&python));
     }
-    let (a, b) = (&results[0].1, &results[1].1);
-    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+    let queries = queries(&keys, &events);
+    let sides = runtime.block_on(async {
+        let mut sides = Vec::new();
+        for relay in relays {
+            sides.push(ingest(relay, &events).await);
+        }
+        eprintln!("querying ({REQ_SAMPLES} samples a filter, interleaved)…");
+        sample_queries(&mut sides, &queries).await;
+        for side in &mut sides {
+            reconcile(side, &events, &extra).await;
+        }
+        sides
+    });
+    print_table(n, &sides, &queries);
+}
+
+fn print_table(n: usize, sides: &[Side], queries: &[Query]) {
+    let names: Vec<&str> = sides.iter().map(|s| s.relay.name).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |t| t.get());
     println!(
-        "| {} events, {} cores | constellation | nostr-sdk LocalRelay | ratio |",
-        n,
-        std::thread::available_parallelism().map_or(1, |t| t.get())
+        "| {n} events, {cores} cores | {} | ours ÷ strfry |",
+        names.join(" | ")
     );
-    println!("|---|---|---|---|");
-    println!(
-        "| ingest, signed + verified (events/s) | {:.0} ({:.1} s) | {:.0} ({:.1} s) | {:.2}× |",
-        a.ingest_rate,
-        a.ingest_secs,
-        b.ingest_rate,
-        b.ingest_secs,
-        ratio(a.ingest_rate, b.ingest_rate)
+    println!("|---|{}---|", "---|".repeat(sides.len()));
+    let row = |what: String, cells: Vec<String>, ratio: String| {
+        println!("| {what} | {} | {ratio} |", cells.join(" | "));
+    };
+    let rate = |s: &Side| n as f64 / s.ingest_secs;
+    row(
+        "ingest, signed + verified: events/s (CPU-s)".into(),
+        sides
+            .iter()
+            .map(|s| format!("{:.0} ({:.1})", rate(s), s.ingest_cpu))
+            .collect(),
+        format!("{:.2}× the rate", rate(&sides[0]) / rate(&sides[1])),
     );
-    for ((name, med_a, p95_a), (_, med_b, p95_b)) in a.req.iter().zip(&b.req) {
-        println!(
-            "| REQ {name}: median / p95 (ms) | {med_a:.2} / {p95_a:.2} | {med_b:.2} / {p95_b:.2} | {:.2}× faster |",
-            ratio(*med_b, *med_a)
+    for (q, query) in queries.iter().enumerate() {
+        let med = |s: &Side| percentile(&s.samples[q], 0.5);
+        let cells = sides.iter().map(|s| {
+            let (lo, hi) = (
+                percentile(&s.samples[q], 0.05),
+                percentile(&s.samples[q], 0.95),
+            );
+            format!("{:.2} / {hi:.2} (p5 {lo:.2})", med(s))
+        });
+        row(
+            format!("{}: median / p95 ms", query.name),
+            cells.collect(),
+            format!("{:.2}× the time", med(&sides[0]) / med(&sides[1])),
         );
     }
-    let cell = |neg: &Result<(f64, u64, u64, bool), String>, what: usize| match neg {
-        Ok((secs, bytes, rounds, ok)) => match what {
-            0 => format!("{secs:.2} s"),
-            1 => format!("{} KiB, {rounds}", bytes / 1024),
-            _ => ok.to_string(),
-        },
+    row(
+        format!("CPU-s for all queries ({REQ_SAMPLES} each)"),
+        sides
+            .iter()
+            .map(|s| format!("{:.2}", s.query_cpu))
+            .collect(),
+        String::new(),
+    );
+    let neg = |s: &Side| match &s.neg {
+        Ok((secs, bytes, rounds, ok)) => {
+            format!(
+                "{secs:.2} s, {} KiB, {rounds} round trips{}",
+                bytes / 1024,
+                if *ok { "" } else { ", WRONG" }
+            )
+        }
         Err(e) => format!("refused: {e}"),
     };
-    let speed = match (&a.neg, &b.neg) {
-        (Ok(x), Ok(y)) => format!("{:.2}× faster", ratio(y.0, x.0)),
-        _ => String::new(),
-    };
-    println!(
-        "| NIP-77 {}k vs {}k, 1% each side: time | {} | {} | {speed} |",
-        n / 1000,
-        n / 1000,
-        cell(&a.neg, 0),
-        cell(&b.neg, 0)
+    row(
+        format!("NIP-77 {0}k vs {0}k, 1% each side", n / 1000),
+        sides.iter().map(neg).collect(),
+        match (&sides[0].neg, &sides[1].neg) {
+            (Ok(a), Ok(b)) => format!("{:.2}× the time", a.0 / b.0),
+            _ => String::new(),
+        },
     );
     println!(
-        "| NIP-77: bytes on the wire, round trips | {} | {} | |",
-        cell(&a.neg, 1),
-        cell(&b.neg, 1)
-    );
-    println!(
-        "| NIP-77 found exactly the 1% each way | {} | {} | |",
-        cell(&a.neg, 2),
-        cell(&b.neg, 2)
+        "\nDurability: ours commits each batch with SQLite `synchronous = FULL` (fsync before the \
+         OK); strfry writes LMDB as its defaults open it."
     );
 }

@@ -16,7 +16,31 @@ pub struct Relay {
     pub name: &'static str,
     pub url: String,
     child: Child,
+    /// A folder the relay owns (strfry's config and LMDB), removed with it.
+    _dir: Option<tempfile::TempDir>,
 }
+
+impl Relay {
+    /// CPU-seconds (user + system) the relay process has used so far.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are the 14th and 15th fields of the line: 12th and 13th after ')'.
+        (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SEC
+    }
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux, which is 100 on every architecture it runs here.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 impl Drop for Relay {
     fn drop(&mut self) {
@@ -52,6 +76,7 @@ pub fn ours(bin: &str, db: &Path) -> Relay {
         name: "constellation",
         url: ready["relay"].as_str().expect("url").to_owned(),
         child,
+        _dir: None,
     }
 }
 
@@ -71,22 +96,76 @@ pub fn local_relay(python: &str) -> Relay {
         name: "nostr-sdk LocalRelay",
         url: url.trim().to_owned(),
         child,
+        _dir: None,
+    }
+}
+
+/// strfry (`../shared/peers/strfry/strfry` unless `bin` says otherwise) on 127.0.0.1, with its
+/// LMDB in a fresh folder; its defaults otherwise (`nofiles = 0` leaves the fd limit alone).
+pub fn strfry(bin: &str) -> Relay {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).expect("db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.path().join("strfry.conf");
+    let text = format!(
+        "db = \"{}/\"\nrelay {{\n  bind = \"127.0.0.1\"\n  port = {port}\n  nofiles = 0\n}}\n",
+        db.display()
+    );
+    std::fs::write(&config, text).expect("config");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("relay")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start strfry {bin}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "strfry did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Relay {
+        name: "strfry",
+        url: format!("ws://127.0.0.1:{port}"),
+        child,
+        _dir: Some(dir),
     }
 }
 
 /// `n` text notes signed on every core; event `i` is by `keys[i % keys.len()]` at `at(i)`.
 pub fn sign(keys: &[Keys], n: usize, salt: &str, at: impl Fn(usize) -> u64 + Sync) -> Vec<Event> {
+    sign_with(keys, n, salt, at, |_| Vec::new())
+}
+
+/// As [`sign`], each note with a `#t` tag and the tags `extra(i)` adds.
+pub fn sign_with(
+    keys: &[Keys],
+    n: usize,
+    salt: &str,
+    at: impl Fn(usize) -> u64 + Sync,
+    extra: impl Fn(usize) -> Vec<Tag> + Sync,
+) -> Vec<Event> {
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let chunk = n.div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let at = &at;
+                let (at, extra) = (&at, &extra);
                 s.spawn(move || {
                     ((t * chunk)..((t + 1) * chunk).min(n))
                         .map(|i| {
+                            let mut tags = vec![Tag::hashtag(format!("topic{}", i % 50))];
+                            tags.extend(extra(i));
                             EventBuilder::new(Kind::TextNote, format!("{salt} note {i}"))
-                                .tags([Tag::hashtag(format!("topic{}", i % 50))])
+                                .tags(tags)
                                 .custom_created_at(Timestamp::from(at(i)))
                                 .finalize(&keys[i % keys.len()])
                                 .expect("sign")
