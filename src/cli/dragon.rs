@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::cli::daemon_cmds::call;
 use crate::config::Home;
 use crate::control::Request;
-use crate::dragon::connect::Connection;
+use crate::dragon::connect::{Connection, Station};
 use crate::dragon::{ServicesReport, Slug};
 use crate::tunnel::TunnelInfo;
 
@@ -102,7 +102,7 @@ pub fn connect(home: &Home, args: ConnectArgs) -> anyhow::Result<ExitCode> {
         home,
         Request::Connect {
             slug: args.slug,
-            peer: args.peer,
+            peer: Station::parse(&args.peer)?,
             port: args.port,
         },
     )?;
@@ -132,7 +132,7 @@ pub fn disconnect(home: &Home, args: DisconnectArgs) -> anyhow::Result<ExitCode>
         home,
         Request::Disconnect {
             slug: args.slug,
-            peer: args.peer,
+            peer: Station::parse(&args.peer)?,
         },
     )?)?;
     for t in &closed {

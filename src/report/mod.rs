@@ -157,7 +157,7 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
                 h,
                 r#"<tr class="peer"><td><code>{}</code></td><td>{}</td><td>{}</td><td class="r">{}</td><td class="r">{}</td><td class="r">{}</td><td class="err">{}</td></tr>"#,
                 esc(&p.name),
-                esc(&p.mode),
+                p.mode,
                 if p.ok { "ok" } else { "failed" },
                 p.events_in,
                 p.imported,

@@ -118,7 +118,7 @@ pub async fn execute(
     let zen = args.zen();
     let own = node.as_ref().map(Node::peer_id);
     let (peers, skipped) = gather_peers(args, &zen, own.as_ref())?;
-    let peer_keys: Vec<String> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();
+    let peer_keys: Vec<_> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();
     let (base, sources) = authors::collect(&AuthorSources::astroport(&zen), &peer_keys);
     if args.show_hex {
         for a in &base {
@@ -194,9 +194,9 @@ async fn local_station(home: &Home) -> anyhow::Result<Station> {
 struct Run<'a> {
     args: &'a BackfillOptions,
     node: Option<Node>,
-    rejected: std::collections::HashSet<String>,
+    rejected: std::collections::HashSet<nostr::prelude::EventId>,
     peers: Vec<Peer>,
-    base: std::collections::BTreeSet<String>,
+    base: std::collections::BTreeSet<nostr::prelude::PublicKey>,
     initial: RunStats,
 }
 
