@@ -44,6 +44,34 @@ pub enum SwarmCommand {
     },
 }
 
+/// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ListFormat {
+    /// Print column headers (and, for streams, the bytes carried).
+    #[arg(short = 'v', long = "headers")]
+    pub headers: bool,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ListFormat {
+    /// Print `result` as JSON, or as the rows `columns` formats.
+    fn print<T: serde::de::DeserializeOwned>(
+        self,
+        result: serde_json::Value,
+        columns: impl Fn(&[T], bool) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{result}");
+        } else {
+            let rows: Vec<T> = serde_json::from_value(result)?;
+            print!("{}", columns(&rows, self.headers));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum P2pCommand {
     /// Serve inbound streams of <PROTOCOL> by connecting to <TARGET> (e.g. /ip4/127.0.0.1/tcp/22).
@@ -77,11 +105,8 @@ pub enum P2pCommand {
     },
     /// List listeners and forwards: protocol, listen address, target address.
     Ls {
-        /// Print column headers.
-        #[arg(short = 'v', long = "headers")]
-        headers: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: ListFormat,
     },
     /// Close listeners and forwards (every given filter must match).
     Close {
@@ -107,10 +132,8 @@ pub enum P2pCommand {
 pub enum StreamCommand {
     /// List open streams: id, protocol, origin, target (and bytes with -v).
     Ls {
-        #[arg(short = 'v', long = "headers")]
-        headers: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: ListFormat,
     },
     /// Close (reset) one stream, or all with -a.
     Close {
@@ -295,15 +318,7 @@ pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
             };
             call(home, Request::P2pForward { spec, persist })?;
         }
-        P2pCommand::Ls { headers, json } => {
-            let result = call(home, Request::P2pLs)?;
-            if json {
-                println!("{result}");
-            } else {
-                let rows: Vec<TunnelInfo> = serde_json::from_value(result)?;
-                print!("{}", format_tunnels(&rows, headers));
-            }
-        }
+        P2pCommand::Ls { format } => format.print(call(home, Request::P2pLs)?, format_tunnels)?,
         P2pCommand::Close {
             all,
             protocol,
@@ -320,14 +335,8 @@ pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
                 serde_json::from_value(call(home, Request::P2pClose { filter })?)?;
             println!("Closed {} tunnel(s)", closed.len());
         }
-        P2pCommand::Stream(StreamCommand::Ls { headers, json }) => {
-            let result = call(home, Request::StreamLs)?;
-            if json {
-                println!("{result}");
-            } else {
-                let rows: Vec<StreamInfo> = serde_json::from_value(result)?;
-                print!("{}", format_streams(&rows, headers));
-            }
+        P2pCommand::Stream(StreamCommand::Ls { format }) => {
+            format.print(call(home, Request::StreamLs)?, format_streams)?
         }
         P2pCommand::Stream(StreamCommand::Close { id, all }) => {
             if id.is_none() && !all {
