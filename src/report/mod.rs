@@ -64,7 +64,11 @@ pub enum ReportError {
 impl Report {
     /// The run `id` (default: the last one) of the history at `path`.
     pub fn load(path: &Path, id: Option<i64>, station: String) -> Result<Report, ReportError> {
-        let history = History::open(path)?;
+        Report::of(&History::open(path)?, id, station)
+    }
+
+    /// The run `id` (default: the last one) of an open history.
+    pub fn of(history: &History, id: Option<i64>, station: String) -> Result<Report, ReportError> {
         let run = history
             .run(id)?
             .ok_or_else(|| ReportError::NoRun(id.map_or("at all".into(), |i| i.to_string())))?;
