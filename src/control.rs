@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ForwardSpec, ListenSpec};
+use crate::dragon::connect::Station;
 use crate::tunnel::CloseFilter;
 
 /// Largest request accepted: a `p2p listen` with a long allow-list is a few KiB. Read into a
@@ -63,13 +64,13 @@ pub enum Request {
     /// Forward a local port to a station's `/x/<slug>-<peer>` (the BRIEF port rule).
     Connect {
         slug: String,
-        peer: String,
+        peer: Station,
         #[serde(default)]
         port: Option<u16>,
     },
     Disconnect {
         slug: String,
-        peer: String,
+        peer: Station,
     },
 }
 

@@ -56,14 +56,8 @@ pub struct DaemonArgs {
 }
 
 /// Run the daemon until SIGINT/SIGTERM.
-pub fn run(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run_async(home, args))
-}
-
-async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
+pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Result<()> {
     home.ensure()?;
-    let config = Config::load(&home.config_file())?;
     let socket = home.control_socket();
     if control::is_running(&socket).await {
         anyhow::bail!(
@@ -72,14 +66,14 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
             socket.display()
         );
     }
-    let kubo_repo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
+    let kubo_repo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), config);
     if let Some(repo) = &kubo_repo {
         crate::kubo_api::repo::check_not_in_use(repo).await?;
     }
     let listen = (!args.listen.is_empty()).then(|| args.listen.clone());
     let mut options = crate::node::options::node_options(
         home,
-        &config,
+        config,
         args.kubo_repo.as_ref(),
         args.swarm_key.as_ref(),
         listen,
@@ -90,14 +84,14 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
-    let bitswap = start_bitswap(home, &config, &node, (shutdown.clone(), &tracker))?;
+    let bitswap = start_bitswap(home, config, &node, (shutdown.clone(), &tracker))?;
     let relay = if args.no_relay {
         None
     } else {
         Some(
             start_relay(
                 home,
-                &config,
+                config,
                 args.relay_listen.clone(),
                 tunnels.origin_lookup(),
                 (shutdown.clone(), &tracker),
@@ -115,12 +109,12 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         home: home.clone(),
         station: relay.as_ref().map(|r| r.station.clone()),
         dragon: std::sync::OnceLock::new(),
-        dragon_config: config.dragon.clone(),
+        config: config.clone(),
         relay_url: relay.as_ref().map(|r| r.url.clone()),
         started: std::time::Instant::now(),
         figures: crate::status::Cached::new(crate::status::figures::FIGURES_TTL),
     });
-    daemon.restore_tunnels(&config).await;
+    daemon.restore_tunnels(config).await;
     if dragon_enabled {
         // After the restored tunnels (its first cycle sees them); stopped with the control API,
         // before the tunnels shut down.
@@ -144,7 +138,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     ));
 
     let (kubo_api, kubo_api_error) = start_kubo_api(
-        &config,
+        config,
         kubo_repo.as_deref(),
         daemon.clone(),
         (control_stop.clone(), &tracker),
@@ -319,7 +313,8 @@ struct Daemon {
     station: Option<Station>,
     /// The service publisher (unset with `--no-dragon`).
     dragon: std::sync::OnceLock<crate::dragon::Dragon>,
-    dragon_config: crate::dragon::DragonConfig,
+    /// The daemon's `config.toml`, read once at start.
+    config: Config,
     relay_url: Option<String>,
     started: std::time::Instant,
     figures: crate::status::Cached<serde_json::Value>,
@@ -414,7 +409,8 @@ impl Daemon {
             Request::StreamClose { id } => json!({ "closed": self.tunnels.close_streams(id)? }),
             Request::Backfill { args } => serde_json::to_value(
                 crate::sync::backfill::execute(
-                    &self.home,
+                    (&self.home, &self.config),
+                    &mut crate::sync::history::History::open(&self.home.history())?,
                     &args,
                     Some(self.node.clone()),
                     self.station.clone(),
@@ -427,7 +423,7 @@ impl Daemon {
             Request::Connect { slug, peer, port } => serde_json::to_value(
                 crate::dragon::connect::connect(
                     &self.tunnels,
-                    &self.dragon_config.swarm_dir_path(),
+                    &self.config.dragon.swarm_dir_path(),
                     &slug,
                     &peer,
                     port,

@@ -322,7 +322,7 @@ fn swarm_dir(dir: &Path, stations: &[Station], captains: &[Keys]) -> anyhow::Res
 }
 
 /// Run the demo; exit 0 when every station ends with every event.
-pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub fn run(runtime: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bin = std::env::current_exe().context("cannot find this program's path")?;
     let (dir, owned) = match &args.dir {
@@ -337,14 +337,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = demo(&args, &bin, &dir, started);
+    let result = demo(runtime, &args, &bin, &dir, started);
     if owned && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
 
-fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Result<ExitCode> {
+fn demo(
+    runtime: &tokio::runtime::Runtime,
+    args: &DemoArgs,
+    bin: &Path,
+    dir: &Path,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
     let n = usize::from(args.stations);
     let key = if args.swarm_key {
         Some(swarm_key_file(dir)?)
@@ -361,7 +367,6 @@ fn demo(args: &DemoArgs, bin: &Path, dir: &Path, started: Instant) -> anyhow::Re
             i == 0,
         )?);
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let captains: Vec<Keys> = (0..n).map(|_| Keys::generate()).collect();
     let (friend, friend_of_friend) = (Keys::generate(), Keys::generate());
     let (tracked, stats, before, after) = runtime.block_on(async {

@@ -3,22 +3,25 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
-use crate::config::Home;
+use super::context::Context;
 use crate::sync::backfill::RunLock;
+use crate::sync::history::History;
 use crate::sync::stats::{RunStats, RunStatus};
 use crate::trigger::flags::BackfillArgs;
 use crate::trigger::{EXIT_PARTIAL, EXIT_SKIPPED};
 
 /// Run a backfill: in the running daemon (its libp2p node) when there is one, else here.
-pub fn run(home: &Home, args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let Some(_lock) = RunLock::try_acquire(home)? else {
+pub fn run(ctx: &Context, args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let Some(_lock) = RunLock::try_acquire(&ctx.home)? else {
         eprintln!("skipped: a backfill is already running");
         return Ok(ExitCode::from(EXIT_SKIPPED));
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let stats = runtime.block_on(crate::trigger::run_locked(home, &args.options()))?;
+    let mut history = History::open(&ctx.home.history())?;
+    let stats = ctx.block_on(crate::trigger::run_locked(
+        (&ctx.home, ctx.config()?),
+        &mut history,
+        &args.options(),
+    ))??;
     print(&args, &stats);
     Ok(match stats.status() {
         RunStatus::Ok => ExitCode::SUCCESS,

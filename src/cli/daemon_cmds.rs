@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, ForwardSpec, Home, ListenSpec};
+use super::context::Context;
+use crate::config::{ForwardSpec, Home, ListenSpec};
 use crate::control::{self, Request};
 use crate::node::NodeInfo;
 use crate::tunnel::{CloseFilter, StreamInfo, TunnelInfo};
@@ -44,6 +45,34 @@ pub enum SwarmCommand {
     },
 }
 
+/// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ListFormat {
+    /// Print column headers (and, for streams, the bytes carried).
+    #[arg(short = 'v', long = "headers")]
+    pub headers: bool,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ListFormat {
+    /// Print `result` as JSON, or as the rows `columns` formats.
+    fn print<T: serde::de::DeserializeOwned>(
+        self,
+        result: serde_json::Value,
+        columns: impl Fn(&[T], bool) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{result}");
+        } else {
+            let rows: Vec<T> = serde_json::from_value(result)?;
+            print!("{}", columns(&rows, self.headers));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum P2pCommand {
     /// Serve inbound streams of <PROTOCOL> by connecting to <TARGET> (e.g. /ip4/127.0.0.1/tcp/22).
@@ -77,11 +106,8 @@ pub enum P2pCommand {
     },
     /// List listeners and forwards: protocol, listen address, target address.
     Ls {
-        /// Print column headers.
-        #[arg(short = 'v', long = "headers")]
-        headers: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: ListFormat,
     },
     /// Close listeners and forwards (every given filter must match).
     Close {
@@ -107,10 +133,8 @@ pub enum P2pCommand {
 pub enum StreamCommand {
     /// List open streams: id, protocol, origin, target (and bytes with -v).
     Ls {
-        #[arg(short = 'v', long = "headers")]
-        headers: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: ListFormat,
     },
     /// Close (reset) one stream, or all with -a.
     Close {
@@ -178,16 +202,9 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # ssh = ["12D3…"]
 "#;
 
-fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(future))
-}
-
-pub(crate) fn call(home: &Home, request: Request) -> anyhow::Result<serde_json::Value> {
-    Ok(block_on(control::call(&home.control_socket(), &request))??)
+/// Send `request` to the home's daemon and wait for its answer.
+pub(crate) fn call(ctx: &Context, request: Request) -> anyhow::Result<serde_json::Value> {
+    Ok(ctx.block_on(control::call(&ctx.home.control_socket(), &request))??)
 }
 
 /// `constellation init`.
@@ -204,18 +221,18 @@ pub fn init(home: &Home, _args: InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `constellation id`: ask the daemon, else read the key from disk.
-pub fn id(home: &Home, args: IdArgs) -> anyhow::Result<ExitCode> {
-    let running =
-        args.kubo_repo.is_none() && block_on(control::is_running(&home.control_socket()))?;
+pub fn id(ctx: &Context, args: IdArgs) -> anyhow::Result<ExitCode> {
+    let running = args.kubo_repo.is_none()
+        && ctx.block_on(control::is_running(&ctx.home.control_socket()))?;
     let (peer_id, details) = if running {
-        let value = call(home, Request::Id)?;
+        let value = call(ctx, Request::Id)?;
         let info: NodeInfo = serde_json::from_value(value.clone())?;
         (info.peer_id, value)
     } else {
-        let config = Config::load(&home.config_file())?;
-        let kubo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), &config);
-        let key = crate::node::options::load_keypair(home, kubo.as_ref())?;
-        let first = crate::node::options::first_peers(&config, args.kubo_repo.as_ref())?;
+        let config = ctx.config()?;
+        let kubo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), config);
+        let key = crate::node::options::load_keypair(&ctx.home, kubo.as_ref())?;
+        let first = crate::node::options::first_peers(config, args.kubo_repo.as_ref())?;
         let details = serde_json::json!({ "listen": [], "first_peers": first });
         (key.public().to_peer_id().to_string(), details)
     };
@@ -238,17 +255,17 @@ pub fn id(home: &Home, args: IdArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `constellation swarm …`.
-pub fn swarm(home: &Home, command: SwarmCommand) -> anyhow::Result<ExitCode> {
+pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
     match command {
         SwarmCommand::Connect { address } => {
-            let result = call(home, Request::SwarmConnect { addr: address })?;
+            let result = call(ctx, Request::SwarmConnect { addr: address })?;
             println!(
                 "connect {} success",
                 result["peer_id"].as_str().unwrap_or_default()
             );
         }
         SwarmCommand::Peers { json, detail } => {
-            let result = call(home, Request::SwarmPeers)?;
+            let result = call(ctx, Request::SwarmPeers)?;
             if json {
                 println!("{result}");
             } else {
@@ -261,7 +278,7 @@ pub fn swarm(home: &Home, command: SwarmCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `constellation p2p …`.
-pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
+pub fn p2p(ctx: &Context, command: P2pCommand) -> anyhow::Result<ExitCode> {
     match command {
         P2pCommand::Listen {
             protocol,
@@ -278,7 +295,7 @@ pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
                 allow_custom_protocol,
                 allow_peers: allow_peer,
             };
-            call(home, Request::P2pListen { spec, persist })?;
+            call(ctx, Request::P2pListen { spec, persist })?;
         }
         P2pCommand::Forward {
             protocol,
@@ -293,17 +310,9 @@ pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
                 target,
                 allow_custom_protocol,
             };
-            call(home, Request::P2pForward { spec, persist })?;
+            call(ctx, Request::P2pForward { spec, persist })?;
         }
-        P2pCommand::Ls { headers, json } => {
-            let result = call(home, Request::P2pLs)?;
-            if json {
-                println!("{result}");
-            } else {
-                let rows: Vec<TunnelInfo> = serde_json::from_value(result)?;
-                print!("{}", format_tunnels(&rows, headers));
-            }
-        }
+        P2pCommand::Ls { format } => format.print(call(ctx, Request::P2pLs)?, format_tunnels)?,
         P2pCommand::Close {
             all,
             protocol,
@@ -317,24 +326,18 @@ pub fn p2p(home: &Home, command: P2pCommand) -> anyhow::Result<ExitCode> {
                 target,
             };
             let closed: Vec<TunnelInfo> =
-                serde_json::from_value(call(home, Request::P2pClose { filter })?)?;
+                serde_json::from_value(call(ctx, Request::P2pClose { filter })?)?;
             println!("Closed {} tunnel(s)", closed.len());
         }
-        P2pCommand::Stream(StreamCommand::Ls { headers, json }) => {
-            let result = call(home, Request::StreamLs)?;
-            if json {
-                println!("{result}");
-            } else {
-                let rows: Vec<StreamInfo> = serde_json::from_value(result)?;
-                print!("{}", format_streams(&rows, headers));
-            }
+        P2pCommand::Stream(StreamCommand::Ls { format }) => {
+            format.print(call(ctx, Request::StreamLs)?, format_streams)?
         }
         P2pCommand::Stream(StreamCommand::Close { id, all }) => {
             if id.is_none() && !all {
                 anyhow::bail!("give a stream id, or -a to close all streams");
             }
             let result = call(
-                home,
+                ctx,
                 Request::StreamClose {
                     id: if all { None } else { id },
                 },

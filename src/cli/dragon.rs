@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
+use super::context::Context;
 use crate::cli::daemon_cmds::call;
-use crate::config::Home;
 use crate::control::Request;
-use crate::dragon::connect::Connection;
+use crate::dragon::connect::{Connection, Station};
 use crate::dragon::{ServicesReport, Slug};
 use crate::tunnel::TunnelInfo;
 
@@ -42,9 +42,9 @@ pub struct DisconnectArgs {
 }
 
 /// `constellation services`.
-pub fn services(home: &Home, args: ServicesArgs) -> anyhow::Result<ExitCode> {
+pub fn services(ctx: &Context, args: ServicesArgs) -> anyhow::Result<ExitCode> {
     let result = call(
-        home,
+        ctx,
         Request::Services {
             refresh: args.refresh,
         },
@@ -96,13 +96,13 @@ pub fn format_report(report: &ServicesReport) -> String {
 }
 
 /// `constellation connect`.
-pub fn connect(home: &Home, args: ConnectArgs) -> anyhow::Result<ExitCode> {
+pub fn connect(ctx: &Context, args: ConnectArgs) -> anyhow::Result<ExitCode> {
     Slug::parse(&args.slug)?;
     let result = call(
-        home,
+        ctx,
         Request::Connect {
             slug: args.slug,
-            peer: args.peer,
+            peer: Station::parse(&args.peer)?,
             port: args.port,
         },
     )?;
@@ -126,13 +126,13 @@ pub fn connect(home: &Home, args: ConnectArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `constellation disconnect`.
-pub fn disconnect(home: &Home, args: DisconnectArgs) -> anyhow::Result<ExitCode> {
+pub fn disconnect(ctx: &Context, args: DisconnectArgs) -> anyhow::Result<ExitCode> {
     Slug::parse(&args.slug)?;
     let closed: Vec<TunnelInfo> = serde_json::from_value(call(
-        home,
+        ctx,
         Request::Disconnect {
             slug: args.slug,
-            peer: args.peer,
+            peer: Station::parse(&args.peer)?,
         },
     )?)?;
     for t in &closed {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod backfill;
+pub mod context;
 pub mod daemon_cmds;
 pub mod dragon;
 pub mod install;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod trigger;
 
 use crate::config::Home;
+use context::Context;
 
 /// One binary for an Astroport / UPlanet station: Kubo-compatible `/x/` tunnels over libp2p,
 /// an embedded Nostr relay, and the hourly constellation sync.
@@ -76,21 +78,23 @@ pub enum Command {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let home = Home::resolve(cli.home);
+    let ctx = Context::new(Home::resolve(cli.home));
     match cli.command {
-        Command::Init(args) => daemon_cmds::init(&home, args),
-        Command::Id(args) => daemon_cmds::id(&home, args),
-        Command::Daemon(args) => crate::daemon::run(&home, args).map(|()| ExitCode::SUCCESS),
-        Command::Swarm(command) => daemon_cmds::swarm(&home, command),
-        Command::P2p(command) => daemon_cmds::p2p(&home, command),
-        Command::Backfill(args) => backfill::run(&home, args),
-        Command::Relay(args) => relay::run(&home, args),
-        Command::Demo(args) => crate::demo::run(args),
-        Command::Trigger(args) => trigger::run(&home, args),
-        Command::Report(args) => report::report_command(&home, args),
-        Command::InstallService(args) => install::install(&home, args),
-        Command::Services(args) => dragon::services(&home, args),
-        Command::Connect(args) => dragon::connect(&home, args),
-        Command::Disconnect(args) => dragon::disconnect(&home, args),
+        Command::Init(args) => daemon_cmds::init(&ctx.home, args),
+        Command::Id(args) => daemon_cmds::id(&ctx, args),
+        Command::Daemon(args) => ctx
+            .block_on(crate::daemon::run(&ctx.home, ctx.config()?, args))?
+            .map(|()| ExitCode::SUCCESS),
+        Command::Swarm(command) => daemon_cmds::swarm(&ctx, command),
+        Command::P2p(command) => daemon_cmds::p2p(&ctx, command),
+        Command::Backfill(args) => backfill::run(&ctx, args),
+        Command::Relay(args) => relay::run(&ctx, args),
+        Command::Demo(args) => crate::demo::run(ctx.runtime()?, args),
+        Command::Trigger(args) => trigger::run(&ctx, args),
+        Command::Report(args) => report::report_command(&ctx, args),
+        Command::InstallService(args) => install::install(&ctx.home, args),
+        Command::Services(args) => dragon::services(&ctx, args),
+        Command::Connect(args) => dragon::connect(&ctx, args),
+        Command::Disconnect(args) => dragon::disconnect(&ctx, args),
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Home};
+use super::context::Context;
 use crate::store::{Store, StoreStats};
 
 /// Flags of `constellation relay`.
@@ -45,13 +45,13 @@ pub enum RelayCommand {
     Export,
 }
 
-pub fn run(home: &Home, args: RelayArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.clone().unwrap_or_else(|| home.database());
+pub fn run(ctx: &Context, args: RelayArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.clone().unwrap_or_else(|| ctx.home.database());
     match args.command {
         Some(RelayCommand::Stats { json }) => stats(&db, json),
-        Some(RelayCommand::Import { json }) => import(home, &db, json),
+        Some(RelayCommand::Import { json }) => import(ctx, &db, json),
         Some(RelayCommand::Export) => export(&db),
-        None => serve(home, db, args.listen),
+        None => serve(ctx, db, args.listen),
     }
 }
 
@@ -68,21 +68,17 @@ fn stats(db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(home: &Home, db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let limits = Config::load(&home.config_file())?.relay.event_limits();
-    // One thread: stdin is read on the only task, so a blocking read holds up nothing else (the
-    // store's checker and writer threads are its own).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(async {
+fn import(ctx: &Context, db: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let limits = ctx.config()?.relay.event_limits();
+    // stdin is read inside `block_on`, on this thread: a blocking read holds up no runtime
+    // worker (the store's checker and writer threads are its own).
+    let summary = ctx.block_on(async {
         let store = Store::open(db, limits)
             .with_context(|| format!("cannot open the event store {}", db.display()))?;
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr())
             .then(|| indicatif::ProgressBar::new_spinner().with_message("importing"));
         anyhow::Ok(crate::relay::jsonl::import(&store, std::io::stdin().lock(), progress).await?)
-    })?;
+    })??;
     eprintln!("{}", summary.done_line());
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -128,13 +124,12 @@ pub fn render(stats: &StoreStats) -> String {
     out
 }
 
-fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(&home.config_file())?.relay;
+fn serve(ctx: &Context, db: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut config = ctx.config()?.relay.clone();
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    ctx.block_on(async move {
         let store = Store::open(&db, config.event_limits())?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -158,5 +153,5 @@ fn serve(home: &Home, db: PathBuf, listen: Option<String>) -> anyhow::Result<Exi
         tracker.close();
         tracker.wait().await;
         Ok(ExitCode::SUCCESS)
-    })
+    })?
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, Home};
+use super::context::Context;
 use crate::report::{self, Report};
 
 /// `constellation report`.
@@ -21,25 +21,24 @@ pub struct ReportArgs {
     pub text: bool,
 }
 
-pub fn report_command(home: &Home, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&home.config_file())?;
+pub fn report_command(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let station = report::station_name(&config.report);
-    let report = Report::load(&home.history(), args.run, station)?;
-    let path = report.save(&report::report_dir(home, &config.report))?;
+    let report = Report::load(&ctx.home.history(), args.run, station)?;
+    let path = report.save(&report::report_dir(&ctx.home, &config.report))?;
     if args.text {
         print!("{}", report.text());
     } else {
         println!("{}", path.display());
     }
     if args.send {
-        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let to = runtime
+        let to = ctx
             .block_on(report::mail::send(
                 &config.mail,
                 &report.subject(),
                 report.text(),
                 report.html(),
-            ))
+            ))?
             .context("cannot mail the report")?;
         eprintln!("mailed to {to}");
     }

@@ -3,9 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
-use crate::config::{Config, Home};
+use super::context::Context;
 use crate::trigger::flags::BackfillArgs;
 use crate::trigger::{Outcome, trigger};
 
@@ -23,17 +21,15 @@ pub struct TriggerArgs {
 }
 
 /// `constellation trigger`.
-pub fn run(home: &Home, args: TriggerArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&home.config_file())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(trigger(
-        home,
-        &config,
+pub fn run(ctx: &Context, args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let outcome = ctx.block_on(trigger(
+        &ctx.home,
+        ctx.config()?,
         args.force,
         !args.no_mail,
         &args.backfill.options(),
         None,
-    ));
+    ))?;
     match &outcome {
         Outcome::Ran { stats, .. } if args.backfill.json => {
             println!("{}", serde_json::to_string_pretty(stats)?);

@@ -4,7 +4,7 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use super::{DragonError, Slug, catalog, port};
@@ -32,14 +32,58 @@ pub struct Connection {
     pub notes: Vec<String>,
 }
 
-/// `<PEERID>` or a multiaddr ending in `/p2p/<PEERID>` (then the forward also dials it).
-fn parse_peer(text: &str) -> Result<(PeerId, String), DragonError> {
-    if let Ok(peer) = crate::identity::parse_peer_id(text) {
-        return Ok((peer, format!("/p2p/{peer}")));
+/// The station a `connect` or `disconnect` names: its PeerID, or a multiaddr ending in
+/// `/p2p/<PeerID>` (then the forward also dials it). On the control wire it is that text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Station {
+    pub peer: PeerId,
+    /// The address given with it, if any.
+    pub dial: Option<Multiaddr>,
+}
+
+impl Station {
+    /// `<PEERID>` or a multiaddr ending in `/p2p/<PEERID>`.
+    pub fn parse(text: &str) -> Result<Station, DragonError> {
+        if let Ok(peer) = crate::identity::parse_peer_id(text) {
+            return Ok(Station { peer, dial: None });
+        }
+        let target = addr::parse_forward_target(text)
+            .map_err(|_| DragonError::BadPeer(crate::identity::shorten(text)))?;
+        Ok(Station {
+            peer: target.peer,
+            dial: target.dial,
+        })
     }
-    let target = addr::parse_forward_target(text)
-        .map_err(|_| DragonError::BadPeer(crate::identity::shorten(text)))?;
-    Ok((target.peer, text.to_owned()))
+
+    /// The forward's target: `/p2p/<id>`, or the full multiaddr to dial.
+    fn target(&self) -> String {
+        self.dial
+            .as_ref()
+            .map_or_else(|| format!("/p2p/{}", self.peer), Multiaddr::to_string)
+    }
+}
+
+impl std::fmt::Display for Station {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.dial {
+            Some(addr) => addr.fmt(f),
+            None => self.peer.fmt(f),
+        }
+    }
+}
+
+impl TryFrom<String> for Station {
+    type Error = DragonError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Station::parse(&text)
+    }
+}
+
+impl From<Station> for String {
+    fn from(station: Station) -> String {
+        station.to_string()
+    }
 }
 
 /// The consumer's preferred port: `NATIVE_PORT` of the station's mirrored `x_<slug>.sh`, else
@@ -77,11 +121,11 @@ pub async fn connect(
     tunnels: &Tunnels,
     swarm_dir: &Path,
     slug: &str,
-    peer: &str,
+    station: &Station,
     requested: Option<u16>,
 ) -> Result<Connection, DragonError> {
     let slug = Slug::parse(slug)?;
-    let (peer, target) = parse_peer(peer)?;
+    let (peer, target) = (station.peer, station.target());
     let protocol = slug.protocol(&peer);
     let native = native_port(swarm_dir, &peer, &slug);
     let alt = port::alt_port(&peer.to_string(), slug.as_str());
@@ -148,11 +192,10 @@ pub async fn connect(
 pub fn disconnect(
     tunnels: &Tunnels,
     slug: &str,
-    peer: &str,
+    station: &Station,
 ) -> Result<Vec<TunnelInfo>, DragonError> {
     let slug = Slug::parse(slug)?;
-    let (peer, _) = parse_peer(peer)?;
-    let protocol = slug.protocol(&peer);
+    let protocol = slug.protocol(&station.peer);
     let forwards: Vec<TunnelInfo> = tunnels
         .list()
         .into_iter()
@@ -197,9 +240,19 @@ mod tests {
     #[test]
     fn peers_are_ids_or_multiaddrs() {
         let peer = PeerId::random();
-        assert_eq!(parse_peer(&peer.to_string()).unwrap().0, peer);
+        let bare = Station::parse(&peer.to_string()).unwrap();
+        assert_eq!((bare.peer, bare.target()), (peer, format!("/p2p/{peer}")));
         let full = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}");
-        assert_eq!(parse_peer(&full).unwrap(), (peer, full.clone()));
-        assert!(parse_peer("nope").is_err());
+        let dialed = Station::parse(&full).unwrap();
+        assert_eq!((dialed.peer, dialed.target()), (peer, full.clone()));
+        assert!(Station::parse("nope").is_err());
+        // On the control wire, the text it was given.
+        let json = serde_json::to_value(&dialed).unwrap();
+        assert_eq!(json, serde_json::json!(full));
+        assert_eq!(serde_json::from_value::<Station>(json).unwrap(), dialed);
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::json!(peer.to_string())
+        );
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::store::{Store, StoreError};
 use crate::sync::local::ImportCounts;
+use crate::sync::refusal::Refusal;
 
 /// Events per commit.
 pub const IMPORT_BATCH: usize = 1_000;
@@ -60,17 +61,17 @@ pub async fn import(
         }
         summary.lines += 1;
         let reason = match line {
-            Line::TooLong => Some("too large"),
+            Line::TooLong => Some(Refusal::LineTooLong),
             Line::Text(text) => match Event::from_json(text.trim()) {
                 Ok(event) => {
                     batch.push(event);
                     None
                 }
-                Err(_) => Some("malformed"),
+                Err(_) => Some(Refusal::Malformed),
             },
         };
         if let Some(reason) = reason {
-            summary.counts.reject(reason);
+            summary.counts.reject(&reason);
             if summary.counts.rejected_total() <= NAMED_BAD_LINES {
                 tracing::warn!(line = summary.lines, "skipped: {reason}");
             }

@@ -64,7 +64,11 @@ pub enum ReportError {
 impl Report {
     /// The run `id` (default: the last one) of the history at `path`.
     pub fn load(path: &Path, id: Option<i64>, station: String) -> Result<Report, ReportError> {
-        let history = History::open(path)?;
+        Report::of(&History::open(path)?, id, station)
+    }
+
+    /// The run `id` (default: the last one) of an open history.
+    pub fn of(history: &History, id: Option<i64>, station: String) -> Result<Report, ReportError> {
         let run = history
             .run(id)?
             .ok_or_else(|| ReportError::NoRun(id.map_or("at all".into(), |i| i.to_string())))?;
@@ -157,7 +161,7 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
                 h,
                 r#"<tr class="peer"><td><code>{}</code></td><td>{}</td><td>{}</td><td class="r">{}</td><td class="r">{}</td><td class="r">{}</td><td class="err">{}</td></tr>"#,
                 esc(&p.name),
-                esc(&p.mode),
+                p.mode,
                 if p.ok { "ok" } else { "failed" },
                 p.events_in,
                 p.imported,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use nostr::prelude::{Event, Kind};
+use nostr::prelude::{Event, Kind, PublicKey};
 use serde::Serialize;
 
 use super::discovery::parse_hex_pubkey;
@@ -50,12 +50,12 @@ pub struct SourceCounts {
 /// Collect the base author set.
 pub fn collect(
     sources: &AuthorSources,
-    peer_pubkeys: &[String],
-) -> (BTreeSet<String>, SourceCounts) {
+    peer_pubkeys: &[PublicKey],
+) -> (BTreeSet<PublicKey>, SourceCounts) {
     let mut counts = SourceCounts::default();
     let mut all = BTreeSet::new();
     let mut add =
-        |keys: Vec<String>, invalid: usize, slot: &mut usize, counts_invalid: &mut usize| {
+        |keys: Vec<PublicKey>, invalid: usize, slot: &mut usize, counts_invalid: &mut usize| {
             *counts_invalid += invalid;
             *slot += keys.len();
             all.extend(keys);
@@ -66,17 +66,18 @@ pub fn collect(
     add(keys, bad, &mut counts.amis, &mut counts.invalid_lines);
     let (keys, bad) = hex_files(&sources.geokeys_dir, MAX_DEPTH);
     add(keys, bad, &mut counts.geokeys, &mut counts.invalid_lines);
-    let valid: Vec<String> = peer_pubkeys
-        .iter()
-        .filter_map(|h| parse_hex_pubkey(h))
-        .collect();
-    let bad = peer_pubkeys.len() - valid.len();
-    add(valid, bad, &mut counts.peers, &mut counts.invalid_lines);
+    // Parsed (and their invalid ones dropped) when the station files were read.
+    add(
+        peer_pubkeys.to_vec(),
+        0,
+        &mut counts.peers,
+        &mut counts.invalid_lines,
+    );
     (all, counts)
 }
 
 /// Pubkeys of a text file, one per line (`#` comments and blanks ignored).
-fn lines_of(path: &Path) -> (Vec<String>, usize) {
+fn lines_of(path: &Path) -> (Vec<PublicKey>, usize) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return (Vec::new(), 0);
     };
@@ -95,7 +96,7 @@ fn lines_of(path: &Path) -> (Vec<String>, usize) {
 }
 
 /// Every file named `HEX` under `dir` up to `depth` folders down.
-fn hex_files(dir: &Path, depth: usize) -> (Vec<String>, usize) {
+fn hex_files(dir: &Path, depth: usize) -> (Vec<PublicKey>, usize) {
     let (mut keys, mut bad, mut seen) = (Vec::new(), 0, 0);
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((folder, level)) = stack.pop() {
@@ -128,10 +129,10 @@ fn hex_files(dir: &Path, depth: usize) -> (Vec<String>, usize) {
 }
 
 /// The latest contact list (kind 3) of each author among `events` → their follows.
-pub fn follows(events: &[Event]) -> HashMap<String, BTreeSet<String>> {
-    let mut latest: HashMap<String, &Event> = HashMap::new();
+pub fn follows(events: &[Event]) -> HashMap<PublicKey, BTreeSet<PublicKey>> {
+    let mut latest: HashMap<PublicKey, &Event> = HashMap::new();
     for event in events.iter().filter(|e| e.kind == Kind::ContactList) {
-        let author = event.pubkey.to_hex();
+        let author = event.pubkey;
         match latest.get(&author) {
             Some(prev)
                 if (prev.created_at, std::cmp::Reverse(prev.id))
@@ -168,18 +169,18 @@ pub struct Expansion {
 /// Add the follows of `of` (from `contacts`) to `authors`, bounded by [`MAX_AUTHORS`];
 /// returns the newly added.
 pub fn expand(
-    authors: &mut BTreeSet<String>,
-    of: &BTreeSet<String>,
-    contacts: &HashMap<String, BTreeSet<String>>,
-) -> BTreeSet<String> {
+    authors: &mut BTreeSet<PublicKey>,
+    of: &BTreeSet<PublicKey>,
+    contacts: &HashMap<PublicKey, BTreeSet<PublicKey>>,
+) -> BTreeSet<PublicKey> {
     let mut added = BTreeSet::new();
     for author in of {
         for friend in contacts.get(author).into_iter().flatten() {
             if authors.len() >= MAX_AUTHORS {
                 return added;
             }
-            if authors.insert(friend.clone()) {
-                added.insert(friend.clone());
+            if authors.insert(*friend) {
+                added.insert(*friend);
             }
         }
     }
@@ -187,13 +188,13 @@ pub fn expand(
 }
 
 /// Write the author set to `path` atomically (temp file + rename), one hex key per line.
-pub fn write_atomically(path: &Path, authors: &BTreeSet<String>) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, authors: &BTreeSet<PublicKey>) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let mut text = String::with_capacity(authors.len() * 65);
     for a in authors {
-        text.push_str(a);
+        text.push_str(&a.to_hex());
         text.push('\n');
     }
     crate::atomic_file::write(path, text.as_bytes(), 0o644)
@@ -217,13 +218,22 @@ mod tests {
         format!("{:02x}", n).repeat(32)
     }
 
+    fn key(n: u8) -> PublicKey {
+        PublicKey::from_hex(&hex(n)).unwrap()
+    }
+
     #[test]
     fn sources_are_read_and_invalid_lines_counted() {
         let dir = tempfile::tempdir().unwrap();
         let zen = dir.path();
         let sources = AuthorSources::astroport(zen);
         std::fs::create_dir_all(zen.join("game/nostr/alice@x")).unwrap();
-        std::fs::write(zen.join("game/nostr/alice@x/HEX"), format!("{}\n", hex(1))).unwrap();
+        // A peer's invalid key is dropped when its station file is read; a HEX line here is not.
+        std::fs::write(
+            zen.join("game/nostr/alice@x/HEX"),
+            format!("{}\nzz\n", hex(1)),
+        )
+        .unwrap();
         std::fs::create_dir_all(zen.join("strfry")).unwrap();
         std::fs::write(
             &sources.amis_file,
@@ -232,7 +242,7 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(zen.join("flashmem/a/b")).unwrap();
         std::fs::write(zen.join("flashmem/a/b/HEX"), hex(3)).unwrap();
-        let (all, counts) = collect(&sources, &[hex(4), "zz".into()]);
+        let (all, counts) = collect(&sources, &[key(4)]);
         assert_eq!(all.len(), 4);
         assert_eq!(
             counts,
@@ -261,11 +271,11 @@ mod tests {
             .finalize(&keys)
             .unwrap();
         let contacts = follows(&[new, old]);
-        let me = keys.public_key().to_hex();
-        assert_eq!(contacts[&me], BTreeSet::from([friend.to_hex()]));
-        let mut authors = BTreeSet::from([me.clone()]);
+        let me = keys.public_key();
+        assert_eq!(contacts[&me], BTreeSet::from([friend]));
+        let mut authors = BTreeSet::from([me]);
         let added = expand(&mut authors, &BTreeSet::from([me]), &contacts);
-        assert_eq!(added, BTreeSet::from([friend.to_hex()]));
+        assert_eq!(added, BTreeSet::from([friend]));
         assert_eq!(authors.len(), 2);
     }
 
@@ -273,7 +283,7 @@ mod tests {
     fn atomic_write_leaves_one_key_per_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strfry/amisOfAmis.txt");
-        write_atomically(&path, &BTreeSet::from([hex(1), hex(2)])).unwrap();
+        write_atomically(&path, &BTreeSet::from([key(1), key(2)])).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             format!("{}\n{}\n", hex(1), hex(2))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Home, home_dir};
+use crate::config::{Config, Home, home_dir};
 use crate::node::Node;
 use crate::store::Store;
 use crate::sync::authors::{self, AuthorSources};
@@ -106,11 +106,12 @@ impl RunLock {
     }
 }
 
-/// Discover, sync and record one run. `node` and `station` are the daemon's; without a node a
-/// temporary one is started when a peer must be reached through its tunnel, and without a
-/// station the local relay is found as the daemon would.
+/// Discover, sync and record one run in `history`. `node` and `station` are the daemon's;
+/// without a node a temporary one is started when a peer must be reached through its tunnel,
+/// and without a station the local relay is found as the daemon would.
 pub async fn execute(
-    home: &Home,
+    (home, config): (&Home, &Config),
+    history: &mut History,
     args: &BackfillOptions,
     node: Option<Node>,
     station: Option<Station>,
@@ -118,14 +119,13 @@ pub async fn execute(
     let zen = args.zen();
     let own = node.as_ref().map(Node::peer_id);
     let (peers, skipped) = gather_peers(args, &zen, own.as_ref())?;
-    let peer_keys: Vec<String> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();
+    let peer_keys: Vec<_> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();
     let (base, sources) = authors::collect(&AuthorSources::astroport(&zen), &peer_keys);
     if args.show_hex {
         for a in &base {
             eprintln!("{a}");
         }
     }
-    let mut history = History::open(&home.history())?;
     let rejected = history.rejected_ids().unwrap_or_default();
     let node = match node {
         Some(n) => Some(n),
@@ -133,7 +133,7 @@ pub async fn execute(
             .iter()
             .any(|p| matches!(p.endpoint, discovery::Endpoint::Tunnel(_))) =>
         {
-            Some(temporary_node(home).await?)
+            Some(temporary_node(home, config).await?)
         }
         None => None,
     };
@@ -145,7 +145,7 @@ pub async fn execute(
     let station = match (&args.local_relay, station) {
         (Some(url), _) => Station::External(url.clone()),
         (None, Some(station)) => station,
-        (None, None) => local_station(home).await?,
+        (None, None) => local_station(home, config).await?,
     };
     let run = Run {
         args,
@@ -177,8 +177,7 @@ const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Without a daemon: the relay answering at `[relay] listen` (strfry, or our own `relay`
 /// command), else the embedded store opened here.
-async fn local_station(home: &Home) -> anyhow::Result<Station> {
-    let config = crate::config::Config::load(&home.config_file())?;
+async fn local_station(home: &Home, config: &Config) -> anyhow::Result<Station> {
     let listen = config.relay.listen.clone();
     if super::local::probe(&listen).await {
         return Ok(Station::External(format!("ws://{listen}")));
@@ -194,9 +193,9 @@ async fn local_station(home: &Home) -> anyhow::Result<Station> {
 struct Run<'a> {
     args: &'a BackfillOptions,
     node: Option<Node>,
-    rejected: std::collections::HashSet<String>,
+    rejected: std::collections::HashSet<nostr::prelude::EventId>,
     peers: Vec<Peer>,
-    base: std::collections::BTreeSet<String>,
+    base: std::collections::BTreeSet<nostr::prelude::PublicKey>,
     initial: RunStats,
 }
 
@@ -248,9 +247,8 @@ fn gather_peers(
 }
 
 /// A node for one run, with the home's identity and swarm key, listening nowhere.
-async fn temporary_node(home: &Home) -> anyhow::Result<Node> {
-    let config = crate::config::Config::load(&home.config_file())?;
-    let options = crate::node::options::node_options(home, &config, None, None, Some(Vec::new()))?;
+async fn temporary_node(home: &Home, config: &Config) -> anyhow::Result<Node> {
+    let options = crate::node::options::node_options(home, config, None, None, Some(Vec::new()))?;
     let tracker = tokio_util::task::TaskTracker::new();
     let (node, _) = Node::start(
         options,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use libp2p::PeerId;
+use nostr::prelude::PublicKey;
 use serde::Deserialize;
 
 use crate::identity::{shorten, shorten_message};
@@ -36,7 +37,7 @@ pub struct Peer {
     pub name: String,
     pub endpoint: Endpoint,
     /// `captainHEX` / `NODEHEX` of the station: authors of the sync.
-    pub pubkeys: Vec<String>,
+    pub pubkeys: Vec<PublicKey>,
     pub hostname: Option<String>,
 }
 
@@ -77,10 +78,14 @@ pub fn is_ws_url(url: &str) -> bool {
         && !url.contains(char::is_whitespace)
 }
 
-/// A 64-hex pubkey, lowercased; `None` otherwise.
-pub fn parse_hex_pubkey(text: &str) -> Option<String> {
+/// A 64-hex pubkey (either case, surrounding blanks ignored); `None` otherwise. The one place
+/// where an author's text becomes a key: everything after it holds [`PublicKey`]s.
+pub fn parse_hex_pubkey(text: &str) -> Option<PublicKey> {
     let t = text.trim();
-    (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
+    if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    PublicKey::from_hex(t).ok()
 }
 
 /// Parse one `12345.json` found at `dir/12345.json` (pure; `x_strfry_exists` is probed by the caller).
@@ -236,7 +241,7 @@ mod tests {
         assert_eq!(peers[0].endpoint, Endpoint::Tunnel(ID.parse().unwrap()));
         assert_eq!(
             peers[0].pubkeys,
-            vec![HEX.to_string()],
+            vec![PublicKey::from_hex(HEX).unwrap()],
             "invalid NODEHEX dropped"
         );
         assert_eq!(

@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
+use nostr::prelude::EventId;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::refusal::Refusal;
 use super::stats::RunStats;
 
 /// Rejected ids older than this are forgotten (a peer may have fixed its data).
@@ -182,7 +184,7 @@ impl History {
 
     pub fn remember_rejected(
         &mut self,
-        ids: &[(String, String)],
+        ids: &[(EventId, Refusal)],
         now: u64,
     ) -> Result<(), HistoryError> {
         let path = self.path.clone();
@@ -194,7 +196,7 @@ impl History {
         for (id, reason) in ids {
             tx.execute(
                 "INSERT OR REPLACE INTO rejected (id, reason, at) VALUES (?1, ?2, ?3)",
-                params![id, reason, now as i64],
+                params![id.to_hex(), reason.to_string(), now as i64],
             )
             .map_err(err)?;
         }
@@ -206,7 +208,8 @@ impl History {
         tx.commit().map_err(err)
     }
 
-    pub fn rejected_ids(&self) -> Result<std::collections::HashSet<String>, HistoryError> {
+    /// Ids refused lately (a row that is not an id, from an older version, is skipped).
+    pub fn rejected_ids(&self) -> Result<std::collections::HashSet<EventId>, HistoryError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id FROM rejected")
@@ -214,7 +217,10 @@ impl History {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(self.err())?;
-        Ok(rows.flatten().collect())
+        Ok(rows
+            .flatten()
+            .filter_map(|hex| EventId::from_hex(&hex).ok())
+            .collect())
     }
 }
 
@@ -237,9 +243,9 @@ mod tests {
         let back = h.run(Some(id)).unwrap().unwrap();
         assert_eq!((back.run_id, back.imported), (id, 7));
         assert_eq!(h.last_run_at().unwrap(), Some(1000));
-        h.remember_rejected(&[("aa".into(), "spam".into())], 10)
-            .unwrap();
-        assert!(h.rejected_ids().unwrap().contains("aa"));
+        let id = EventId::from_byte_array([0xaa; 32]);
+        h.remember_rejected(&[(id, Refusal::Spam)], 10).unwrap();
+        assert!(h.rejected_ids().unwrap().contains(&id));
         h.remember_rejected(&[], 10 + REJECTED_TTL_SECS + 1)
             .unwrap();
         assert!(h.rejected_ids().unwrap().is_empty());

@@ -10,6 +10,7 @@ use nostr::prelude::{Event, EventId, Filter, Timestamp};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use super::refusal::Refusal;
 use super::relay_client::{ClientError, RelayClient};
 use crate::store::{Outcome, Store, StoreError};
 
@@ -33,7 +34,7 @@ pub struct ImportCounts {
     pub rejected: BTreeMap<String, u64>,
     /// Ids refused by the store (cached so that NIP-77 does not fetch them again).
     #[serde(skip)]
-    pub rejected_ids: Vec<(EventId, String)>,
+    pub rejected_ids: Vec<(EventId, Refusal)>,
 }
 
 impl ImportCounts {
@@ -48,16 +49,17 @@ impl ImportCounts {
                 }
                 Outcome::Duplicate | Outcome::Superseded => self.duplicate += 1,
                 Outcome::Rejected(r) => {
-                    self.reject(r.key());
-                    self.rejected_ids.push((id, r.key().to_owned()));
+                    let refusal = Refusal::Rule(r);
+                    self.reject(&refusal);
+                    self.rejected_ids.push((id, refusal));
                 }
             }
         }
     }
 
     /// Count one refusal for `reason`.
-    pub fn reject(&mut self, reason: &str) {
-        *self.rejected.entry(reason.to_owned()).or_insert(0) += 1;
+    pub fn reject(&mut self, reason: &Refusal) {
+        *self.rejected.entry(reason.to_string()).or_insert(0) += 1;
     }
 
     /// Every refusal, whatever its reason.
@@ -231,8 +233,6 @@ impl LocalStore for ExternalRelay {
 const IMPORT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Tail of the import command's stderr kept for the error message and the log.
 const IMPORT_COMMAND_TAIL: usize = 4_096;
-/// Why an event piped to the import command is not in the local relay afterwards.
-pub const REFUSED_BY_COMMAND: &str = "refused by the import command";
 
 /// `--import-command` (`strfry import`): each batch is piped as JSON lines into the command, and
 /// the local relay, asked before and after, tells which events were already there (duplicates)
@@ -301,10 +301,8 @@ impl<L: LocalStore> LocalStore for CommandImport<L> {
                 counts.imported += 1;
                 counts.accepted.push(id);
             } else {
-                counts.reject(REFUSED_BY_COMMAND);
-                counts
-                    .rejected_ids
-                    .push((id, REFUSED_BY_COMMAND.to_owned()));
+                counts.reject(&Refusal::ByImportCommand);
+                counts.rejected_ids.push((id, Refusal::ByImportCommand));
             }
         }
         Ok(counts)

@@ -4,9 +4,11 @@
 pub mod authors;
 pub mod backfill;
 pub mod discovery;
+mod error;
 pub mod history;
 pub mod kinds;
 pub mod local;
+pub mod refusal;
 pub mod relay_client;
 mod session;
 pub mod stats;
@@ -22,7 +24,10 @@ use nostr::prelude::{Event, EventId, Filter, Kind, MatchEventOptions, PublicKey,
 use crate::node::Node;
 use crate::store::rules::{self, EventLimits, Rejection};
 use discovery::Peer;
+use error::NegOutcome;
+pub use error::SyncError;
 use local::{ImportCounts, LocalError, LocalStore};
+use refusal::Refusal;
 use session::Session;
 use stats::{PeerStats, RunStats};
 
@@ -96,10 +101,10 @@ pub struct Engine<'a, L: LocalStore> {
     options: SyncOptions,
     local: &'a L,
     node: Option<Node>,
-    rejected_cache: HashSet<String>,
+    rejected_cache: HashSet<EventId>,
     /// Events stored during the run (id → (kind, author, referenced ids for reposts/reactions)).
     stored: Mutex<HashMap<EventId, Stored>>,
-    newly_rejected: Mutex<Vec<(String, String)>>,
+    newly_rejected: Mutex<Vec<(EventId, Refusal)>>,
     /// Ids being downloaded by some peer's session (NIP-77 `need`), so others skip them.
     claimed: Mutex<HashSet<EventId>>,
     /// Ids imported during the run, in order (the push pass sends a peer what came after it).
@@ -115,7 +120,7 @@ pub struct Engine<'a, L: LocalStore> {
 /// The outcome: stats, plus the rejected ids to remember.
 pub struct RunOutcome {
     pub stats: RunStats,
-    pub rejected: Vec<(String, String)>,
+    pub rejected: Vec<(EventId, Refusal)>,
 }
 
 impl<'a, L: LocalStore> Engine<'a, L> {
@@ -123,7 +128,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         options: SyncOptions,
         local: &'a L,
         node: Option<Node>,
-        rejected_cache: HashSet<String>,
+        rejected_cache: HashSet<EventId>,
     ) -> Self {
         Engine {
             options,
@@ -168,7 +173,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     pub async fn run(
         &self,
         peers: Vec<Peer>,
-        base: BTreeSet<String>,
+        base: BTreeSet<PublicKey>,
         mut stats: RunStats,
     ) -> RunOutcome {
         let started = Instant::now();
@@ -247,7 +252,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                     };
                     if let Err(e) = result {
                         tracing::warn!(peer = %session.peer.name, "sync failed: {e}");
-                        session.fail(e);
+                        session.fail(&e);
                     }
                     if let Some(bar) = &self.progress {
                         bar.inc(1);
@@ -258,17 +263,14 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     }
 
     /// Filters of the main reconciliation: author chunks (or everything), plus station kinds.
-    fn filters(&self, authors: &BTreeSet<String>) -> Vec<Filter> {
+    fn filters(&self, authors: &BTreeSet<PublicKey>) -> Vec<Filter> {
         let kinds = self.sync_kinds();
         let since = self.since();
         let with_since = |f: Filter| match since {
             Some(s) => f.since(s),
             None => f,
         };
-        let keys: Vec<PublicKey> = authors
-            .iter()
-            .filter_map(|a| PublicKey::from_hex(a).ok())
-            .collect();
+        let keys: Vec<PublicKey> = authors.iter().copied().collect();
         let mut filters: Vec<Filter> = if keys.is_empty() {
             vec![with_since(Filter::new().kinds(kinds))]
         } else {
@@ -288,13 +290,10 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     async fn expand_round(
         &self,
         sessions: &mut [Session],
-        authors: &mut BTreeSet<String>,
-        of: &BTreeSet<String>,
-    ) -> BTreeSet<String> {
-        let keys: Vec<PublicKey> = of
-            .iter()
-            .filter_map(|a| PublicKey::from_hex(a).ok())
-            .collect();
+        authors: &mut BTreeSet<PublicKey>,
+        of: &BTreeSet<PublicKey>,
+    ) -> BTreeSet<PublicKey> {
+        let keys: Vec<PublicKey> = of.iter().copied().collect();
         let filters: Vec<Filter> = keys
             .chunks(self.options.author_chunk.max(1))
             .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::ContactList))
@@ -322,7 +321,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         &self,
         session: &mut Session,
         filters: &[Filter],
-    ) -> Result<(), String> {
+    ) -> Result<(), SyncError> {
         for filter in filters {
             let events = session.fetch_all(self, filter).await?;
             if self.options.dry_run {
@@ -344,7 +343,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         session: &mut Session,
         filters: &[Filter],
         upload: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), SyncError> {
         if self.options.req_only {
             session.nip77 = Some(false);
         }
@@ -376,7 +375,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     /// Second pass for NIP-77 peers: upload what other peers brought after this peer's
     /// reconciliation began and the peer is not known to hold. No second reconciliation: the
     /// candidates are exactly the run's later imports (a duplicate costs one `OK`).
-    async fn push_peer(&self, session: &mut Session) -> Result<(), String> {
+    async fn push_peer(&self, session: &mut Session) -> Result<(), SyncError> {
         if session.nip77 != Some(true) {
             return Ok(());
         }
@@ -392,11 +391,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         if candidates.is_empty() {
             return Ok(());
         }
-        let events = self
-            .local
-            .events(&candidates)
-            .await
-            .map_err(|e| e.to_string())?;
+        let events = self.local.events(&candidates).await?;
         session.publish(self, &events).await?;
         session.peer_has.extend(candidates);
         Ok(())
@@ -408,10 +403,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         filter: &Filter,
         upload: bool,
     ) -> Result<(), NegOutcome> {
-        let items = self
-            .items(filter)
-            .await
-            .map_err(|e| NegOutcome::Failed(e.to_string()))?;
+        let items = self.items(filter).await?;
         let rec = session.reconcile(self, filter, &items).await?;
         session.peer_has.extend(rec.need.iter().copied());
         // Ids another peer's session already fetches are not downloaded twice; a failed fetch
@@ -420,7 +412,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
             rec.need
                 .into_iter()
-                .filter(|id| !self.rejected_cache.contains(&id.to_hex()))
+                .filter(|id| !self.rejected_cache.contains(id))
                 .filter(|id| claimed.insert(*id))
                 .collect()
         };
@@ -433,41 +425,28 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                     for id in &need[i * local::IDS_PER_FILTER..] {
                         claimed.remove(id);
                     }
-                    return Err(NegOutcome::Failed(e));
+                    return Err(e.into());
                 }
             };
-            self.store(session, events)
-                .await
-                .map_err(NegOutcome::Failed)?;
+            self.store(session, events).await?;
         }
         if upload && !self.options.dry_run && !rec.have.is_empty() {
-            let events = self
-                .local
-                .events(&rec.have)
-                .await
-                .map_err(|e| NegOutcome::Failed(e.to_string()))?;
-            session
-                .publish(self, &events)
-                .await
-                .map_err(NegOutcome::Failed)?;
+            let events = self.local.events(&rec.have).await?;
+            session.publish(self, &events).await?;
             session.peer_has.extend(rec.have.iter().copied());
         }
         Ok(())
     }
 
     /// Screen events from a peer, then import the survivors in batches.
-    async fn store(&self, session: &mut Session, events: Vec<Event>) -> Result<(), String> {
+    async fn store(&self, session: &mut Session, events: Vec<Event>) -> Result<(), SyncError> {
         session.stats.events_in += events.len() as u64;
         let kept = self.screen(session, events);
         if self.options.dry_run {
             return Ok(());
         }
         for batch in kept.chunks(IMPORT_BATCH) {
-            let counts = self
-                .local
-                .import(batch.to_vec())
-                .await
-                .map_err(|e| e.to_string())?;
+            let counts = self.local.import(batch.to_vec()).await?;
             self.account(session, batch, counts);
         }
         Ok(())
@@ -489,12 +468,11 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         let mut kept = Vec::with_capacity(events.len());
         let mut rejected = Vec::new();
         for event in events {
-            let id = event.id.to_hex();
-            if self.rejected_cache.contains(&id) {
+            if self.rejected_cache.contains(&event.id) {
                 continue;
             }
             let reason = if self.options.no_dms && event.kind.as_u16() == kinds::DM_KIND {
-                session.reject("no-dms");
+                session.reject(&Refusal::NoDms);
                 continue;
             } else if self
                 .options
@@ -502,15 +480,15 @@ impl<'a, L: LocalStore> Engine<'a, L> {
                 .as_deref()
                 .is_some_and(|p| !p.is_empty() && event.content.contains(p))
             {
-                "spam"
+                Refusal::Spam
             } else if let Err(refused) = self.check(&event) {
-                refused.key()
+                Refusal::Rule(refused)
             } else {
                 kept.push(event);
                 continue;
             };
-            session.reject(reason);
-            rejected.push((id, reason.to_owned()));
+            session.reject(&reason);
+            rejected.push((event.id, reason));
         }
         self.newly_rejected
             .lock()
@@ -558,12 +536,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         self.newly_rejected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(
-                counts
-                    .rejected_ids
-                    .iter()
-                    .map(|(id, r)| (id.to_hex(), r.clone())),
-            );
+            .extend(counts.rejected_ids.iter().cloned());
         self.imported_log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -592,7 +565,11 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     }
 
     /// Profiles (kind 0) of authors that have none locally: all peers, then fallback relays.
-    async fn profiles(&self, sessions: &mut [Session], authors: &BTreeSet<String>) -> (u64, u64) {
+    async fn profiles(
+        &self,
+        sessions: &mut [Session],
+        authors: &BTreeSet<PublicKey>,
+    ) -> (u64, u64) {
         let missing = self.missing_profiles(authors).await;
         if missing.is_empty() {
             return (0, 0);
@@ -627,11 +604,8 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         ((missing.len() - still.len()) as u64, still.len() as u64)
     }
 
-    async fn missing_profiles(&self, authors: &BTreeSet<String>) -> Vec<PublicKey> {
-        let keys: Vec<PublicKey> = authors
-            .iter()
-            .filter_map(|a| PublicKey::from_hex(a).ok())
-            .collect();
+    async fn missing_profiles(&self, authors: &BTreeSet<PublicKey>) -> Vec<PublicKey> {
+        let keys: Vec<PublicKey> = authors.iter().copied().collect();
         let mut have = HashSet::new();
         for chunk in keys.chunks(self.options.author_chunk.max(1)) {
             if let Ok(events) = self
@@ -687,12 +661,6 @@ enum Phase<'f> {
     Reconcile(&'f [Filter]),
     /// Upload what arrived after a NIP-77 peer's reconciliation.
     Push,
-}
-
-/// How a NIP-77 attempt ended.
-enum NegOutcome {
-    Unsupported(String),
-    Failed(String),
 }
 
 /// Per-peer stats for a run that never contacted anyone (for tests and the report).

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use nostr::prelude::{Event, EventId, Filter, Timestamp};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use super::Engine;
 use super::discovery::{Endpoint, Peer};
+use super::error::{NegOutcome, SyncError};
 use super::local::LocalStore;
+use super::refusal::Refusal;
 use super::relay_client::{ClientError, Published, Reconciliation, RelayClient};
-use super::stats::PeerStats;
-use super::{Engine, NegOutcome};
+use super::stats::{PeerStats, SyncMode};
 
 /// First pause before reconnecting; doubled each retry.
 const BACKOFF: Duration = Duration::from_millis(300);
@@ -22,7 +24,8 @@ pub struct Session {
     pub stats: PeerStats,
     /// `Some(true)` once NIP-77 worked, `Some(false)` once it was refused.
     pub nip77: Option<bool>,
-    dead: Option<String>,
+    /// The failure that ended the peer's part of the run.
+    dead: bool,
     pub duplicate: u64,
     pub rejected: BTreeMap<String, u64>,
     /// Contact lists seen in a dry run (nothing is stored then).
@@ -48,7 +51,7 @@ impl Session {
             client: None,
             stats,
             nip77: None,
-            dead: None,
+            dead: false,
             duplicate: 0,
             rejected: BTreeMap::new(),
             contact_lists: Vec::new(),
@@ -59,21 +62,22 @@ impl Session {
     }
 
     pub fn alive(&self) -> bool {
-        self.dead.is_none()
+        !self.dead
     }
 
     /// Remember the failure for the rest of the run.
-    pub fn fail(&mut self, reason: String) {
+    pub fn fail(&mut self, error: &SyncError) {
         self.stats.ok = false;
-        self.stats.error = Some(reason.clone());
-        self.dead = Some(reason);
+        self.stats.error = Some(error.to_string());
+        self.dead = true;
         self.drop_client();
     }
 
-    pub fn reject(&mut self, reason: &str) {
-        self.reject_n(reason, 1);
+    pub fn reject(&mut self, reason: &Refusal) {
+        self.reject_n(&reason.to_string(), 1);
     }
 
+    /// Count `n` refusals under `reason`, a counter key (the local relay's own words included).
     pub fn reject_n(&mut self, reason: &str, n: u64) {
         *self.rejected.entry(reason.to_owned()).or_insert(0) += n;
     }
@@ -99,9 +103,9 @@ impl Session {
             c.close().await;
         }
         self.stats.mode = match self.nip77 {
-            Some(true) => "nip77".into(),
-            Some(false) => "req".into(),
-            None => String::new(),
+            Some(true) => SyncMode::Nip77,
+            Some(false) => SyncMode::Req,
+            None => SyncMode::Unknown,
         };
         self.stats.duration_ms = self.started.elapsed().as_millis() as u64;
         self.stats
@@ -151,14 +155,13 @@ impl Session {
         &mut self,
         sync: &Engine<'_, L>,
         filter: &Filter,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Event>, SyncError> {
         match self
             .with_client(sync, Op::FetchAll(filter, sync.options.page))
-            .await
+            .await?
         {
-            Ok(Done::Events(events)) => Ok(events),
-            Ok(_) => unreachable!("FetchAll answers with events"),
-            Err(e) => Err(e.to_string()),
+            Done::Events(events) => Ok(events),
+            _ => unreachable!("FetchAll answers with events"),
         }
     }
 
@@ -166,11 +169,10 @@ impl Session {
         &mut self,
         sync: &Engine<'_, L>,
         filter: Filter,
-    ) -> Result<Vec<Event>, String> {
-        match self.with_client(sync, Op::Query(&filter)).await {
-            Ok(Done::Events(events)) => Ok(events),
-            Ok(_) => unreachable!("Query answers with events"),
-            Err(e) => Err(e.to_string()),
+    ) -> Result<Vec<Event>, SyncError> {
+        match self.with_client(sync, Op::Query(&filter)).await? {
+            Done::Events(events) => Ok(events),
+            _ => unreachable!("Query answers with events"),
         }
     }
 
@@ -184,7 +186,7 @@ impl Session {
             Ok(Done::Reconciled(r)) => Ok(r),
             Ok(_) => unreachable!("Reconcile answers with a reconciliation"),
             Err(ClientError::NegUnsupported(reason)) => Err(NegOutcome::Unsupported(reason)),
-            Err(e) => Err(NegOutcome::Failed(e.to_string())),
+            Err(e) => Err(NegOutcome::Failed(e.into())),
         }
     }
 
@@ -192,11 +194,10 @@ impl Session {
         &mut self,
         sync: &Engine<'_, L>,
         events: &[Event],
-    ) -> Result<Published, String> {
-        let published = match self.with_client(sync, Op::Publish(events)).await {
-            Ok(Done::Published(p)) => p,
-            Ok(_) => unreachable!("Publish answers with counts"),
-            Err(e) => return Err(e.to_string()),
+    ) -> Result<Published, SyncError> {
+        let published = match self.with_client(sync, Op::Publish(events)).await? {
+            Done::Published(p) => p,
+            _ => unreachable!("Publish answers with counts"),
         };
         let refused: u64 = published.refused.values().sum();
         self.stats.events_out += published.accepted + refused;

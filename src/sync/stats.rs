@@ -38,13 +38,38 @@ impl Traffic {
     }
 }
 
+/// How a peer was reconciled. Its text (`nip77`, `req`, empty when it was never reached) is what
+/// the history, the report and the JSON output have always shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMode {
+    /// Not decided: the peer failed before any reconciliation.
+    #[default]
+    #[serde(rename = "")]
+    Unknown,
+    /// NIP-77 negentropy, both ways.
+    #[serde(rename = "nip77")]
+    Nip77,
+    /// Complete REQ paging (the peer refused NIP-77, or `--req-only`).
+    #[serde(rename = "req")]
+    Req,
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            SyncMode::Unknown => "",
+            SyncMode::Nip77 => "nip77",
+            SyncMode::Req => "req",
+        })
+    }
+}
+
 /// One peer's part of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerStats {
     pub name: String,
     pub endpoint: String,
-    /// `nip77` or `req`.
-    pub mode: String,
+    pub mode: SyncMode,
     pub ok: bool,
     pub error: Option<String>,
     /// Events received from the peer (before filtering).

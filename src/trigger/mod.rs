@@ -173,8 +173,7 @@ async fn checks(home: &Home, config: &Config, args: &BackfillOptions) -> Result<
 }
 
 /// Seconds since the last run started, if any.
-fn since_last_run(home: &Home) -> Option<u64> {
-    let history = History::open(&home.history()).ok()?;
+fn since_last_run(history: &History) -> Option<u64> {
     let last = history.last_run_at().ok()??;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -205,9 +204,18 @@ pub async fn trigger(
         }
         Err(e) => return Outcome::CannotRun(crate::logging::error_line(&e)),
     };
+    // Opened once for the run: its age, the run's record, the report.
+    let mut history = match History::open(&home.history()) {
+        Ok(history) => history,
+        Err(e) => {
+            let why = crate::logging::error_line(&e.into());
+            logs.error(&format!("cannot run: {why}"));
+            return Outcome::CannotRun(why);
+        }
+    };
     let min = config.trigger.min_interval_mins * 60;
     if !force
-        && let Some(ago) = since_last_run(home)
+        && let Some(ago) = since_last_run(&history)
         && ago < min
     {
         let why = format!(
@@ -220,8 +228,11 @@ pub async fn trigger(
     }
     logs.run("run started");
     let result = match daemon {
-        Some((node, station)) => backfill::execute(home, args, Some(node), station).await,
-        None => run_locked(home, args).await,
+        Some((node, station)) => {
+            let context = (home, config);
+            backfill::execute(context, &mut history, args, Some(node), station).await
+        }
+        None => run_locked((home, config), &mut history, args).await,
     };
     drop(lock);
     let stats = match result {
@@ -255,7 +266,9 @@ pub async fn trigger(
     let (report, mail) = if stats.run_id == 0 {
         (None, Err("dry run: nothing recorded".to_owned()))
     } else {
-        deliver(home, config, stats.run_id, mail, &logs).await
+        let station = report::station_name(&config.report);
+        let loaded = Report::of(&history, Some(stats.run_id), station);
+        deliver((home, config), loaded, stats.run_id, mail, &logs).await
     };
     Outcome::Ran {
         stats: Box::new(stats),
@@ -266,14 +279,13 @@ pub async fn trigger(
 
 /// Save the report of `run_id` and mail it; failures are logged, never fatal.
 async fn deliver(
-    home: &Home,
-    config: &Config,
+    (home, config): (&Home, &Config),
+    loaded: Result<Report, report::ReportError>,
     run_id: i64,
     mail: bool,
     logs: &Logs,
 ) -> (Option<PathBuf>, Result<String, String>) {
-    let station = report::station_name(&config.report);
-    let report = match Report::load(&home.history(), Some(run_id), station) {
+    let report = match loaded {
         Ok(r) => r,
         Err(e) => {
             logs.error(&format!("run {run_id}: no report: {e}"));
@@ -314,8 +326,12 @@ async fn deliver(
 }
 
 /// One run for a caller that holds the [`RunLock`]: in the running daemon (its node and local
-/// relay) when there is one, else here.
-pub async fn run_locked(home: &Home, args: &BackfillOptions) -> anyhow::Result<RunStats> {
+/// relay, its own history) when there is one, else here, recorded in `history`.
+pub async fn run_locked(
+    (home, config): (&Home, &Config),
+    history: &mut History,
+    args: &BackfillOptions,
+) -> anyhow::Result<RunStats> {
     let socket = home.control_socket();
     if crate::control::is_running(&socket).await {
         let value = crate::control::call(
@@ -325,7 +341,7 @@ pub async fn run_locked(home: &Home, args: &BackfillOptions) -> anyhow::Result<R
         .await?;
         Ok(serde_json::from_value(value)?)
     } else {
-        backfill::execute(home, args, None, None).await
+        backfill::execute((home, config), history, args, None, None).await
     }
 }
 

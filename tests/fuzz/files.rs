@@ -70,7 +70,7 @@ fn station_files_12345_json() {
                     script || !matches!(&p.endpoint, Endpoint::Tunnel(_)),
                     "a tunnel without x_strfry.sh"
                 );
-                prop_assert!(p.pubkeys.iter().all(|k| k.len() == 64));
+                prop_assert!(p.pubkeys.iter().all(|k| k.to_hex().len() == 64));
             }
             within(
                 "12345.json",

@@ -387,9 +387,9 @@ fn control_api_requests() {
                     bounded("listen", tcp_socket_addr(&spec.listen))?;
                     bounded("target", parse_forward_target(&spec.target))?;
                 }
-                Request::Connect { slug, peer, .. } | Request::Disconnect { slug, peer } => {
+                // The peer is parsed with the request (a `Station`); the slug after it.
+                Request::Connect { slug, .. } | Request::Disconnect { slug, .. } => {
                     bounded("slug", constellation::dragon::Slug::parse(&slug))?;
-                    bounded("peer", parse_peer_id(&peer))?;
                 }
                 _ => {}
             }
