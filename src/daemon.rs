@@ -88,6 +88,8 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     options.swarm_dir = Some(config.dragon.swarm_dir_path());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // The Kubo API's `self` key (`name publish`, `key list`).
+    let node_key = options.keypair.clone();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
     let bitswap = start_bitswap(home, &config, &node, (shutdown.clone(), &tracker))?;
@@ -147,6 +149,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         &config,
         kubo_repo.as_deref(),
         daemon.clone(),
+        node_key,
         (control_stop.clone(), &tracker),
     )
     .await;
@@ -225,15 +228,16 @@ async fn start_kubo_api(
     config: &Config,
     kubo_repo: Option<&std::path::Path>,
     daemon: Arc<Daemon>,
+    node_key: libp2p::identity::Keypair,
     (stop, tracker): (CancellationToken, &TaskTracker),
 ) -> (Option<crate::kubo_api::Running>, Option<String>) {
     if !config.kubo_api.is_enabled(kubo_repo.is_some()) {
         return (None, None);
     }
-    let node = daemon.node.clone();
     let started = async {
         let settings = crate::kubo_api::Settings::resolve(&config.kubo_api, kubo_repo)?;
-        crate::kubo_api::start(settings, daemon, node, stop, tracker).await
+        let ipfs = kubo_ipfs(&daemon, kubo_repo, node_key, tracker)?;
+        crate::kubo_api::start(settings, daemon, ipfs, stop, tracker).await
     };
     match started.await {
         Ok(running) => (Some(running), None),
@@ -243,6 +247,37 @@ async fn start_kubo_api(
             (None, Some(reason))
         }
     }
+}
+
+/// What the Kubo API's IPFS endpoints use: the keystore of the Kubo repo (else of the home),
+/// our IPNS names, the pin set, a scratch folder.
+fn kubo_ipfs(
+    daemon: &Daemon,
+    kubo_repo: Option<&std::path::Path>,
+    node_key: libp2p::identity::Keypair,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Arc<crate::kubo_api::ipfs::Ipfs>> {
+    let home = &daemon.home;
+    let keystore_dir = kubo_repo.map_or_else(|| home.keystore(), |r| r.join("keystore"));
+    let keystore = crate::ipfs::keystore::Keystore::open(&keystore_dir, node_key)
+        .with_context(|| format!("cannot open the keystore {}", keystore_dir.display()))?;
+    let pins = crate::kubo_api::pins::Pins::open(home.pins()).context("cannot read the pin set")?;
+    let scratch = home.root().join("tmp");
+    // Leftovers of a previous run (a crash mid-add) are swept.
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Arc::new(crate::kubo_api::ipfs::Ipfs {
+        node: daemon.node.clone(),
+        bitswap: daemon.bitswap.clone(),
+        names: Arc::new(crate::node::names::Names::new(
+            daemon.node.clone(),
+            home.names(),
+        )),
+        keystore,
+        pins,
+        scratch,
+        repo_path: kubo_repo.map_or_else(|| home.root().to_owned(), std::path::Path::to_owned),
+        tracker: tracker.clone(),
+    }))
 }
 
 /// Open the block store (`<home>/blocks`, bounded by `[ipfs] blocks_max_bytes`) and serve it

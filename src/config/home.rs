@@ -60,6 +60,10 @@ impl Home {
     pub fn keystore(&self) -> PathBuf {
         self.root.join("keystore")
     }
+    /// The Kubo API's pin set (`kubo_api::pins`).
+    pub fn pins(&self) -> PathBuf {
+        self.root.join("pins.json")
+    }
     /// Where reports are saved unless `[report] dir` says otherwise.
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")

@@ -4,9 +4,15 @@
 
 pub mod call;
 pub mod commands;
+pub mod files;
 pub mod guard;
+pub mod ipfs;
+pub mod keys;
+pub mod multipart;
+pub mod pins;
 pub mod repo;
 pub mod server;
+pub mod tar;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -19,7 +25,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::KuboApiConfig;
 use crate::control::Handler;
-use crate::node::Node;
 use guard::Policy;
 use repo::{ApiFile, RepoApi};
 
@@ -72,6 +77,14 @@ pub enum Reply {
     Empty,
     /// Newline-delimited JSON values as they come (`ping`, `routing findpeer`).
     Lines(tokio::sync::mpsc::Receiver<Vec<u8>>),
+    /// Newline-delimited JSON values all known at once (`add`), sent as a chunked stream.
+    Ndjson(Vec<u8>),
+    /// Bytes, not JSON (`cat`: text/plain, `get`: a tar), as go-ipfs-cmds sends an
+    /// `io.Reader` with `X-Stream-Output: 1`.
+    Raw {
+        content_type: &'static str,
+        chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    },
 }
 
 /// Where and how the API is served, resolved from `[kubo_api]` and the Kubo repo.
@@ -127,7 +140,7 @@ impl Running {
 pub async fn start<H: Handler>(
     settings: Settings,
     control: Arc<H>,
-    node: Node,
+    ipfs: Arc<ipfs::Ipfs>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Running> {
@@ -146,7 +159,7 @@ pub async fn start<H: Handler>(
         addr.port(),
         settings.authorizations.clone(),
     );
-    let api = Arc::new(commands::Api::new(control, node, tracker.clone()));
+    let api = Arc::new(commands::Api::new(control, ipfs, tracker.clone()));
     tracker.spawn(server::serve(
         listener,
         api,
