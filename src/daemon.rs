@@ -261,7 +261,8 @@ fn kubo_ipfs(
     let keystore_dir = kubo_repo.map_or_else(|| home.keystore(), |r| r.join("keystore"));
     let keystore = crate::ipfs::keystore::Keystore::open(&keystore_dir, node_key)
         .with_context(|| format!("cannot open the keystore {}", keystore_dir.display()))?;
-    let pins = crate::kubo_api::pins::Pins::open(home.pins()).context("cannot read the pin set")?;
+    let pins =
+        crate::kubo_api::pin_set::Pins::open(home.pins()).context("cannot read the pin set")?;
     let scratch = home.root().join("tmp");
     // Leftovers of a previous run (a crash mid-add) are swept.
     let _ = std::fs::remove_dir_all(&scratch);

@@ -12,8 +12,8 @@ use tokio_util::task::TaskTracker;
 
 use super::call::Call;
 use super::ipfs::Ipfs;
-use super::wire::{self, nil_if_empty};
-use super::{Failure, Reply};
+use super::wire::{self, KUBO_REPO_VERSION, nil_if_empty};
+use super::{Failure, Reply, json, line};
 use super::{files, keys, pins};
 use crate::control::{Handler, Request};
 use crate::node::{Node, NodeInfo, Origin, PeerInfo};
@@ -22,8 +22,6 @@ use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo
 /// The Kubo release whose RPC this API follows (the stations run Kubo 0.40). Clients gate
 /// endpoints on the version `id` and `version` report (aioipfs uses pre-0.4.18 paths below it).
 pub const KUBO_VERSION: &str = "0.40.0";
-/// Kubo's `RepoVersion` for that release's repos.
-pub(super) const KUBO_REPO_VERSION: &str = "18";
 
 /// Lines of a streamed answer queued for a slow reader before its producer waits.
 const STREAM_QUEUE: usize = 16;
@@ -592,15 +590,4 @@ fn agent_version() -> String {
 fn sorted(mut list: Vec<String>) -> Vec<String> {
     list.sort();
     list
-}
-
-pub(super) fn json<T: serde::Serialize>(value: &T) -> Reply {
-    Reply::Json(line(value))
-}
-
-/// One JSON value and a newline, as Go's encoder writes it.
-pub(super) fn line<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
-    bytes.push(b'\n');
-    bytes
 }

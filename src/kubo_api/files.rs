@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use super::call::Call;
 use super::ipfs::Ipfs;
 use super::multipart::{self, Part, PartKind};
-use super::pins::PinKind;
-use super::{Failure, Reply, server};
+use super::pin_set::PinKind;
+use super::{Failure, Reply};
 use crate::ipfs::block::{BlockSink, BlockSource, MemoryBlocks};
 use crate::ipfs::unixfs::node::{self, NodeKind};
 use crate::ipfs::unixfs::{self, FolderLimits, Hidden};
@@ -20,13 +20,13 @@ use crate::ipfs::unixfs::{self, FolderLimits, Hidden};
 /// Bounds on one `add` and one `get`: the upload bound in bytes, a station's entry count, and a
 /// depth and block count that fit 64 MiB of 256 KiB chunks with room for folders.
 pub const CONTENT_LIMITS: FolderLimits = FolderLimits {
-    max_bytes: server::MAX_UPLOAD_BYTES as u64,
+    max_bytes: multipart::MAX_UPLOAD_BYTES as u64,
     max_entries: multipart::MAX_PARTS,
     max_depth: 32,
     max_blocks: 8192,
 };
 /// Largest file `cat` reads (it is held in memory): the upload bound.
-const MAX_CAT_BYTES: u64 = server::MAX_UPLOAD_BYTES as u64;
+const MAX_CAT_BYTES: u64 = multipart::MAX_UPLOAD_BYTES as u64;
 /// Bytes of a `get` tar stream handed to the connection at a time, and how many wait.
 const TAR_CHUNK_BYTES: usize = 256 * 1024;
 const TAR_QUEUE: usize = 4;
@@ -130,9 +130,7 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
             true => list_added(&memory, root, name).await?,
             false => list_added(&**ipfs.bitswap.store(), root, name).await?,
         };
-        events
-            .iter()
-            .for_each(|e| body.extend(super::commands::line(e)));
+        events.iter().for_each(|e| body.extend(super::line(e)));
     }
     if let Some((_, root)) = added.last().filter(|_| options.pin && !only_hash) {
         ipfs.pins
@@ -442,5 +440,5 @@ pub async fn ls(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
             links,
         });
     }
-    Ok(super::commands::json(&LsOutput { objects }))
+    Ok(super::json(&LsOutput { objects }))
 }

@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use tokio_util::task::TaskTracker;
 
 use super::Failure;
-use super::pins::Pins;
+use super::pin_set::Pins;
 use crate::ipfs::ipns::{self, IpnsRecord};
 use crate::ipfs::keystore::Keystore;
 use crate::ipfs::unixfs;

@@ -92,7 +92,7 @@ pub fn list(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let keys = (keys.iter())
         .map(|k| key_output(call, &k.name, &k.peer))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(super::commands::json(&KeyOutputList { keys }))
+    Ok(super::json(&KeyOutputList { keys }))
 }
 
 pub fn generate(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
@@ -100,7 +100,7 @@ pub fn generate(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let kind =
         KeyType::parse(call.option(&["type", "t"]).unwrap_or("ed25519")).map_err(Failure::of)?;
     let peer = ipfs.keystore.generate(name, kind).map_err(Failure::of)?;
-    Ok(super::commands::json(&key_output(call, name, &peer)?))
+    Ok(super::json(&key_output(call, name, &peer)?))
 }
 
 /// `key import NAME` with the key file as the multipart body's one part.
@@ -120,7 +120,7 @@ pub fn import(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
         .keystore
         .import(name, format, &part.data)
         .map_err(Failure::of)?;
-    Ok(super::commands::json(&key_output(call, name, &peer)?))
+    Ok(super::json(&key_output(call, name, &peer)?))
 }
 
 pub fn rm(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
@@ -130,14 +130,14 @@ pub fn rm(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
         let peer = ipfs.keystore.remove(name).map_err(Failure::of)?;
         keys.push(key_output(call, name, &peer)?);
     }
-    Ok(super::commands::json(&KeyOutputList { keys }))
+    Ok(super::json(&KeyOutputList { keys }))
 }
 
 pub fn rename(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let (old, new) = (call.arg(0, "name")?, call.arg(1, "newName")?);
     let force = call.flag(&["force", "f"])?;
     let (peer, overwrite) = ipfs.keystore.rename(old, new, force).map_err(Failure::of)?;
-    Ok(super::commands::json(&KeyRenameOutput {
+    Ok(super::json(&KeyRenameOutput {
         was: old.to_owned(),
         now: new.to_owned(),
         id: key_id(call, &peer)?,
@@ -192,7 +192,7 @@ pub async fn publish(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let name = ipns::name_cid(&published.name)
         .to_string_of_base(cid::multibase::Base::Base36Lower)
         .map_err(Failure::of)?;
-    Ok(super::commands::json(&IpnsEntry { name, value }))
+    Ok(super::json(&IpnsEntry { name, value }))
 }
 
 /// `name resolve [NAME]` (default: our own name): one hop, or until `/ipfs/` with `--recursive`.
@@ -211,7 +211,7 @@ pub async fn resolve(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     if !tail.is_empty() {
         value = format!("{}/{tail}", value.trim_end_matches('/'));
     }
-    Ok(super::commands::json(&ResolvedPath { path: value }))
+    Ok(super::json(&ResolvedPath { path: value }))
 }
 
 /// Go's `time.ParseDuration` (`300s`, `1.5h`, `2h45m`, `24h`), plus Kubo's `d` for days.

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod ipfs;
 pub mod keys;
 pub mod multipart;
+pub mod pin_set;
 pub mod pins;
 pub mod repo;
 pub mod server;
@@ -85,6 +86,18 @@ pub enum Reply {
         content_type: &'static str,
         chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
     },
+}
+
+/// One JSON value as the whole answer.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Reply {
+    Reply::Json(line(value))
+}
+
+/// One JSON value and a newline, as Go's encoder writes it.
+pub(crate) fn line<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Where and how the API is served, resolved from `[kubo_api]` and the Kubo repo.

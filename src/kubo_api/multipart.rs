@@ -4,6 +4,9 @@
 
 use bytes::Bytes;
 
+/// Largest upload (`add`, `key import`), held in memory while it is unpacked: a station adds
+/// its folder (kilobytes) and small files; 64 MiB leaves room and stays safe on a Raspberry Pi.
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Parts in one upload: a station folder has a few dozen; the bound refuses a flood of tiny
 /// parts early, at the same count as a folder read ([`crate::ipfs::unixfs::FolderLimits`]).
 pub const MAX_PARTS: usize = crate::ipfs::unixfs::FolderLimits::STATION.max_entries;

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::call::Call;
 use super::commands::Api;
 use super::guard::{Asked, Policy, Refusal};
+use super::multipart::MAX_UPLOAD_BYTES;
 use super::{Failure, Reply, wire};
 use crate::control::Handler;
 
@@ -29,9 +30,6 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request body of a command that takes no upload (their arguments are in the URL).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Largest upload (`add`, `key import`), held in memory while it is unpacked: a station adds
-/// its folder (kilobytes) and small files; 64 MiB leaves room and stays safe on a Raspberry Pi.
-pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Time to send an upload: 64 MiB from a local client takes well under a second.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The commands whose body is an upload.
