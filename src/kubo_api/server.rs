@@ -131,6 +131,13 @@ async fn respond<H: Handler>(
         true => (MAX_UPLOAD_BYTES, UPLOAD_TIMEOUT),
         false => (MAX_BODY_BYTES, BODY_TIMEOUT),
     };
+    let declared = header(header::CONTENT_LENGTH).and_then(|n| n.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > bound as u64) {
+        // Refused before a byte is read: the client learns at once, nothing is buffered.
+        let message =
+            format!("request body refused: length limit exceeded (at most {bound} bytes)");
+        return failure(&Failure::client(message), StatusCode::PAYLOAD_TOO_LARGE);
+    }
     let body = Limited::new(request.into_body(), bound).collect();
     match tokio::time::timeout(timeout, body).await {
         Err(_) => {
