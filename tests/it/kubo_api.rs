@@ -185,7 +185,7 @@ fn routing_findpeer_finds_a_peer_known_only_through_the_dht() {
 }
 
 /// A Kubo repo folder with an Ed25519 identity and `api` (the `API` section) as given.
-fn kubo_repo(dir: &Path, api: &str) -> String {
+pub fn kubo_repo(dir: &Path, api: &str) -> String {
     let key = libp2p::identity::Keypair::generate_ed25519();
     let peer = key.public().to_peer_id().to_string();
     let private =

@@ -429,3 +429,25 @@ fn keys_made_elsewhere_import_and_names_publish_and_resolve_here_and_through_the
         "{refused}"
     );
 }
+
+#[test]
+fn with_a_kubo_repo_keys_live_in_its_keystore_and_self_is_its_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("ipfs");
+    let peer = crate::kubo_api::kubo_repo(&repo, "{}");
+    let home = common::home_with(&tmp.path().join("home"), "[trigger]\nenabled = false\n");
+    let daemon = Daemon::start_in(&home, &["--kubo-repo", repo.to_str().unwrap()]);
+    let api = api_of(&daemon);
+    let made = ok(ipfs(&api, None, &["key_gen", "MySwarm_x"]));
+    // boxo's file name for "MySwarm_x": key_ + lowercase unpadded base32 (Python's b32encode).
+    let file = repo.join("keystore/key_jv4vg53bojwv66a");
+    let key = constellation::identity::decode_private_key(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(made["Id"], k51(&key.public().to_peer_id()).as_str());
+    let names = key_names(&api);
+    assert_eq!(names[0], ("self".to_string(), k51(&peer.parse().unwrap())));
+    assert_eq!(names[1].0, "MySwarm_x");
+    assert!(
+        !home.join("keystore").exists(),
+        "the repo's keystore is used, not the home's"
+    );
+}
