@@ -30,6 +30,9 @@ const MAX_CAT_BYTES: u64 = multipart::MAX_UPLOAD_BYTES as u64;
 /// Bytes of a `get` tar stream handed to the connection at a time, and how many wait.
 const TAR_CHUNK_BYTES: usize = 256 * 1024;
 const TAR_QUEUE: usize = 4;
+/// A `get` reader that takes nothing for this long is dropped, so it cannot hold the blocking
+/// thread that writes its tar forever (a local client reads as fast as the disk gives).
+const READER_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Kubo's `ls` prints each link's type, which costs one block per link: at most this many.
 const MAX_LS_LINKS: usize = multipart::MAX_PARTS;
 
@@ -132,7 +135,8 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
         };
         events.iter().for_each(|e| body.extend(super::line(e)));
     }
-    if let Some((_, root)) = added.last().filter(|_| options.pin && !only_hash) {
+    // Each root is pinned (Kubo pins what it adds, `--pin=false` aside).
+    for (_, root) in added.iter().filter(|_| options.pin && !only_hash) {
         ipfs.pins
             .add(*root, PinKind::Recursive, "")
             .map_err(Failure::of)?;
@@ -353,8 +357,10 @@ pub async fn get(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let runtime = tokio::runtime::Handle::current();
     ipfs.tracker.spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(TAR_CHUNK_BYTES, ChannelWriter(chunks));
+        let writer = ChannelWriter { chunks, runtime };
+        let mut out = std::io::BufWriter::with_capacity(TAR_CHUNK_BYTES, writer);
         if let Err(e) = super::tar::write_tree(&mut out, &target, &name, mtime) {
             tracing::debug!("Kubo RPC get: the tar stream ended early: {e}");
         }
@@ -367,13 +373,18 @@ pub async fn get(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     })
 }
 
-/// Bytes written here go to the connection; a reader that left fails the write.
-struct ChannelWriter(mpsc::Sender<Vec<u8>>);
+/// Bytes written here go to the connection; a reader that left, or that stalls for
+/// [`READER_STALL_TIMEOUT`], fails the write.
+struct ChannelWriter {
+    chunks: mpsc::Sender<Vec<u8>>,
+    runtime: tokio::runtime::Handle,
+}
 
 impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(buf.to_vec())
+        let send = self.chunks.send_timeout(buf.to_vec(), READER_STALL_TIMEOUT);
+        self.runtime
+            .block_on(send)
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
         Ok(buf.len())
     }
