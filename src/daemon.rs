@@ -15,6 +15,7 @@ use crate::control::{self, Request};
 use crate::ipfs::store::BlockStore;
 use crate::node::Node;
 use crate::node::bitswap::Bitswap;
+use crate::node::names::Names;
 use crate::store::Store;
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
@@ -86,11 +87,11 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
     )?;
     // The daemon keeps the stations of the swarm map connected (a one-off backfill node does not).
     options.swarm_dir = Some(config.dragon.swarm_dir_path());
+    let keypair = options.keypair.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    // The Kubo API's `self` key (`name publish`, `key list`).
-    let node_key = options.keypair.clone();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
+    let names = Arc::new(Names::new(node.clone(), home.names()));
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
     let bitswap = start_bitswap(home, &config, &node, (shutdown.clone(), &tracker))?;
     let relay = if args.no_relay {
@@ -149,7 +150,7 @@ async fn run_async(home: &Home, args: DaemonArgs) -> anyhow::Result<()> {
         &config,
         kubo_repo.as_deref(),
         daemon.clone(),
-        node_key,
+        (keypair, names.clone()),
         (control_stop.clone(), &tracker),
     )
     .await;
@@ -228,7 +229,8 @@ async fn start_kubo_api(
     config: &Config,
     kubo_repo: Option<&std::path::Path>,
     daemon: Arc<Daemon>,
-    node_key: libp2p::identity::Keypair,
+    // The node key (the API's `self` key) and our IPNS names (one owner, shared).
+    (node_key, names): (libp2p::identity::Keypair, Arc<Names>),
     (stop, tracker): (CancellationToken, &TaskTracker),
 ) -> (Option<crate::kubo_api::Running>, Option<String>) {
     if !config.kubo_api.is_enabled(kubo_repo.is_some()) {
@@ -236,7 +238,7 @@ async fn start_kubo_api(
     }
     let started = async {
         let settings = crate::kubo_api::Settings::resolve(&config.kubo_api, kubo_repo)?;
-        let ipfs = kubo_ipfs(&daemon, kubo_repo, node_key, tracker)?;
+        let ipfs = kubo_ipfs(&daemon, kubo_repo, (node_key, names), tracker)?;
         crate::kubo_api::start(settings, daemon, ipfs, stop, tracker).await
     };
     match started.await {
@@ -254,7 +256,7 @@ async fn start_kubo_api(
 fn kubo_ipfs(
     daemon: &Daemon,
     kubo_repo: Option<&std::path::Path>,
-    node_key: libp2p::identity::Keypair,
+    (node_key, names): (libp2p::identity::Keypair, Arc<Names>),
     tracker: &TaskTracker,
 ) -> anyhow::Result<Arc<crate::kubo_api::ipfs::Ipfs>> {
     let home = &daemon.home;
@@ -269,10 +271,7 @@ fn kubo_ipfs(
     Ok(Arc::new(crate::kubo_api::ipfs::Ipfs {
         node: daemon.node.clone(),
         bitswap: daemon.bitswap.clone(),
-        names: Arc::new(crate::node::names::Names::new(
-            daemon.node.clone(),
-            home.names(),
-        )),
+        names,
         keystore,
         pins,
         scratch,
