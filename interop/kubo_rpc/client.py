@@ -71,6 +71,8 @@ async def run_ipfs(ipfs, op, args):
         split = args.index("--") if "--" in args else len(args)
         paths, kw = args[:split], opts(args[split + 1:])
         return [entry async for entry in ipfs.core.add(*paths, **kw)]
+    if op == "add_bytes":  # add_bytes TEXT: an upload with no file name, as stdin
+        return await ipfs.core.add_bytes(args[0].encode())
     if op == "cat":  # cat PATH [offset length]; hex of the bytes
         offset = int(args[1]) if len(args) > 1 else None
         length = int(args[2]) if len(args) > 2 else None

@@ -36,6 +36,8 @@ const READER_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Kubo's `ls` prints each link's type, which costs one block per link: at most this many.
 const MAX_LS_LINKS: usize = multipart::MAX_PARTS;
 
+/// The scratch file name of an upload that has none (stdin).
+const BARE_NAME: &str = "stdin";
 /// Distinguishes the scratch folders of concurrent calls.
 static SCRATCH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -49,6 +51,7 @@ struct AddEvent {
 }
 
 /// `add`'s options that change the result.
+#[derive(Clone, Copy)]
 struct AddOptions {
     wrap: bool,
     pin: bool,
@@ -97,51 +100,77 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     if parts.is_empty() {
         return Err(Failure::client("no files given to add"));
     }
+    // `echo … | ipfs add`: one file part with no name; Kubo names its event by the CID.
+    let bare = matches!(&parts[..], [p] if p.path.is_empty() && p.kind == PartKind::File);
+    if bare && options.wrap {
+        return Err(Failure::client(
+            "a file with no name cannot be wrapped in a directory",
+        ));
+    }
     let scratch = Scratch::new(&ipfs.scratch, "add")?;
-    let (dir, store, wrap) = (
-        scratch.path.clone(),
-        ipfs.bitswap.store().clone(),
-        options.wrap,
-    );
-    let only_hash = options.only_hash;
-    let built = tokio::task::spawn_blocking(move || {
-        let tops = unpack(&dir, &parts)?;
-        let roots: Vec<(String, PathBuf)> = match wrap {
-            true => vec![(String::new(), dir.clone())],
-            false => tops.iter().map(|t| (t.clone(), dir.join(t))).collect(),
-        };
-        let mut memory = MemoryBlocks::default();
-        let mut added = Vec::new();
-        for (name, path) in roots {
-            let mut on_disk = &*store;
-            let sink: &mut dyn BlockSink = if only_hash { &mut memory } else { &mut on_disk };
-            let root =
-                unixfs::add_path(&path, &mut DynSink(sink), &CONTENT_LIMITS, Hidden::Include)
-                    .map_err(Failure::of)?
-                    .root;
-            added.push((name, root));
-        }
-        Ok::<_, Failure>((added, memory))
-    })
-    .await
-    .map_err(|e| Failure::normal(format!("add stopped: {e}")))?;
+    let (dir, store) = (scratch.path.clone(), ipfs.bitswap.store().clone());
+    let built = tokio::task::spawn_blocking(move || build(&dir, &parts, options, bare, &store))
+        .await
+        .map_err(|e| Failure::normal(format!("add stopped: {e}")))?;
     drop(scratch);
     let (added, memory) = built?;
     let mut body = Vec::new();
     for (name, root) in &added {
-        let events = match only_hash {
+        let mut events = match options.only_hash {
             true => list_added(&memory, root, name).await?,
             false => list_added(&**ipfs.bitswap.store(), root, name).await?,
         };
+        if bare {
+            events.iter_mut().for_each(|e| e.name.clone_from(&e.hash));
+        }
         events.iter().for_each(|e| body.extend(super::line(e)));
     }
     // Each root is pinned (Kubo pins what it adds, `--pin=false` aside).
-    for (_, root) in added.iter().filter(|_| options.pin && !only_hash) {
+    for (_, root) in added.iter().filter(|_| options.pin && !options.only_hash) {
         ipfs.pins
             .add(*root, PinKind::Recursive, "")
             .map_err(Failure::of)?;
     }
     Ok(Reply::Ndjson(body))
+}
+
+/// Unpack the upload under `dir` and add it: each top-level entry, or `dir` itself with `-w`.
+/// Blocks go to the store, or to memory with `--only-hash`. Returns the (name, root) added.
+fn build(
+    dir: &Path,
+    parts: &[Part],
+    options: AddOptions,
+    bare: bool,
+    store: &crate::ipfs::BlockStore,
+) -> Result<(Vec<(String, Cid)>, MemoryBlocks), Failure> {
+    let roots: Vec<(String, PathBuf)> = match (bare, options.wrap) {
+        (true, _) => {
+            let path = dir.join(BARE_NAME);
+            std::fs::write(&path, &parts[0].data).map_err(Failure::of)?;
+            vec![(String::new(), path)]
+        }
+        (false, true) => {
+            unpack(dir, parts)?;
+            vec![(String::new(), dir.to_owned())]
+        }
+        (false, false) => (unpack(dir, parts)?.into_iter())
+            .map(|t| (t.clone(), dir.join(t)))
+            .collect(),
+    };
+    let mut memory = MemoryBlocks::default();
+    let mut added = Vec::new();
+    for (name, path) in roots {
+        let mut on_disk = store;
+        let sink: &mut dyn BlockSink = match options.only_hash {
+            true => &mut memory,
+            false => &mut on_disk,
+        };
+        let root = unixfs::add_path(&path, &mut DynSink(sink), &CONTENT_LIMITS, Hidden::Include)
+            .map_err(Failure::of)?
+            .root;
+        added.push((name, root));
+    }
+    Ok((added, memory))
 }
 
 /// A `&mut dyn BlockSink` as a sized sink.

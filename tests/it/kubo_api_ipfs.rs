@@ -362,6 +362,12 @@ fn keys_made_elsewhere_import_and_names_publish_and_resolve_here_and_through_the
     std::fs::write(&file, b"20261202").unwrap();
     let added = ok(ipfs(&api_a, None, &["add", file.to_str().unwrap()]));
     let cid = added[0]["Hash"].as_str().unwrap().to_owned();
+    let bare = ok(ipfs(&api_a, None, &["add_bytes", "20261202"]));
+    assert_eq!(
+        (bare["Hash"].as_str(), bare["Name"].as_str()),
+        (Some(cid.as_str()), Some(cid.as_str())),
+        "stdin: named by its CID"
+    );
     let value = format!("/ipfs/{cid}");
     let published = ok(ipfs(
         &api_a,
