@@ -15,6 +15,7 @@ use crate::control::{self, Request};
 use crate::ipfs::store::BlockStore;
 use crate::node::Node;
 use crate::node::bitswap::Bitswap;
+use crate::node::names::Names;
 use crate::store::Store;
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
@@ -80,9 +81,11 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     )?;
     // The daemon keeps the stations of the swarm map connected (a one-off backfill node does not).
     options.swarm_dir = Some(config.dragon.swarm_dir_path());
+    let keypair = options.keypair.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (node, bound) = Node::start(options, shutdown.clone(), &tracker).await?;
+    let names = Arc::new(Names::new(node.clone(), home.names()));
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
     let bitswap = start_bitswap(home, config, &node, (shutdown.clone(), &tracker))?;
     let relay = if args.no_relay {
@@ -141,6 +144,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         config,
         kubo_repo.as_deref(),
         daemon.clone(),
+        (keypair, names.clone()),
         (control_stop.clone(), &tracker),
     )
     .await;
@@ -219,15 +223,17 @@ async fn start_kubo_api(
     config: &Config,
     kubo_repo: Option<&std::path::Path>,
     daemon: Arc<Daemon>,
+    // The node key (the API's `self` key) and our IPNS names (one owner, shared).
+    (node_key, names): (libp2p::identity::Keypair, Arc<Names>),
     (stop, tracker): (CancellationToken, &TaskTracker),
 ) -> (Option<crate::kubo_api::Running>, Option<String>) {
     if !config.kubo_api.is_enabled(kubo_repo.is_some()) {
         return (None, None);
     }
-    let node = daemon.node.clone();
     let started = async {
         let settings = crate::kubo_api::Settings::resolve(&config.kubo_api, kubo_repo)?;
-        crate::kubo_api::start(settings, daemon, node, stop, tracker).await
+        let ipfs = kubo_ipfs(&daemon, kubo_repo, (node_key, names), tracker)?;
+        crate::kubo_api::start(settings, daemon, ipfs, stop, tracker).await
     };
     match started.await {
         Ok(running) => (Some(running), None),
@@ -237,6 +243,35 @@ async fn start_kubo_api(
             (None, Some(reason))
         }
     }
+}
+
+/// What the Kubo API's IPFS endpoints use: the keystore of the Kubo repo (else of the home),
+/// our IPNS names, the pin set, a scratch folder.
+fn kubo_ipfs(
+    daemon: &Daemon,
+    kubo_repo: Option<&std::path::Path>,
+    (node_key, names): (libp2p::identity::Keypair, Arc<Names>),
+    tracker: &TaskTracker,
+) -> anyhow::Result<Arc<crate::kubo_api::ipfs::Ipfs>> {
+    let home = &daemon.home;
+    let keystore_dir = kubo_repo.map_or_else(|| home.keystore(), |r| r.join("keystore"));
+    let keystore = crate::ipfs::keystore::Keystore::open(&keystore_dir, node_key)
+        .with_context(|| format!("cannot open the keystore {}", keystore_dir.display()))?;
+    let pins =
+        crate::kubo_api::pin_set::Pins::open(home.pins()).context("cannot read the pin set")?;
+    let scratch = home.root().join("tmp");
+    // Leftovers of a previous run (a crash mid-add) are swept.
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Arc::new(crate::kubo_api::ipfs::Ipfs {
+        node: daemon.node.clone(),
+        bitswap: daemon.bitswap.clone(),
+        names,
+        keystore,
+        pins,
+        scratch,
+        repo_path: kubo_repo.map_or_else(|| home.root().to_owned(), std::path::Path::to_owned),
+        tracker: tracker.clone(),
+    }))
 }
 
 /// Open the block store (`<home>/blocks`, bounded by `[ipfs] blocks_max_bytes`) and serve it

@@ -10,6 +10,12 @@ import sys
 
 import aioipfs
 from aioipfs.exceptions import APIError
+from aiohttp import payload
+
+# aioipfs 0.7.1 wraps a top-level file (`add file`, `add folder/*`) in aiohttp's BytesIOPayload,
+# which needs an in-memory BytesIO and fails on the open file it is given; the payload made for
+# open files is BufferedReaderPayload. Without this, aioipfs cannot add a plain file at all.
+payload.BytesIOPayload = payload.BufferedReaderPayload
 
 
 def client(maddr, auth):
@@ -47,6 +53,58 @@ async def run(ipfs, op, args):
         return await ipfs.routing.findpeer(args[0])
     if op == "ping":
         return [line async for line in ipfs.core.ping(args[0], count=int(args[1]))]
+    return await run_ipfs(ipfs, op, args)
+
+
+def opts(args):
+    """The `key=value` arguments of an op, as keyword arguments."""
+    out = {}
+    for arg in args:
+        key, _, value = arg.partition("=")
+        out[key] = {"true": True, "false": False}.get(value, value)
+    return out
+
+
+async def run_ipfs(ipfs, op, args):
+    """The content, name, key and pin commands (`ipfs add -rwq`, `cat`, `get`, ...)."""
+    if op == "add":  # add PATH... -- key=value...
+        split = args.index("--") if "--" in args else len(args)
+        paths, kw = args[:split], opts(args[split + 1:])
+        return [entry async for entry in ipfs.core.add(*paths, **kw)]
+    if op == "add_bytes":  # add_bytes TEXT: an upload with no file name, as stdin
+        return await ipfs.core.add_bytes(args[0].encode())
+    if op == "cat":  # cat PATH [offset length]; hex of the bytes
+        offset = int(args[1]) if len(args) > 1 else None
+        length = int(args[2]) if len(args) > 2 else None
+        data = await ipfs.core.cat(args[0], offset=offset, length=length)
+        return data.hex()
+    if op == "get":
+        return await ipfs.core.get(args[0], dstdir=args[1])
+    if op == "ls":
+        return await ipfs.core.ls(args[0])
+    if op == "name_publish":  # name_publish PATH key=value...
+        return await ipfs.name.publish(args[0], **opts(args[1:]))
+    if op == "name_resolve":
+        return await ipfs.name.resolve(args[0])
+    if op == "key_list":
+        return await ipfs.key.list(long=True)
+    if op == "key_gen":
+        return await ipfs.key.gen(args[0], type=args[1] if len(args) > 1 else "ed25519")
+    if op == "key_import":  # key_import NAME FILE [FORMAT]
+        fmt = args[2] if len(args) > 2 else "libp2p-protobuf-cleartext"
+        return await ipfs.key.key_import(args[1], args[0], format=fmt)
+    if op == "key_rm":
+        return await ipfs.key.rm(args[0])
+    if op == "key_rename":
+        return await ipfs.key.rename(args[0], args[1])
+    if op == "pin_add":
+        return [p async for p in ipfs.pin.add(args[0], progress=False)]
+    if op == "pin_ls":
+        return await ipfs.pin.ls()
+    if op == "pin_rm":
+        return await ipfs.pin.rm(args[0])
+    if op == "repo_stat":
+        return await ipfs.repo.stat()
     raise SystemExit(f"unknown op {op}")
 
 

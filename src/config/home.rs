@@ -56,6 +56,14 @@ impl Home {
     pub fn names(&self) -> PathBuf {
         self.root.join("ipns")
     }
+    /// Our keystore (Kubo's format, `ipfs::keystore`) when no Kubo repo lends its own.
+    pub fn keystore(&self) -> PathBuf {
+        self.root.join("keystore")
+    }
+    /// The Kubo API's pin set (`kubo_api::pins`).
+    pub fn pins(&self) -> PathBuf {
+        self.root.join("pins.json")
+    }
     /// Where reports are saved unless `[report] dir` says otherwise.
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")

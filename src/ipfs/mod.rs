@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod ipns;
+pub mod keystore;
 pub(crate) mod protobuf;
 pub mod store;
 pub mod unixfs;

@@ -67,6 +67,16 @@ impl BlockStore {
         })
     }
 
+    /// The folder of block files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The bound on the bytes held.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Bytes held now.
     pub fn total_bytes(&self) -> u64 {
         *self.lock_total()

@@ -11,6 +11,10 @@ pub struct Call {
     pub command: String,
     pub args: Vec<String>,
     options: HashMap<String, String>,
+    /// The request body (a multipart upload for `add`, `key import`), already bounded.
+    pub body: bytes::Bytes,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
 }
 
 impl Call {
@@ -48,6 +52,24 @@ impl Call {
             .map(String::as_str)
     }
 
+    /// An option that is a number, `default` when absent.
+    pub fn number<T: std::str::FromStr>(&self, names: &[&str], default: T) -> Result<T, Failure> {
+        match self.option(names) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| {
+                Failure::client(format!("option {:?}: {text:?} is not a number", names[0]))
+            }),
+        }
+    }
+
+    /// A boolean option with a default (`--pin` is true unless `pin=false`).
+    pub fn flag_or(&self, names: &[&str], default: bool) -> Result<bool, Failure> {
+        match self.option(names) {
+            None => Ok(default),
+            Some(_) => self.flag(names),
+        }
+    }
+
     /// A boolean option (`true`, `1`, or present without a value).
     pub fn flag(&self, names: &[&str]) -> Result<bool, Failure> {
         match self.option(names) {
@@ -63,7 +85,7 @@ impl Call {
 }
 
 /// `application/x-www-form-urlencoded` decoding: `%XX` and `+`; bad escapes are kept as they are.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::call::Call;
-use super::wire::{self, nil_if_empty};
-use super::{Failure, Reply};
+use super::ipfs::Ipfs;
+use super::wire::{self, KUBO_REPO_VERSION, nil_if_empty};
+use super::{Failure, Reply, json, line};
+use super::{files, keys, pins};
 use crate::control::{Handler, Request};
 use crate::node::{Node, NodeInfo, Origin, PeerInfo};
 use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo, addr};
@@ -20,8 +22,6 @@ use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo
 /// The Kubo release whose RPC this API follows (the stations run Kubo 0.40). Clients gate
 /// endpoints on the version `id` and `version` report (aioipfs uses pre-0.4.18 paths below it).
 pub const KUBO_VERSION: &str = "0.40.0";
-/// Kubo's `RepoVersion` for that release's repos.
-const KUBO_REPO_VERSION: &str = "18";
 
 /// Lines of a streamed answer queued for a slow reader before its producer waits.
 const STREAM_QUEUE: usize = 16;
@@ -77,15 +77,18 @@ pub struct Api<H> {
     pub control: Arc<H>,
     pub node: Node,
     pub tracker: TaskTracker,
+    /// Blocks, names, keys and pins for the IPFS endpoints.
+    pub ipfs: Arc<Ipfs>,
     missing: Mutex<HashSet<String>>,
 }
 
 impl<H: Handler> Api<H> {
-    pub fn new(control: Arc<H>, node: Node, tracker: TaskTracker) -> Api<H> {
+    pub fn new(control: Arc<H>, ipfs: Arc<Ipfs>, tracker: TaskTracker) -> Api<H> {
         Api {
             control,
-            node,
+            node: ipfs.node.clone(),
             tracker,
+            ipfs,
             missing: Mutex::new(HashSet::new()),
         }
     }
@@ -106,6 +109,29 @@ impl<H: Handler> Api<H> {
             "p2p/close" => self.p2p_close(call).await,
             "p2p/stream/ls" => self.stream_ls().await,
             "p2p/stream/close" => self.stream_close(call).await,
+            other => self.run_ipfs(call, other).await,
+        }
+    }
+
+    /// The IPFS endpoints (content, names, keys, pins).
+    async fn run_ipfs(&self, call: &Call, command: &str) -> Result<Reply, Failure> {
+        let ipfs = &*self.ipfs;
+        match command {
+            "add" => files::add(ipfs, call).await,
+            "cat" => files::cat(ipfs, call).await,
+            "get" => files::get(ipfs, call).await,
+            "ls" => files::ls(ipfs, call).await,
+            "name/publish" => keys::publish(ipfs, call).await,
+            "name/resolve" => keys::resolve(ipfs, call).await,
+            "key/list" | "key/ls" => keys::list(ipfs, call),
+            "key/gen" => keys::generate(ipfs, call),
+            "key/import" => keys::import(ipfs, call),
+            "key/rm" => keys::rm(ipfs, call),
+            "key/rename" => keys::rename(ipfs, call),
+            "pin/add" => pins::add(ipfs, call).await,
+            "pin/ls" => pins::ls(ipfs, call).await,
+            "pin/rm" => pins::rm(ipfs, call).await,
+            "repo/stat" => pins::repo_stat(ipfs),
             other => Err(self.missing(other)),
         }
     }
@@ -564,15 +590,4 @@ fn agent_version() -> String {
 fn sorted(mut list: Vec<String>) -> Vec<String> {
     list.sort();
     list
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Reply {
-    Reply::Json(line(value))
-}
-
-/// One JSON value and a newline, as Go's encoder writes it.
-fn line<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
-    bytes.push(b'\n');
-    bytes
 }

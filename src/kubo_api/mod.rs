@@ -4,9 +4,16 @@
 
 pub mod call;
 pub mod commands;
+pub mod files;
 pub mod guard;
+pub mod ipfs;
+pub mod keys;
+pub mod multipart;
+pub mod pin_set;
+pub mod pins;
 pub mod repo;
 pub mod server;
+pub mod tar;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -19,7 +26,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::KuboApiConfig;
 use crate::control::Handler;
-use crate::node::Node;
 use guard::Policy;
 use repo::{ApiFile, RepoApi};
 
@@ -72,6 +78,26 @@ pub enum Reply {
     Empty,
     /// Newline-delimited JSON values as they come (`ping`, `routing findpeer`).
     Lines(tokio::sync::mpsc::Receiver<Vec<u8>>),
+    /// Newline-delimited JSON values all known at once (`add`), sent as a chunked stream.
+    Ndjson(Vec<u8>),
+    /// Bytes, not JSON (`cat`: text/plain, `get`: a tar), as go-ipfs-cmds sends an
+    /// `io.Reader` with `X-Stream-Output: 1`.
+    Raw {
+        content_type: &'static str,
+        chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    },
+}
+
+/// One JSON value as the whole answer.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Reply {
+    Reply::Json(line(value))
+}
+
+/// One JSON value and a newline, as Go's encoder writes it.
+pub(crate) fn line<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Where and how the API is served, resolved from `[kubo_api]` and the Kubo repo.
@@ -127,7 +153,7 @@ impl Running {
 pub async fn start<H: Handler>(
     settings: Settings,
     control: Arc<H>,
-    node: Node,
+    ipfs: Arc<ipfs::Ipfs>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Running> {
@@ -146,7 +172,7 @@ pub async fn start<H: Handler>(
         addr.port(),
         settings.authorizations.clone(),
     );
-    let api = Arc::new(commands::Api::new(control, node, tracker.clone()));
+    let api = Arc::new(commands::Api::new(control, ipfs, tracker.clone()));
     tracker.spawn(server::serve(
         listener,
         api,

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::call::Call;
 use super::commands::Api;
 use super::guard::{Asked, Policy, Refusal};
+use super::multipart::MAX_UPLOAD_BYTES;
 use super::{Failure, Reply, wire};
 use crate::control::Handler;
 
@@ -27,9 +28,12 @@ const MAX_CONNECTIONS: usize = 128;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to send the request body: the served commands take their arguments in the URL.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request body. The served commands need none; uploads (`add`) get their own bound
-/// when they are served.
+/// Largest request body of a command that takes no upload (their arguments are in the URL).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Time to send an upload: 64 MiB from a local client takes well under a second.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// The commands whose body is an upload.
+const UPLOADS: &[&str] = &["add", "key/import"];
 /// How long open answers (a running `ping`) may go on after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The path prefix of every command.
@@ -121,9 +125,21 @@ async fn respond<H: Handler>(
     let Some(command) = request.uri().path().strip_prefix(API_PREFIX) else {
         return plain(StatusCode::NOT_FOUND, "404 page not found");
     };
-    let call = Call::parse(command, request.uri().query());
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, body).await {
+    let mut call = Call::parse(command, request.uri().query());
+    call.content_type = header(header::CONTENT_TYPE).map(String::from);
+    let (bound, timeout) = match UPLOADS.contains(&call.command.as_str()) {
+        true => (MAX_UPLOAD_BYTES, UPLOAD_TIMEOUT),
+        false => (MAX_BODY_BYTES, BODY_TIMEOUT),
+    };
+    let declared = header(header::CONTENT_LENGTH).and_then(|n| n.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > bound as u64) {
+        // Refused before a byte is read: the client learns at once, nothing is buffered.
+        let message =
+            format!("request body refused: length limit exceeded (at most {bound} bytes)");
+        return failure(&Failure::client(message), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let body = Limited::new(request.into_body(), bound).collect();
+    match tokio::time::timeout(timeout, body).await {
         Err(_) => {
             return plain(
                 StatusCode::REQUEST_TIMEOUT,
@@ -131,10 +147,10 @@ async fn respond<H: Handler>(
             );
         }
         Ok(Err(e)) => {
-            let message = format!("request body refused: {e} (at most {MAX_BODY_BYTES} bytes)");
+            let message = format!("request body refused: {e} (at most {bound} bytes)");
             return failure(&Failure::client(message), StatusCode::PAYLOAD_TOO_LARGE);
         }
-        Ok(Ok(_)) => {}
+        Ok(Ok(collected)) => call.body = collected.to_bytes(),
     }
     match api.run(&call).await {
         Ok(reply) => answer(reply),
@@ -146,23 +162,29 @@ async fn respond<H: Handler>(
 }
 
 fn answer(reply: Reply) -> Response<Body> {
+    let (mut content_type, mut raw) = ("application/json", false);
     let (body, chunked) = match reply {
         Reply::Json(bytes) => (Full::new(Bytes::from(bytes)).boxed(), false),
         Reply::Empty => (Full::new(Bytes::new()).boxed(), true),
-        Reply::Lines(receiver) => {
-            let frames = futures::stream::unfold(receiver, |mut r| async move {
-                let line = r.recv().await?;
-                Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), r))
-            });
-            (StreamBody::new(frames).boxed(), true)
+        Reply::Ndjson(bytes) => (Full::new(Bytes::from(bytes)).boxed(), true),
+        Reply::Lines(receiver) => (frames(receiver), true),
+        Reply::Raw {
+            content_type: kind,
+            chunks,
+        } => {
+            (content_type, raw) = (kind, true);
+            (frames(chunks), false)
         }
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        header::HeaderValue::from_static(content_type),
     );
+    if raw {
+        headers.insert("X-Stream-Output", header::HeaderValue::from_static("1"));
+    }
     headers.insert(
         "Trailer",
         header::HeaderValue::from_static("X-Stream-Error"),
@@ -179,6 +201,15 @@ fn answer(reply: Reply) -> Response<Body> {
         headers.insert("X-Chunked-Output", header::HeaderValue::from_static("1"));
     }
     with_server(response)
+}
+
+/// A body sent as its chunks come.
+fn frames(receiver: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Body {
+    let frames = futures::stream::unfold(receiver, |mut r| async move {
+        let chunk = r.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), r))
+    });
+    StreamBody::new(frames).boxed()
 }
 
 /// go-ipfs-cmds' JSON error body with its status.

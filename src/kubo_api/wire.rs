@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Kubo's `RepoVersion` for the repos of the release this API follows (`version`, `repo stat`).
+pub const KUBO_REPO_VERSION: &str = "18";
+
 /// `ipfs id`: Kubo's `IdOutput` (Kubo stopped reporting `ProtocolVersion` in 0.22).
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -15,14 +15,14 @@ use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
 use crate::common::{self, Daemon, relays::python, wait_until};
 
 /// The API on a free loopback port, the DHT as given.
-fn config(routing: &str) -> String {
+pub fn config(routing: &str) -> String {
     format!(
         "[node]\nrouting = \"{routing}\"\n[kubo_api]\nenabled = true\nlisten = \"/ip4/127.0.0.1/tcp/0\"\n[trigger]\nenabled = false\n"
     )
 }
 
 /// The API multiaddr a daemon's ready line names.
-fn api_of(daemon: &Daemon) -> String {
+pub fn api_of(daemon: &Daemon) -> String {
     daemon.ready["kubo_api"]
         .as_str()
         .unwrap_or_else(|| panic!("no Kubo API: {}", daemon.ready))
@@ -30,7 +30,7 @@ fn api_of(daemon: &Daemon) -> String {
 }
 
 /// Run one aioipfs call (`interop/kubo_rpc/client.py`); its JSON answer.
-fn ipfs(api: &str, auth: Option<&str>, op: &[&str]) -> Value {
+pub fn ipfs(api: &str, auth: Option<&str>, op: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/kubo_rpc/client.py");
     let mut command = Command::new(python());
     command.arg(script).arg(api);
@@ -51,7 +51,7 @@ fn ipfs(api: &str, auth: Option<&str>, op: &[&str]) -> Value {
     })
 }
 
-fn ok(answer: Value) -> Value {
+pub fn ok(answer: Value) -> Value {
     assert!(answer.get("error").is_none(), "aioipfs failed: {answer}");
     answer["result"].clone()
 }
@@ -185,7 +185,7 @@ fn routing_findpeer_finds_a_peer_known_only_through_the_dht() {
 }
 
 /// A Kubo repo folder with an Ed25519 identity and `api` (the `API` section) as given.
-fn kubo_repo(dir: &Path, api: &str) -> String {
+pub fn kubo_repo(dir: &Path, api: &str) -> String {
     let key = libp2p::identity::Keypair::generate_ed25519();
     let peer = key.public().to_peer_id().to_string();
     let private =

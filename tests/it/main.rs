@@ -14,6 +14,7 @@ mod ipfs;
 mod keeper;
 mod kubo;
 mod kubo_api;
+mod kubo_api_ipfs;
 mod nat;
 mod relay;
 mod report;

@@ -267,6 +267,29 @@ pub fn routing_key(name: &PeerId) -> Vec<u8> {
     [ROUTING_PREFIX, &name.to_bytes()].concat()
 }
 
+/// Multicodec of `libp2p-key`, the codec of an IPNS name written as a CIDv1.
+pub const LIBP2P_KEY: u64 = 0x72;
+
+/// An IPNS name as users write it: a base58 PeerID (`12D3Koo…`, `Qm…`) or a CIDv1 with the
+/// `libp2p-key` codec in any multibase (`k51…`, Kubo's default, or `bafz…`).
+pub fn parse_name(text: &str) -> Result<PeerId, String> {
+    if let Ok(peer) = text.parse::<PeerId>() {
+        return Ok(peer);
+    }
+    let cid = cid::Cid::try_from(text).map_err(|e| format!("{text:?} is not an IPNS name: {e}"))?;
+    if cid.codec() != LIBP2P_KEY {
+        return Err(format!(
+            "{text:?} is a CID, not an IPNS name (not libp2p-key)"
+        ));
+    }
+    PeerId::from_multihash(*cid.hash()).map_err(|_| format!("{text:?} holds no PeerID"))
+}
+
+/// The CIDv1 (`libp2p-key`) of a name, for the multibase forms Kubo prints (`k51…`).
+pub fn name_cid(name: &PeerId) -> cid::Cid {
+    cid::Cid::new_v1(LIBP2P_KEY, *name.as_ref())
+}
+
 fn parse_validity(text: &[u8]) -> Result<DateTime<Utc>, IpnsError> {
     let text = std::str::from_utf8(text)
         .map_err(|_| IpnsError::Malformed("validity is not UTF-8".into()))?;

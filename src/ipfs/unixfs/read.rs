@@ -101,12 +101,7 @@ pub async fn cat_file<S: BlockSource>(
     path: &str,
     max_bytes: u64,
 ) -> Result<Vec<u8>, ReadError> {
-    let mut cid = *root;
-    for name in path.split('/').filter(|n| !n.is_empty()) {
-        cid = lookup(source, &cid, name)
-            .await?
-            .ok_or_else(|| ReadError::NotFound(path.to_owned()))?;
-    }
+    let cid = resolve_path(source, root, path).await?;
     let mut walker = Walker::new(cid, String::new());
     let (mut cache, mut out) = (None, Vec::new());
     while walker.should_continue() {
@@ -130,6 +125,21 @@ pub async fn cat_file<S: BlockSource>(
         }
     }
     Ok(out)
+}
+
+/// The CID at `path` (`a/b.txt`, names split on `/`) below the folder `root`.
+pub async fn resolve_path<S: BlockSource>(
+    source: &S,
+    root: &Cid,
+    path: &str,
+) -> Result<Cid, ReadError> {
+    let mut cid = *root;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        cid = lookup(source, &cid, name)
+            .await?
+            .ok_or_else(|| ReadError::NotFound(path.to_owned()))?;
+    }
+    Ok(cid)
 }
 
 /// The CID linked as `name` in the directory (flat or HAMT) `dir`.
