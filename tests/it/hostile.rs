@@ -409,3 +409,61 @@ fn sync_peers_that_never_stop_or_answer_outside_the_filter_cost_bounded_memory()
     );
     println!("endless peer cut after {took:?}, backfill peak RSS {peak} KiB");
 }
+
+#[test]
+fn sync_peers_whose_reconciliation_never_ends_are_dropped_at_its_bounds() {
+    let keys = Keys::generate();
+    let honest = OurRelay::start("");
+    let wanted = signed(&keys, 1, "honest", vec![], relays::now() - 60);
+    relays::publish(&honest.url, std::slice::from_ref(&wanted));
+    // Each answer 2,000 ids longer than the last, until one passes the client's message limit.
+    let growing = fake_relay::start(Behaviour::NegEndless {
+        first: 0,
+        growth: 2_000,
+    });
+    // 15,000 fresh ids every round, each answer under the message limit, forever.
+    let listing = fake_relay::start(Behaviour::NegEndless {
+        first: 15_000,
+        growth: 0,
+    });
+    // Rounds that name nothing and never converge.
+    let circling = fake_relay::start(Behaviour::NegEndless {
+        first: 0,
+        growth: 0,
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let unused = crate::common::net::free_port();
+    let home = common::home_with(
+        &tmp.path().join("home"),
+        &format!("[relay]\nlisten = \"127.0.0.1:{unused}\"\n"),
+    );
+    let zen = tmp.path().join("zen").display().to_string();
+    let mut args = vec!["--zen", &zen, "--no-profiles"];
+    for url in [&growing, &listing, &circling, &honest.url] {
+        args.extend(["--peer", url.as_str()]);
+    }
+    let (peak, code, stats, took) = backfill_watched(&home, &args);
+    assert!(peak < BACKFILL_RSS_MAX_KIB, "backfill peak RSS {peak} KiB");
+    assert_eq!(code, 2, "a partial run: {stats}");
+    let peers = stats["peers"].as_array().expect("peers");
+    let error_of = |url: &str| {
+        let peer = peers.iter().find(|p| p["name"] == url).expect("peer");
+        assert_eq!(peer["ok"], false, "{peer}");
+        let error = peer["error"].as_str().unwrap_or("").to_owned();
+        (error, peer["duration_ms"].as_u64().unwrap_or(0))
+    };
+    let cases = [
+        (&growing, "Message too long"),
+        (&listing, "more ids than a reconciliation holds"),
+        (&circling, "no agreement after 1000 rounds"),
+    ];
+    for (url, bound) in cases {
+        let (error, ms) = error_of(url);
+        assert!(error.contains(bound), "{url}: {error}");
+        println!("{url}: dropped after {ms} ms: {error}");
+    }
+    let stored = relays::stored_ids(&home.join("relay.sqlite"));
+    assert!(stored.contains(&wanted.id), "the honest peer's event");
+    assert!(stored.len() == 1, "nothing of the hostile peers' ids is stored");
+    println!("hostile NIP-77 peers dropped in {took:?}, backfill peak RSS {peak} KiB");
+}
