@@ -465,7 +465,11 @@ impl RelayClient {
 
     /// The relay's next NEG-MSG for `sub` (hex). A relay without NIP-77 may ignore NEG-OPEN
     /// silently (PyPI nostr-relay does): the first answer gets a shorter wait than the idle timeout.
-    async fn neg_answer(&mut self, sub: &SubscriptionId, round: usize) -> Result<String, ClientError> {
+    async fn neg_answer(
+        &mut self,
+        sub: &SubscriptionId,
+        round: usize,
+    ) -> Result<String, ClientError> {
         loop {
             let next = if round == 0 {
                 let wait = NEG_OPEN_TIMEOUT.min(self.idle);

@@ -1,6 +1,6 @@
-//! The hostile-client suite, beside `faults.rs`: relay slowloris, frames over the limit, 10,000
-//! REQs, 5,000 connections from one address, invalid signatures; control and status slowloris;
-//! sync peers that never stop sending or send outside the filter. Each checks RSS and an honest client.
+//! The hostile-client suite, beside `faults.rs`: relay slowloris, oversized frames, 10,000 REQs,
+//! 5,000 connections, forged signatures; control and status abuse; sync peers that flood, stray or
+//! never converge; tunnels nobody reads. Each checks RSS (or a bound) and an honest client.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,6 +10,7 @@ use nostr::prelude::*;
 use serde_json::json;
 
 use crate::common::fake_relay::{self, Behaviour};
+use crate::common::net::{self, payload, sha256};
 use crate::common::relays::{self, OurRelay, runtime};
 use crate::common::{self, Daemon, rss_kib};
 use crate::relay::{Ws, signed};
@@ -464,6 +465,107 @@ fn sync_peers_whose_reconciliation_never_ends_are_dropped_at_its_bounds() {
     }
     let stored = relays::stored_ids(&home.join("relay.sqlite"));
     assert!(stored.contains(&wanted.id), "the honest peer's event");
-    assert!(stored.len() == 1, "nothing of the hostile peers' ids is stored");
+    assert!(
+        stored.len() == 1,
+        "nothing of the hostile peers' ids is stored"
+    );
     println!("hostile NIP-77 peers dropped in {took:?}, backfill peak RSS {peak} KiB");
+}
+
+/// Streams a hostile peer holds open at once, under the 256-per-peer cap so that all are piped.
+const STALLED_STREAMS: usize = 200;
+/// What one stalled tunnel stream may cost a daemon: yamux's 256 KiB receive window, the pipe's
+/// two 64 KiB buffers, its task and its socket. 200 streams: 100 MiB at most.
+const STALLED_STREAM_MAX_KIB: u64 = 512;
+
+/// The largest RSS of `daemons` seen until `settled` holds (polled), in KiB each.
+fn peak_until(
+    daemons: &[&Daemon],
+    timeout: Duration,
+    mut settled: impl FnMut() -> bool,
+) -> Vec<u64> {
+    let mut peak = vec![0; daemons.len()];
+    let held = common::wait_until(timeout, || {
+        for (p, d) in peak.iter_mut().zip(daemons) {
+            *p = (*p).max(rss_kib(d.pid()));
+        }
+        settled()
+    });
+    assert!(held, "the pipeline never settled in {timeout:?}");
+    peak
+}
+
+fn assert_stalled_cost(what: &str, before: &[u64], peak: &[u64]) {
+    let bound = STALLED_STREAMS as u64 * STALLED_STREAM_MAX_KIB;
+    for (name, (b, p)) in ["a", "b"].iter().zip(before.iter().zip(peak)) {
+        println!("{what}: daemon {name} RSS {b} KiB -> peak {p} KiB");
+        assert!(
+            p.saturating_sub(*b) < bound,
+            "{what}: daemon {name} RSS {b} -> {p} KiB"
+        );
+    }
+}
+
+#[test]
+fn streams_that_never_read_a_pushing_target_cost_bounded_memory_and_an_honest_one_flows() {
+    use std::sync::atomic::Ordering;
+    const PUSH: usize = 16 << 20;
+    let (target, written) = net::firehose_server(PUSH, 5);
+    let (a, b, port) = crate::tunnel::tunnel_pair(target.port(), &[]);
+    let before = [rss_kib(a.pid()), rss_kib(b.pid())];
+    let stalled: Vec<TcpStream> = (0..STALLED_STREAMS)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // Settled: every stream is open and the target's writes have stopped for a second (every
+    // buffer between it and the stalled clients is full).
+    let (mut last, mut still) = (0, 0);
+    let peak = peak_until(&[&a, &b], Duration::from_secs(90), || {
+        let now = written.load(Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        still >= 10 && a.cli_ok(&["p2p", "stream", "ls"]).lines().count() >= STALLED_STREAMS
+    });
+    let pushed = written.load(Ordering::Relaxed);
+    assert!(
+        pushed > STALLED_STREAMS as u64 * 256 * 1024,
+        "the target pushed only {pushed} bytes"
+    );
+    let mut honest = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    honest
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let (len, digest) = net::read_all_hashed(&mut honest).expect("the honest stream");
+    assert_eq!((len, digest), (PUSH as u64, sha256(&payload(PUSH, 5))));
+    println!("{pushed} bytes pushed into {STALLED_STREAMS} stalled streams");
+    assert_stalled_cost("never-reading clients", &before, &peak);
+    drop(stalled);
+}
+
+#[test]
+fn a_target_that_never_reads_what_the_remote_pushes_costs_bounded_memory() {
+    use std::sync::atomic::Ordering;
+    let (target, accepted) = net::sink_then_echo_server(STALLED_STREAMS);
+    let (a, b, port) = crate::tunnel::tunnel_pair(target.port(), &[]);
+    let before = [rss_kib(a.pid()), rss_kib(b.pid())];
+    let mut pushers: Vec<TcpStream> = (0..STALLED_STREAMS)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || accepted.load(Ordering::Relaxed)
+            >= STALLED_STREAMS),
+        "the target accepted {} streams",
+        accepted.load(Ordering::Relaxed)
+    );
+    let pushed = net::fill_until_blocked(&mut pushers, Duration::from_secs(90));
+    let peak = peak_until(&[&a, &b], Duration::from_secs(5), || true);
+    assert!(
+        pushed > STALLED_STREAMS as u64 * 256 * 1024,
+        "only {pushed} bytes pushed"
+    );
+    let data = payload(4 << 20, 6);
+    let answer = net::request(port, &data).expect("the honest stream");
+    assert_eq!(sha256(&answer), sha256(&data));
+    println!("{pushed} bytes pushed towards a target that never reads");
+    assert_stalled_cost("a never-reading target", &before, &peak);
+    drop(pushers);
 }
