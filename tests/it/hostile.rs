@@ -569,3 +569,60 @@ fn a_target_that_never_reads_what_the_remote_pushes_costs_bounded_memory() {
     assert_stalled_cost("a never-reading target", &before, &peak);
     drop(pushers);
 }
+
+/// Connections opened at once on the control socket: the 5,000 idle clients, which took
+/// RSS from 20 to 175 MiB before the socket had its cap of 64.
+const CONTROL_FLOOD: usize = 5_000;
+
+#[test]
+fn five_thousand_idle_control_connections_cost_bounded_memory_and_the_cli_works_after() {
+    let a = Daemon::start(&[]);
+    let before = rss_kib(a.pid());
+    let socket = a.home.join("control.sock");
+    let (held, peak) = runtime().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..CONTROL_FLOOD {
+            let connect = tokio::net::UnixStream::connect(&socket);
+            // Past the cap and the kernel's backlog a connection is refused at once.
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                held.push(s);
+            }
+        }
+        (held.len(), rss_kib(a.pid()))
+    });
+    assert!(held >= 64, "only {held} connections");
+    assert!(
+        peak.saturating_sub(before) < GROWTH_MAX_KIB,
+        "{held} idle connections: RSS {before} -> {peak} KiB"
+    );
+    // The idle clients are gone; the next CLI call is served.
+    a.cli_ok(&["p2p", "ls"]);
+    println!("{held} idle control connections held: RSS {before} -> {peak} KiB");
+}
+
+#[test]
+fn status_page_slowloris_at_a_byte_a_second_is_cut_and_an_honest_client_served() {
+    let port = crate::common::net::free_port();
+    let status = format!("127.0.0.1:{port}");
+    let a = Daemon::start(&["--status-listen", &status]);
+    let addr = status.clone();
+    let head = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
+    let slow = std::thread::spawn(move || one_byte_a_second(&addr, head, Duration::from_secs(30)));
+    let mut honest = TcpStream::connect(&status).expect("connect");
+    honest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    honest
+        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut body = String::new();
+    let _ = honest.read_to_string(&mut body);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body:?}");
+    assert!(body.contains(&a.peer_id), "{body}");
+    let held = slow.join().expect("slow client");
+    // The status page's head deadline is 3 s (status::HEAD_TIMEOUT).
+    assert!(
+        held >= Duration::from_secs(2) && held < Duration::from_secs(8),
+        "held {held:?}"
+    );
+}
