@@ -25,16 +25,16 @@ pub fn check_dag_pb(node: &[u8]) -> Result<(), String> {
     })
 }
 
+/// What to do with one field: its number, its wire type, its body (empty unless `LEN`).
+type OnField<'a> = dyn FnMut(u64, u64, &[u8]) -> Result<(), String> + 'a;
+
 /// A field whose body (if any) is opaque bytes, not a message.
 fn leaf(_: u64, _: u64, _: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
 /// Walk one message's fields, giving each to `each` with its body (empty unless `LEN`).
-fn fields(
-    mut input: &[u8],
-    each: &mut dyn FnMut(u64, u64, &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+fn fields(mut input: &[u8], each: &mut OnField) -> Result<(), String> {
     while !input.is_empty() {
         let key = varint(&mut input)?;
         let (field, wire) = (key >> 3, key & 7);
