@@ -450,8 +450,7 @@ fn sync_peers_whose_reconciliation_never_ends_are_dropped_at_its_bounds() {
     let error_of = |url: &str| {
         let peer = peers.iter().find(|p| p["name"] == url).expect("peer");
         assert_eq!(peer["ok"], false, "{peer}");
-        let error = peer["error"].as_str().unwrap_or("").to_owned();
-        (error, peer["duration_ms"].as_u64().unwrap_or(0))
+        peer["error"].as_str().unwrap_or("").to_owned()
     };
     let cases = [
         (&growing, "Message too long"),
@@ -459,9 +458,9 @@ fn sync_peers_whose_reconciliation_never_ends_are_dropped_at_its_bounds() {
         (&circling, "no agreement after 1000 rounds"),
     ];
     for (url, bound) in cases {
-        let (error, ms) = error_of(url);
+        let error = error_of(url);
         assert!(error.contains(bound), "{url}: {error}");
-        println!("{url}: dropped after {ms} ms: {error}");
+        println!("{url}: dropped: {error}");
     }
     let stored = relays::stored_ids(&home.join("relay.sqlite"));
     assert!(stored.contains(&wanted.id), "the honest peer's event");
@@ -477,6 +476,9 @@ const STALLED_STREAMS: usize = 200;
 /// What one stalled tunnel stream may cost a daemon: yamux's 256 KiB receive window, the pipe's
 /// two 64 KiB buffers, its task and its socket. 200 streams: 100 MiB at most.
 const STALLED_STREAM_MAX_KIB: u64 = 512;
+/// Bytes pushed at each stalled stream: eight times what it may hold in a daemon, and little
+/// enough that the kernel's buffers on the way do not make the pipeline slow to fill.
+const PUSH_PER_STREAM: usize = 4 << 20;
 
 /// The largest RSS of `daemons` seen until `settled` holds (polled), in KiB each.
 fn peak_until(
@@ -509,15 +511,15 @@ fn assert_stalled_cost(what: &str, before: &[u64], peak: &[u64]) {
 #[test]
 fn streams_that_never_read_a_pushing_target_cost_bounded_memory_and_an_honest_one_flows() {
     use std::sync::atomic::Ordering;
-    const PUSH: usize = 16 << 20;
+    const PUSH: usize = PUSH_PER_STREAM;
     let (target, written) = net::firehose_server(PUSH, 5);
     let (a, b, port) = crate::tunnel::tunnel_pair(target.port(), &[]);
     let before = [rss_kib(a.pid()), rss_kib(b.pid())];
     let stalled: Vec<TcpStream> = (0..STALLED_STREAMS)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
         .collect();
-    // Settled: every stream is open and the target's writes have stopped for a second (every
-    // buffer between it and the stalled clients is full).
+    // Settled: every stream is open and the target's writes have stopped for a second (each
+    // stalled stream took what it will: the buffers on its way are full, or it took it all).
     let (mut last, mut still) = (0, 0);
     let peak = peak_until(&[&a, &b], Duration::from_secs(90), || {
         let now = written.load(Ordering::Relaxed);
@@ -556,7 +558,11 @@ fn a_target_that_never_reads_what_the_remote_pushes_costs_bounded_memory() {
         "the target accepted {} streams",
         accepted.load(Ordering::Relaxed)
     );
-    let pushed = net::fill_until_blocked(&mut pushers, Duration::from_secs(90));
+    let pushed = net::fill_until_blocked(
+        &mut pushers,
+        PUSH_PER_STREAM as u64,
+        Duration::from_secs(90),
+    );
     let peak = peak_until(&[&a, &b], Duration::from_secs(5), || true);
     assert!(
         pushed > STALLED_STREAMS as u64 * 256 * 1024,

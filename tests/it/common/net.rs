@@ -206,28 +206,36 @@ pub fn sink_then_echo_server(
     (addr, accepted)
 }
 
-/// Write into each of `conns` (non-blocking) until none takes another byte: every buffer on
-/// the way (ours, the tunnel's, the kernel's) is full. Returns the bytes written.
-pub fn fill_until_blocked(conns: &mut [TcpStream], deadline: std::time::Duration) -> u64 {
+/// Write up to `per_conn` bytes into each of `conns` (non-blocking) until none takes another
+/// byte: every buffer on the way (ours, the tunnel's, the kernel's) is full or the cap is
+/// reached. Returns the bytes written.
+pub fn fill_until_blocked(
+    conns: &mut [TcpStream],
+    per_conn: u64,
+    deadline: std::time::Duration,
+) -> u64 {
     let started = std::time::Instant::now();
     let chunk = vec![0x5a_u8; 64 * 1024];
-    let mut total = 0u64;
+    let mut written = vec![0u64; conns.len()];
     for c in conns.iter() {
         c.set_nonblocking(true).unwrap();
     }
     let mut idle_passes = 0;
     loop {
         let mut pass = 0u64;
-        for c in conns.iter_mut() {
-            while let Ok(n @ 1..) = c.write(&chunk) {
-                pass += n as u64;
+        for (c, w) in conns.iter_mut().zip(written.iter_mut()) {
+            while *w < per_conn {
+                let room = chunk.len().min((per_conn - *w) as usize);
+                match c.write(&chunk[..room]) {
+                    Ok(n @ 1..) => (*w, pass) = (*w + n as u64, pass + n as u64),
+                    _ => break,
+                }
             }
         }
-        total += pass;
         idle_passes = if pass == 0 { idle_passes + 1 } else { 0 };
         // Two passes 200 ms apart that move nothing: the pipeline is full, not merely slow.
         if idle_passes == 2 || started.elapsed() > deadline {
-            return total;
+            return written.iter().sum();
         }
         thread::sleep(std::time::Duration::from_millis(200));
     }
