@@ -20,7 +20,7 @@ const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// Concurrent control connections: the CLI opens one per command, scripts a few at a time.
 /// More wait in the socket's backlog (1,000 idle ones once took 150 MiB).
 const MAX_CONNECTIONS: usize = 64;
-/// How long the rest of an over-long request is read and dropped after the answer.
+/// How long what came after a request (the rest of one too long) is read and dropped after the answer.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client that does not send its request line in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -232,16 +232,15 @@ async fn answer<H: Handler>(socket: UnixStream, handler: &H) -> std::io::Result<
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
     write.shutdown().await?;
-    if too_long {
-        // Read (and forget) the rest for a moment, so that closing with unread bytes does not
-        // reset the connection before the client has read the answer.
-        let mut rest = reader.into_inner().into_inner();
-        let mut sink = [0u8; 8192];
-        let drain = async {
-            while rest.read(&mut sink).await? > 0 {}
-            Ok::<_, std::io::Error>(())
-        };
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-    }
+    // Read (and forget) what came after the request for a moment (the rest of one too long, or
+    // bytes past its newline), so that closing with unread bytes does not reset the connection
+    // before the client has read the answer. The CLI closes at once, which ends this at EOF.
+    let mut rest = reader.into_inner().into_inner();
+    let mut sink = [0u8; 8192];
+    let drain = async {
+        while rest.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
     Ok(())
 }

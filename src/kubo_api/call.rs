@@ -77,8 +77,9 @@ impl Call {
             Some("" | "true" | "1" | "t" | "T" | "TRUE" | "True") => Ok(true),
             Some("false" | "0" | "f" | "F" | "FALSE" | "False") => Ok(false),
             Some(other) => Err(Failure::client(format!(
-                "option {:?}: {other:?} is not a boolean",
-                names[0]
+                "option {:?}: {:?} is not a boolean",
+                names[0],
+                crate::identity::shorten(other)
             ))),
         }
     }

@@ -83,8 +83,8 @@ pub async fn start<S: StatusSource>(
     Ok(bound)
 }
 
-/// The path of a request head's first line (`GET /path HTTP/1.1`).
-fn path_of(head: &[u8]) -> Option<&str> {
+/// The path of a request head's first line (`GET /path HTTP/1.1`), without its query.
+pub fn path_of(head: &[u8]) -> Option<&str> {
     let line = head.split(|b| *b == b'\r').next()?;
     let line = std::str::from_utf8(line).ok()?;
     let mut parts = line.split(' ');

@@ -22,6 +22,13 @@ use super::stats::Traffic;
 const MAX_MESSAGE: usize = 1024 * 1024;
 /// Rounds of NEG-MSG before we give up on a reconciliation (1 per ~15k differences).
 const MAX_NEG_ROUNDS: usize = 1_000;
+/// Ids a relay may make us need in one reconciliation: strfry's `maxSyncEvents` (and our relay's
+/// `max_sync_events`), past which an honest relay refuses to reconcile at all. An honest relay
+/// also lists each of our items at most once, so `have` never passes our own set.
+const MAX_RECONCILE_NEED: usize = 1_000_000;
+/// NEG-MSG hex one reconciliation may bring: an honest one names each difference once (64 hex
+/// characters), so [`MAX_RECONCILE_NEED`] differences and their rounds' fingerprints fit twice.
+const MAX_RECONCILE_BYTES: u64 = 128 * 1024 * 1024;
 /// Pages per filter before pagination stops (500 × 20 000 = 10 M events: a runaway relay).
 const MAX_PAGES: usize = 20_000;
 /// How long a relay may take to answer NEG-OPEN before it is taken to lack NIP-77.
@@ -401,54 +408,31 @@ impl RelayClient {
         })
         .await?;
         let (mut have, mut need) = (Vec::new(), Vec::new());
+        let mut received = 0u64;
         for round in 0..MAX_NEG_ROUNDS {
             self.round_trips += 1;
-            let message = loop {
-                // A relay without NIP-77 may ignore NEG-OPEN silently (PyPI nostr-relay does):
-                // the first answer gets a shorter wait than the idle timeout.
-                let next = if round == 0 {
-                    let wait = NEG_OPEN_TIMEOUT.min(self.idle);
-                    tokio::time::timeout(wait, self.recv())
-                        .await
-                        .unwrap_or(Err(ClientError::Idle(wait)))
-                } else {
-                    self.recv().await
-                };
-                match next {
-                    Ok(RelayMessage::NegMsg {
-                        subscription_id,
-                        message,
-                    }) if *subscription_id == sub => break message.into_owned(),
-                    Ok(RelayMessage::NegErr {
-                        subscription_id,
-                        message,
-                    }) if *subscription_id == sub => {
-                        return Err(ClientError::NegUnsupported(message.into_owned()));
-                    }
-                    Ok(RelayMessage::Notice(text)) if round == 0 => {
-                        return Err(ClientError::NegUnsupported(text.into_owned()));
-                    }
-                    Ok(RelayMessage::Closed {
-                        subscription_id,
-                        message,
-                    }) if *subscription_id == sub => {
-                        return Err(ClientError::NegUnsupported(message.into_owned()));
-                    }
-                    Ok(_) => {}
-                    Err(ClientError::Idle(d)) if round == 0 => {
-                        return Err(ClientError::NegUnsupported(format!(
-                            "no answer to NEG-OPEN in {d:?}"
-                        )));
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+            let message = self.neg_answer(&sub, round).await?;
+            received += message.len() as u64;
+            if received > MAX_RECONCILE_BYTES {
+                return Err(ClientError::Neg(format!(
+                    "the relay sent more than {MAX_RECONCILE_BYTES} bytes of NEG-MSG"
+                )));
+            }
             let bytes = hex::decode(&message)
                 .map_err(|e| ClientError::Neg(format!("NEG-MSG is not hex: {e}")))?;
             match negentropy
                 .reconcile_with_ids(&bytes, &mut have, &mut need)
                 .map_err(neg_err)?
             {
+                _ if need.len() > MAX_RECONCILE_NEED || have.len() > items.len() => {
+                    return Err(ClientError::Neg(format!(
+                        "the relay named more ids than a reconciliation holds ({} needed, \
+                         {} of our {} listed)",
+                        need.len(),
+                        have.len(),
+                        items.len()
+                    )));
+                }
                 Some(next) => {
                     self.send(&ClientMessage::NegMsg {
                         subscription_id: std::borrow::Cow::Owned(sub.clone()),
@@ -477,6 +461,53 @@ impl RelayClient {
         Err(ClientError::Neg(format!(
             "no agreement after {MAX_NEG_ROUNDS} rounds"
         )))
+    }
+
+    /// The relay's next NEG-MSG for `sub` (hex). A relay without NIP-77 may ignore NEG-OPEN
+    /// silently (PyPI nostr-relay does): the first answer gets a shorter wait than the idle timeout.
+    async fn neg_answer(
+        &mut self,
+        sub: &SubscriptionId,
+        round: usize,
+    ) -> Result<String, ClientError> {
+        loop {
+            let next = if round == 0 {
+                let wait = NEG_OPEN_TIMEOUT.min(self.idle);
+                tokio::time::timeout(wait, self.recv())
+                    .await
+                    .unwrap_or(Err(ClientError::Idle(wait)))
+            } else {
+                self.recv().await
+            };
+            match next {
+                Ok(RelayMessage::NegMsg {
+                    subscription_id,
+                    message,
+                }) if *subscription_id == *sub => return Ok(message.into_owned()),
+                Ok(RelayMessage::NegErr {
+                    subscription_id,
+                    message,
+                }) if *subscription_id == *sub => {
+                    return Err(ClientError::NegUnsupported(message.into_owned()));
+                }
+                Ok(RelayMessage::Notice(text)) if round == 0 => {
+                    return Err(ClientError::NegUnsupported(text.into_owned()));
+                }
+                Ok(RelayMessage::Closed {
+                    subscription_id,
+                    message,
+                }) if *subscription_id == *sub => {
+                    return Err(ClientError::NegUnsupported(message.into_owned()));
+                }
+                Ok(_) => {}
+                Err(ClientError::Idle(d)) if round == 0 => {
+                    return Err(ClientError::NegUnsupported(format!(
+                        "no answer to NEG-OPEN in {d:?}"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Send `events` with `EVENT`, keeping up to [`PUBLISH_WINDOW`] in flight, and tally the `OK`s.

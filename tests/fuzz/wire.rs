@@ -307,7 +307,7 @@ fn json_lines_imports() {
     });
 }
 
-fn control_samples() -> Vec<String> {
+pub fn control_samples() -> Vec<String> {
     vec![
         r#"{"op":"id"}"#.into(),
         format!(
@@ -324,7 +324,7 @@ fn control_samples() -> Vec<String> {
     ]
 }
 
-const CONTROL_VOCABULARY: &[&str] = &[
+pub const CONTROL_VOCABULARY: &[&str] = &[
     "op",
     "id",
     "p2p_listen",

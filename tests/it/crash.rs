@@ -1,6 +1,6 @@
 //! Crash injection: `kill -9` of the daemon (and of a backfill importing into its relay) at a
 //! random moment while clients publish and `--persist` tunnels are added, round after round.
-//! After each kill nothing acknowledged is lost. `CRASH_KILLS=50` for the long run (10 in CI).
+//! After each kill nothing acknowledged is lost. 50 kills, as the issue asks (`CRASH_KILLS=N`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,9 @@ use crate::common::relays::{self, runtime, stored_ids};
 use crate::common::{self, Daemon};
 use crate::relay::signed;
 
-/// Kills in CI; `CRASH_KILLS` sets another count.
-const CI_KILLS: usize = 10;
+/// Kills in CI, as the issue asks: 50 took 58 s here (debug build, load average 9 on 2 cores),
+/// within the minute a CI test may take. `CRASH_KILLS` sets another count.
+const CI_KILLS: usize = 50;
 /// The kill comes this long after the daemon is ready, at random: from the first acks to the
 /// middle of a backfill.
 const KILL_AFTER_MS: std::ops::Range<u64> = 200..1_500;

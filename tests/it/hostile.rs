@@ -1,6 +1,6 @@
-//! The hostile-client suite, beside `faults.rs`: relay slowloris, frames over the limit, 10,000
-//! REQs, 5,000 connections from one address, invalid signatures; control and status slowloris;
-//! sync peers that never stop sending or send outside the filter. Each checks RSS and an honest client.
+//! The hostile-client suite, beside `faults.rs`: relay slowloris, oversized frames, 10,000 REQs,
+//! 5,000 connections, forged signatures; control and status abuse; sync peers that flood, stray or
+//! never converge; tunnels nobody reads. Each checks RSS (or a bound) and an honest client.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,6 +10,7 @@ use nostr::prelude::*;
 use serde_json::json;
 
 use crate::common::fake_relay::{self, Behaviour};
+use crate::common::net::{self, payload, sha256};
 use crate::common::relays::{self, OurRelay, runtime};
 use crate::common::{self, Daemon, rss_kib};
 use crate::relay::{Ws, signed};
@@ -408,4 +409,226 @@ fn sync_peers_that_never_stop_or_answer_outside_the_filter_cost_bounded_memory()
         "events outside the filter are dropped"
     );
     println!("endless peer cut after {took:?}, backfill peak RSS {peak} KiB");
+}
+
+#[test]
+fn sync_peers_whose_reconciliation_never_ends_are_dropped_at_its_bounds() {
+    let keys = Keys::generate();
+    let honest = OurRelay::start("");
+    let wanted = signed(&keys, 1, "honest", vec![], relays::now() - 60);
+    relays::publish(&honest.url, std::slice::from_ref(&wanted));
+    // Each answer 2,000 ids longer than the last, until one passes the client's message limit.
+    let growing = fake_relay::start(Behaviour::NegEndless {
+        first: 0,
+        growth: 2_000,
+    });
+    // 15,000 fresh ids every round, each answer under the message limit, forever.
+    let listing = fake_relay::start(Behaviour::NegEndless {
+        first: 15_000,
+        growth: 0,
+    });
+    // Rounds that name nothing and never converge.
+    let circling = fake_relay::start(Behaviour::NegEndless {
+        first: 0,
+        growth: 0,
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let unused = crate::common::net::free_port();
+    let home = common::home_with(
+        &tmp.path().join("home"),
+        &format!("[relay]\nlisten = \"127.0.0.1:{unused}\"\n"),
+    );
+    let zen = tmp.path().join("zen").display().to_string();
+    let mut args = vec!["--zen", &zen, "--no-profiles"];
+    for url in [&growing, &listing, &circling, &honest.url] {
+        args.extend(["--peer", url.as_str()]);
+    }
+    let (peak, code, stats, took) = backfill_watched(&home, &args);
+    assert!(peak < BACKFILL_RSS_MAX_KIB, "backfill peak RSS {peak} KiB");
+    assert_eq!(code, 2, "a partial run: {stats}");
+    let peers = stats["peers"].as_array().expect("peers");
+    let error_of = |url: &str| {
+        let peer = peers.iter().find(|p| p["name"] == url).expect("peer");
+        assert_eq!(peer["ok"], false, "{peer}");
+        peer["error"].as_str().unwrap_or("").to_owned()
+    };
+    let cases = [
+        (&growing, "Message too long"),
+        (&listing, "more ids than a reconciliation holds"),
+        (&circling, "no agreement after 1000 rounds"),
+    ];
+    for (url, bound) in cases {
+        let error = error_of(url);
+        assert!(error.contains(bound), "{url}: {error}");
+        println!("{url}: dropped: {error}");
+    }
+    let stored = relays::stored_ids(&home.join("relay.sqlite"));
+    assert!(stored.contains(&wanted.id), "the honest peer's event");
+    assert!(
+        stored.len() == 1,
+        "nothing of the hostile peers' ids is stored"
+    );
+    println!("hostile NIP-77 peers dropped in {took:?}, backfill peak RSS {peak} KiB");
+}
+
+/// Streams a hostile peer holds open at once, under the 256-per-peer cap so that all are piped.
+const STALLED_STREAMS: usize = 200;
+/// What one stalled tunnel stream may cost a daemon: yamux's 256 KiB receive window, the pipe's
+/// two 64 KiB buffers, its task and its socket. 200 streams: 100 MiB at most.
+const STALLED_STREAM_MAX_KIB: u64 = 512;
+/// Bytes pushed at each stalled stream: eight times what it may hold in a daemon, and little
+/// enough that the kernel's buffers on the way do not make the pipeline slow to fill.
+const PUSH_PER_STREAM: usize = 4 << 20;
+
+/// The largest RSS of `daemons` seen until `settled` holds (polled), in KiB each.
+fn peak_until(
+    daemons: &[&Daemon],
+    timeout: Duration,
+    mut settled: impl FnMut() -> bool,
+) -> Vec<u64> {
+    let mut peak = vec![0; daemons.len()];
+    let held = common::wait_until(timeout, || {
+        for (p, d) in peak.iter_mut().zip(daemons) {
+            *p = (*p).max(rss_kib(d.pid()));
+        }
+        settled()
+    });
+    assert!(held, "the pipeline never settled in {timeout:?}");
+    peak
+}
+
+fn assert_stalled_cost(what: &str, before: &[u64], peak: &[u64]) {
+    let bound = STALLED_STREAMS as u64 * STALLED_STREAM_MAX_KIB;
+    for (name, (b, p)) in ["a", "b"].iter().zip(before.iter().zip(peak)) {
+        println!("{what}: daemon {name} RSS {b} KiB -> peak {p} KiB");
+        assert!(
+            p.saturating_sub(*b) < bound,
+            "{what}: daemon {name} RSS {b} -> {p} KiB"
+        );
+    }
+}
+
+#[test]
+fn streams_that_never_read_a_pushing_target_cost_bounded_memory_and_an_honest_one_flows() {
+    use std::sync::atomic::Ordering;
+    const PUSH: usize = PUSH_PER_STREAM;
+    let (target, written) = net::firehose_server(PUSH, 5);
+    let (a, b, port) = crate::tunnel::tunnel_pair(target.port(), &[]);
+    let before = [rss_kib(a.pid()), rss_kib(b.pid())];
+    let stalled: Vec<TcpStream> = (0..STALLED_STREAMS)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // Settled: every stream is open and the target's writes have stopped for a second (each
+    // stalled stream took what it will: the buffers on its way are full, or it took it all).
+    let (mut last, mut still) = (0, 0);
+    let peak = peak_until(&[&a, &b], Duration::from_secs(90), || {
+        let now = written.load(Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        still >= 10 && a.cli_ok(&["p2p", "stream", "ls"]).lines().count() >= STALLED_STREAMS
+    });
+    let pushed = written.load(Ordering::Relaxed);
+    assert!(
+        pushed > STALLED_STREAMS as u64 * 256 * 1024,
+        "the target pushed only {pushed} bytes"
+    );
+    let mut honest = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    honest
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let (len, digest) = net::read_all_hashed(&mut honest).expect("the honest stream");
+    assert_eq!((len, digest), (PUSH as u64, sha256(&payload(PUSH, 5))));
+    println!("{pushed} bytes pushed into {STALLED_STREAMS} stalled streams");
+    assert_stalled_cost("never-reading clients", &before, &peak);
+    drop(stalled);
+}
+
+#[test]
+fn a_target_that_never_reads_what_the_remote_pushes_costs_bounded_memory() {
+    use std::sync::atomic::Ordering;
+    let (target, accepted) = net::sink_then_echo_server(STALLED_STREAMS);
+    let (a, b, port) = crate::tunnel::tunnel_pair(target.port(), &[]);
+    let before = [rss_kib(a.pid()), rss_kib(b.pid())];
+    let mut pushers: Vec<TcpStream> = (0..STALLED_STREAMS)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || accepted.load(Ordering::Relaxed)
+            >= STALLED_STREAMS),
+        "the target accepted {} streams",
+        accepted.load(Ordering::Relaxed)
+    );
+    let pushed = net::fill_until_blocked(
+        &mut pushers,
+        PUSH_PER_STREAM as u64,
+        Duration::from_secs(90),
+    );
+    let peak = peak_until(&[&a, &b], Duration::from_secs(5), || true);
+    assert!(
+        pushed > STALLED_STREAMS as u64 * 256 * 1024,
+        "only {pushed} bytes pushed"
+    );
+    let data = payload(4 << 20, 6);
+    let answer = net::request(port, &data).expect("the honest stream");
+    assert_eq!(sha256(&answer), sha256(&data));
+    println!("{pushed} bytes pushed towards a target that never reads");
+    assert_stalled_cost("a never-reading target", &before, &peak);
+    drop(pushers);
+}
+
+/// Connections opened at once on the control socket: the 5,000 idle clients, which took
+/// RSS from 20 to 175 MiB before the socket had its cap of 64.
+const CONTROL_FLOOD: usize = 5_000;
+
+#[test]
+fn five_thousand_idle_control_connections_cost_bounded_memory_and_the_cli_works_after() {
+    let a = Daemon::start(&[]);
+    let before = rss_kib(a.pid());
+    let socket = a.home.join("control.sock");
+    let (held, peak) = runtime().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..CONTROL_FLOOD {
+            let connect = tokio::net::UnixStream::connect(&socket);
+            // Past the cap and the kernel's backlog a connection is refused at once.
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                held.push(s);
+            }
+        }
+        (held.len(), rss_kib(a.pid()))
+    });
+    assert!(held >= 64, "only {held} connections");
+    assert!(
+        peak.saturating_sub(before) < GROWTH_MAX_KIB,
+        "{held} idle connections: RSS {before} -> {peak} KiB"
+    );
+    // The idle clients are gone; the next CLI call is served.
+    a.cli_ok(&["p2p", "ls"]);
+    println!("{held} idle control connections held: RSS {before} -> {peak} KiB");
+}
+
+#[test]
+fn status_page_slowloris_at_a_byte_a_second_is_cut_and_an_honest_client_served() {
+    let port = crate::common::net::free_port();
+    let status = format!("127.0.0.1:{port}");
+    let a = Daemon::start(&["--status-listen", &status]);
+    let addr = status.clone();
+    let head = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
+    let slow = std::thread::spawn(move || one_byte_a_second(&addr, head, Duration::from_secs(30)));
+    let mut honest = TcpStream::connect(&status).expect("connect");
+    honest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    honest
+        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut body = String::new();
+    let _ = honest.read_to_string(&mut body);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body:?}");
+    assert!(body.contains(&a.peer_id), "{body}");
+    let held = slow.join().expect("slow client");
+    // The status page's head deadline is 3 s (status::HEAD_TIMEOUT).
+    assert!(
+        held >= Duration::from_secs(2) && held < Duration::from_secs(8),
+        "held {held:?}"
+    );
 }

@@ -11,7 +11,7 @@ use crate::common::net::{self, free_port, payload, sha256, tcp_addr};
 use crate::common::{self, Daemon};
 
 /// A (listener daemon, forwarder daemon) pair with `/x/test` from b's local port to a's `target`.
-fn tunnel_pair(target_port: u16, listen_extra: &[&str]) -> (Daemon, Daemon, u16) {
+pub fn tunnel_pair(target_port: u16, listen_extra: &[&str]) -> (Daemon, Daemon, u16) {
     let a = Daemon::start(&[]);
     let b = Daemon::start(&[]);
     let mut args = vec!["p2p", "listen", "/x/test", ""];

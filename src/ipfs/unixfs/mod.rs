@@ -4,6 +4,7 @@
 mod build;
 pub mod node;
 mod read;
+mod shape;
 
 pub use build::{
     Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, Hidden, LINKS_PER_NODE, add_path,

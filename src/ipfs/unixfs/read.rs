@@ -13,7 +13,7 @@ use rust_unixfs::dir::{MaybeResolved, ShardedLookup, resolve};
 use rust_unixfs::walk::{ContinuedWalk, FileSegment, Walker};
 
 use super::FolderLimits;
-use crate::ipfs::block::{BlockSource, SourceError};
+use crate::ipfs::block::{Block, BlockSource, RAW, SourceError};
 
 /// Longest name a Linux file system takes (NAME_MAX); a longer one could never be written.
 const MAX_NAME_BYTES: usize = 255;
@@ -106,7 +106,7 @@ pub async fn cat_file<S: BlockSource>(
     let (mut cache, mut out) = (None, Vec::new());
     while walker.should_continue() {
         let next = *walker.pending_links().0;
-        let block = source.get(&next).await?;
+        let block = checked(source, &next).await?;
         match walker
             .next(block.data(), &mut cache)
             .map_err(|e| malformed(next, e))?
@@ -148,7 +148,7 @@ async fn lookup<S: BlockSource>(
     dir: &Cid,
     name: &str,
 ) -> Result<Option<Cid>, ReadError> {
-    let block = source.get(dir).await?;
+    let block = checked(source, dir).await?;
     let mut cache = None;
     let mut lookup: ShardedLookup<'static> =
         match resolve(block.data(), name, &mut cache).map_err(|e| malformed(*dir, e))? {
@@ -158,7 +158,7 @@ async fn lookup<S: BlockSource>(
         };
     loop {
         let next = *lookup.pending_links().0;
-        let bucket = source.get(&next).await?;
+        let bucket = checked(source, &next).await?;
         match lookup
             .continue_walk(bucket.data(), &mut cache)
             .map_err(|e| malformed(next, e))?
@@ -168,6 +168,16 @@ async fn lookup<S: BlockSource>(
             MaybeResolved::NeedToLoadMore(more) => lookup = more.with_owned_needle(),
         }
     }
+}
+
+/// A block from `source` whose structure rust-unixfs can read without panicking: every block
+/// but a raw leaf is read as dag-pb.
+async fn checked<S: BlockSource>(source: &S, cid: &Cid) -> Result<Block, ReadError> {
+    let block = source.get(cid).await?;
+    if cid.codec() != RAW {
+        super::shape::check_dag_pb(block.data()).map_err(|e| malformed(*cid, e))?;
+    }
+    Ok(block)
 }
 
 fn malformed(cid: Cid, error: impl std::fmt::Display) -> ReadError {
@@ -197,7 +207,7 @@ impl FolderWriter<'_> {
             if self.fetched.blocks > self.limits.max_blocks {
                 return Err(self.limit("", "blocks", self.limits.max_blocks as u64));
             }
-            let block = source.get(&next).await?;
+            let block = checked(source, &next).await?;
             match walker
                 .next(block.data(), &mut cache)
                 .map_err(|e| malformed(next, e))?

@@ -143,3 +143,100 @@ pub fn request(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
     sender.join().expect("sender thread")?;
     Ok(answer)
 }
+
+/// A server that sends `len` bytes (`payload(len, seed)`) on each connection, then closes;
+/// returns its address and the bytes it has written so far, over all connections.
+pub fn firehose_server(
+    len: usize,
+    seed: u64,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let data = std::sync::Arc::new(payload(len, seed));
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (data, counter) = (data.clone(), counter.clone());
+            thread::spawn(move || {
+                let mut conn = conn;
+                for chunk in data.chunks(64 * 1024) {
+                    if conn.write_all(chunk).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                let _ = conn.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, written)
+}
+
+/// A server that accepts its first `sinks` connections and never reads them (holding them
+/// open), then echoes every later one; returns its address and how many it has accepted.
+pub fn sink_then_echo_server(
+    sinks: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            if counter.fetch_add(1, Ordering::Relaxed) < sinks {
+                held.push(conn);
+                continue;
+            }
+            thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                let _ = conn.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Write up to `per_conn` bytes into each of `conns` (non-blocking) until none takes another
+/// byte: every buffer on the way (ours, the tunnel's, the kernel's) is full or the cap is
+/// reached. Returns the bytes written.
+pub fn fill_until_blocked(
+    conns: &mut [TcpStream],
+    per_conn: u64,
+    deadline: std::time::Duration,
+) -> u64 {
+    let started = std::time::Instant::now();
+    let chunk = vec![0x5a_u8; 64 * 1024];
+    let mut written = vec![0u64; conns.len()];
+    for c in conns.iter() {
+        c.set_nonblocking(true).unwrap();
+    }
+    let mut idle_passes = 0;
+    loop {
+        let mut pass = 0u64;
+        for (c, w) in conns.iter_mut().zip(written.iter_mut()) {
+            while *w < per_conn {
+                let room = chunk.len().min((per_conn - *w) as usize);
+                match c.write(&chunk[..room]) {
+                    Ok(n @ 1..) => (*w, pass) = (*w + n as u64, pass + n as u64),
+                    _ => break,
+                }
+            }
+        }
+        idle_passes = if pass == 0 { idle_passes + 1 } else { 0 };
+        // Two passes 200 ms apart that move nothing: the pipeline is full, not merely slow.
+        if idle_passes == 2 || started.elapsed() > deadline {
+            return written.iter().sum();
+        }
+        thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
