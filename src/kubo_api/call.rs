@@ -57,7 +57,8 @@ impl Call {
         match self.option(names) {
             None => Ok(default),
             Some(text) => text.parse().map_err(|_| {
-                Failure::client(format!("option {:?}: {text:?} is not a number", names[0]))
+                let shown = crate::identity::shorten(text);
+                Failure::client(format!("option {:?}: {shown:?} is not a number", names[0]))
             }),
         }
     }

@@ -169,8 +169,7 @@ impl<H: Handler> Api<H> {
         let Some(other) = call.args.first().filter(|a| **a != me) else {
             return Ok(json(&self_id(info)));
         };
-        let peer: PeerId = other
-            .parse()
+        let peer = crate::identity::parse_peer_id(other)
             .map_err(|_| Failure::normal("invalid peer id"))?;
         let addr = format!("/p2p/{peer}");
         let _: serde_json::Value = self.control(Request::SwarmConnect { addr }).await?;
@@ -280,8 +279,9 @@ impl<H: Handler> Api<H> {
                     )));
                 }
                 Err(_) => {
+                    let shown = crate::identity::shorten(n);
                     return Err(Failure::client(format!(
-                        "option \"count\": {n:?} is not a number"
+                        "option \"count\": {shown:?} is not a number"
                     )));
                 }
             },
@@ -293,7 +293,7 @@ impl<H: Handler> Api<H> {
     }
 
     fn find_peer(&self, call: &Call) -> Result<Reply, Failure> {
-        let peer: PeerId = (call.arg(0, "peerID")?.parse())
+        let peer = crate::identity::parse_peer_id(call.arg(0, "peerID")?)
             .map_err(|e| Failure::normal(format!("failed to parse peer ID: {e}")))?;
         if peer == self.node.peer_id() {
             return Err(Failure::normal(
@@ -524,7 +524,10 @@ fn parse_peer_param(text: &str) -> Result<(PeerId, Option<Multiaddr>), String> {
         let dial = (addr.iter().count() > 1).then_some(addr);
         return Ok((peer, dial));
     }
-    text.parse().map(|p| (p, None)).map_err(|e| format!("{e}"))
+    // Bounded before decoding (an over-long base58 id costs quadratic time), quoted shortened.
+    crate::identity::parse_peer_id(text)
+        .map(|p| (p, None))
+        .map_err(|e| e.to_string())
 }
 
 fn refuse_foreground(call: &Call) -> Result<(), Failure> {
