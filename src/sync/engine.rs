@@ -79,6 +79,18 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         self
     }
 
+    /// One filter of `kind` per chunk of `authors` ([`SyncOptions::author_chunk`] keys each).
+    pub(super) fn author_filters<'k>(
+        &self,
+        authors: impl IntoIterator<Item = &'k PublicKey>,
+        kind: Kind,
+    ) -> Vec<Filter> {
+        let keys: Vec<PublicKey> = authors.into_iter().copied().collect();
+        keys.chunks(self.options.author_chunk.max(1))
+            .map(|c| Filter::new().authors(c.to_vec()).kind(kind))
+            .collect()
+    }
+
     /// What a peer's session needs of the run.
     fn reach(&self) -> Reach<'_> {
         Reach {

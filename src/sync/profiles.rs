@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use nostr::prelude::{Filter, Kind, PublicKey};
+use nostr::prelude::{Kind, PublicKey};
 
 use super::discovery::{self, Peer};
 use super::engine::{Engine, Phase};
@@ -21,10 +21,7 @@ impl<L: LocalStore> Engine<'_, L> {
         if missing.is_empty() {
             return (0, 0);
         }
-        let filters: Vec<Filter> = missing
-            .chunks(self.options.author_chunk.max(1))
-            .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::Metadata))
-            .collect();
+        let filters = self.author_filters(&missing, Kind::Metadata);
         self.for_each_session(sessions, Phase::Fetch(&filters))
             .await;
         let mut still = self.missing_profiles(authors).await;
@@ -38,10 +35,7 @@ impl<L: LocalStore> Engine<'_, L> {
                 pubkeys: vec![],
                 hostname: None,
             });
-            let filters: Vec<Filter> = still
-                .chunks(self.options.author_chunk.max(1))
-                .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::Metadata))
-                .collect();
+            let filters = self.author_filters(&still, Kind::Metadata);
             if let Err(e) = self.fetch_into_store(&mut fallback, &filters).await {
                 tracing::warn!(relay = %url, "profile fallback failed: {e}");
             }
@@ -52,17 +46,16 @@ impl<L: LocalStore> Engine<'_, L> {
     }
 
     async fn missing_profiles(&self, authors: &BTreeSet<PublicKey>) -> Vec<PublicKey> {
-        let keys: Vec<PublicKey> = authors.iter().copied().collect();
         let mut have = HashSet::new();
-        for chunk in keys.chunks(self.options.author_chunk.max(1)) {
-            if let Ok(events) = self
-                .local
-                .query(Filter::new().authors(chunk.to_vec()).kind(Kind::Metadata))
-                .await
-            {
+        for filter in self.author_filters(authors, Kind::Metadata) {
+            if let Ok(events) = self.local.query(filter).await {
                 have.extend(events.into_iter().map(|e| e.pubkey));
             }
         }
-        keys.into_iter().filter(|k| !have.contains(k)).collect()
+        authors
+            .iter()
+            .filter(|k| !have.contains(*k))
+            .copied()
+            .collect()
     }
 }

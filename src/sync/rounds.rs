@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use nostr::prelude::{Filter, Kind, PublicKey};
+use nostr::prelude::{Kind, PublicKey};
 
 use super::authors;
 use super::engine::{Engine, Phase};
@@ -18,11 +18,7 @@ impl<L: LocalStore> Engine<'_, L> {
         authors: &mut BTreeSet<PublicKey>,
         of: &BTreeSet<PublicKey>,
     ) -> BTreeSet<PublicKey> {
-        let keys: Vec<PublicKey> = of.iter().copied().collect();
-        let filters: Vec<Filter> = keys
-            .chunks(self.options.author_chunk.max(1))
-            .map(|c| Filter::new().authors(c.to_vec()).kind(Kind::ContactList))
-            .collect();
+        let filters = self.author_filters(of, Kind::ContactList);
         self.for_each_session(sessions, Phase::Fetch(&filters))
             .await;
         let mut lists = Vec::new();
