@@ -1,7 +1,8 @@
 //! constellation: one binary for an Astroport / UPlanet station.
 //!
 //! Module map (imports point down this list, never up):
-//! - [`cli`]: clap definitions and dispatch; one file per command family and its output.
+//! - [`cli`]: clap definitions and dispatch, the one context (home, config, runtime) it passes
+//!   down; one file per command family and its output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay, status and the control API; owns shutdown.
 //! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
@@ -15,8 +16,9 @@
 //! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect.
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/45/77) over [`store`], and its JSON-lines
 //!   import/export (the format of `strfry import`/`export`).
-//! - [`sync`]: the constellation backfill: one run, discovery, N², NIP-77 / REQ paging through
-//!   the relay client, the local side, stats, history.
+//! - [`sync`]: the constellation backfill: one run (options, engine, N² rounds, profiles,
+//!   accounting), discovery, NIP-77 / REQ paging through the relay client, the local side,
+//!   refusals, stats, history.
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer thread, one checker thread per core) used by
 //!   the embedded relay and the sync.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Slug;
+use super::slug::Slug;
 use crate::identity::shorten;
 
 /// Port of sshd when `sshd_config` has no `Port` line (or cannot be read).

@@ -7,7 +7,9 @@ use std::path::Path;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use super::{DragonError, Slug, catalog, port};
+use super::error::DragonError;
+use super::slug::Slug;
+use super::{catalog, port};
 use crate::config::ForwardSpec;
 use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, TunnelKind, Tunnels, addr};
 

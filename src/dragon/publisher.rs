@@ -15,12 +15,14 @@ use tokio_util::task::TaskTracker;
 
 use super::catalog::{self, Service};
 use super::detect::{self, Listening, Snapshot};
-use super::script::{self, ScriptParams};
-use super::{
-    DragonConfig, DragonError, PublishedService, ServicesReport, SkipReason, SkippedService, Slug,
-    port, remote_forwards,
+use super::error::DragonError;
+use super::port;
+use super::report::{
+    PublishedService, ServicesReport, SkipReason, SkippedService, remote_forwards,
 };
-use crate::config::ListenSpec;
+use super::script::{self, ScriptParams};
+use super::slug::Slug;
+use crate::config::{DragonConfig, ListenSpec};
 use crate::tunnel::{CloseFilter, TunnelError, TunnelInfo, TunnelKind, Tunnels, addr};
 
 /// Refresh requests waiting for the loop; more callers wait on the channel (back-pressure).

@@ -1,8 +1,8 @@
 //! `x_<slug>.sh`: the client script other stations run to reach a published service, as
 //! `DRAGON_p2p_ssh.sh` wrote it (same variables, `off`/`stop`), using `constellation` when it runs.
 
-use super::Slug;
 use super::port::PRIVILEGED_BELOW;
+use super::slug::Slug;
 
 /// What a client script needs to know about one published service.
 #[derive(Debug, Clone)]

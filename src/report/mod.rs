@@ -113,7 +113,22 @@ impl Report {
         ]
     }
 
+    /// The report as one HTML page (inline CSS and SVG, no external resource), in sections.
     pub fn html(&self) -> String {
+        let mut h = String::with_capacity(16 * 1024);
+        self.html_head(&mut h);
+        self.html_peers(&mut h);
+        self.html_charts(&mut h);
+        self.html_viral_and_rejected(&mut h);
+        self.html_trend(&mut h);
+        h.push_str("</table><p class=dim>constellation ");
+        h.push_str(env!("CARGO_PKG_VERSION"));
+        h.push_str("</p></body></html>\n");
+        h
+    }
+
+    /// The head, the title with the status badge, the run's line and the grid of numbers.
+    fn html_head(&self, h: &mut String) {
         let r = &self.run;
         let status = r.status();
         let color = match status {
@@ -121,9 +136,8 @@ impl Report {
             RunStatus::Partial => "#9a6700",
             RunStatus::Failure => "#cf222e",
         };
-        let mut h = String::with_capacity(16 * 1024);
         let _ = write!(
-            h,
+            *h,
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;max-width:980px;margin:24px auto;padding:0 16px}}
 h1{{font-size:20px}}h2{{font-size:15px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}}
@@ -151,14 +165,19 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
         );
         for (label, id, value) in self.numbers() {
             let _ = write!(
-                h,
+                *h,
                 r#"<div class="num"><b id="{id}">{value}</b><span>{label}</span></div>"#
             );
         }
+    }
+
+    /// The table of peers, with the station files that were skipped.
+    fn html_peers(&self, h: &mut String) {
+        let r = &self.run;
         h.push_str("</div><h2>Peers</h2><table><tr><th>peer</th><th>mode</th><th>result</th><th>in</th><th>imported</th><th>out</th><th>error</th></tr>");
         for p in &r.peers {
             let _ = write!(
-                h,
+                *h,
                 r#"<tr class="peer"><td><code>{}</code></td><td>{}</td><td>{}</td><td class="r">{}</td><td class="r">{}</td><td class="r">{}</td><td class="err">{}</td></tr>"#,
                 esc(&p.name),
                 p.mode,
@@ -171,11 +190,16 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
         }
         for s in &r.skipped_peers {
             let _ = write!(
-                h,
+                *h,
                 r#"<tr><td colspan="6" class="dim">skipped: {}</td></tr>"#,
                 esc(s)
             );
         }
+    }
+
+    /// The bar charts: imported events per kind group, received events per peer.
+    fn html_charts(&self, h: &mut String) {
+        let r = &self.run;
         h.push_str("</table><h2>Events per kind group</h2>");
         let groups: Vec<(String, u64)> = r.groups.iter().map(|(k, v)| (k.clone(), *v)).collect();
         h.push_str(&svg::bars("groups-chart", &groups, "#2da44e"));
@@ -198,6 +222,11 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
             })
             .collect();
         h.push_str(&svg::bars("peers-chart", &peers, "#1f6feb"));
+    }
+
+    /// The most reposted and reacted events, and the rejection reasons.
+    fn html_viral_and_rejected(&self, h: &mut String) {
+        let r = &self.run;
         h.push_str("<h2>Viral content propagated</h2>");
         if r.viral.is_empty() {
             h.push_str("<p class=dim>no reposts or reactions among the synced events</p>");
@@ -205,7 +234,7 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
             h.push_str("<table><tr><th>event</th><th>reposts + reactions</th></tr>");
             for (id, n) in &r.viral {
                 let _ = write!(
-                    h,
+                    *h,
                     r#"<tr><td><code>{}</code></td><td class="r">{n}</td></tr>"#,
                     esc(id)
                 );
@@ -215,17 +244,25 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
         if !r.rejected.is_empty() {
             h.push_str("<h2>Rejected</h2><table>");
             for (why, n) in &r.rejected {
-                let _ = write!(h, r#"<tr><td>{}</td><td class="r">{n}</td></tr>"#, esc(why));
+                let _ = write!(
+                    *h,
+                    r#"<tr><td>{}</td><td class="r">{n}</td></tr>"#,
+                    esc(why)
+                );
             }
             h.push_str("</table>");
         }
+    }
+
+    /// The trend chart and table of the recent runs.
+    fn html_trend(&self, h: &mut String) {
         h.push_str("<h2>Trend</h2>");
         let trend: Vec<(i64, u64)> = self.trend.iter().map(|t| (t.run_id, t.imported)).collect();
         h.push_str(&svg::trend("trend-chart", &trend));
         h.push_str("<table><tr><th>run</th><th>started</th><th>status</th><th>peers ok/failed</th><th>imported</th></tr>");
         for t in self.trend.iter().rev() {
             let _ = write!(
-                h,
+                *h,
                 r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="r">{}/{}</td><td class="r">{}</td></tr>"#,
                 t.run_id,
                 when(t.started_at),
@@ -235,10 +272,6 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
                 t.imported
             );
         }
-        h.push_str("</table><p class=dim>constellation ");
-        h.push_str(env!("CARGO_PKG_VERSION"));
-        h.push_str("</p></body></html>\n");
-        h
     }
 
     pub fn text(&self) -> String {

@@ -3,6 +3,7 @@
 //! connections, and a broadcast of newly stored events.
 //! `Outcome`s are answered only after the transaction that holds them has committed.
 
+mod error;
 pub mod query;
 pub mod rules;
 pub mod schema;
@@ -17,9 +18,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use error::StoreError;
 use query::Select;
 pub use rules::{EventLimits, Outcome, Rejection};
-use schema::SchemaError;
 use writer::{Checked, Job};
 
 /// Insert jobs waiting for the writer; callers wait (back-pressure) when it is full.
@@ -30,22 +31,6 @@ const LIVE_BUFFER: usize = 8_192;
 const READ_POOL: usize = 8;
 /// Batches up to this size are checked on the caller's thread; larger ones on a blocking thread.
 const INLINE_CHECK: usize = 4;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    #[error("event store query failed: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("event store write failed: {0}")]
-    Write(String),
-    #[error("the event store is closed")]
-    Closed,
-    #[error("cannot write the export: {0}")]
-    Output(#[source] std::io::Error),
-    #[error("a stored event cannot be read back: {0}")]
-    Corrupt(String),
-}
 
 /// Counts for `relay stats` and the status page.
 #[derive(Debug, Clone, Serialize)]

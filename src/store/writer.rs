@@ -8,7 +8,7 @@ use nostr::prelude::Event;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::StoreError;
+use super::error::StoreError;
 use super::rules::{self, Outcome, Rejection};
 
 /// Most events committed in one transaction: large enough to amortise the fsync, small enough

@@ -7,16 +7,21 @@ use std::time::{Duration, Instant};
 use nostr::prelude::{Event, EventId, Filter, Timestamp};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use super::Engine;
 use super::discovery::{Endpoint, Peer};
 use super::error::{NegOutcome, SyncError};
-use super::local::LocalStore;
+use super::options::SyncOptions;
 use super::refusal::Refusal;
 use super::relay_client::{ClientError, Published, Reconciliation, RelayClient};
 use super::stats::{PeerStats, SyncMode};
 
 /// First pause before reconnecting; doubled each retry.
 const BACKOFF: Duration = Duration::from_millis(300);
+
+/// What a session needs of its run: the options, and the node that opens `/x/strfry-…` streams.
+pub struct Reach<'a> {
+    pub options: &'a SyncOptions,
+    pub node: Option<&'a crate::node::Node>,
+}
 
 pub struct Session {
     pub peer: Peer,
@@ -113,11 +118,7 @@ impl Session {
 
     /// Run `op` on the connection; on failure reconnect (with backoff) and try again, up to
     /// `retries` times. A refusal (NIP-77 unsupported, CLOSED) is an answer, not a failure.
-    async fn with_client<L: LocalStore>(
-        &mut self,
-        sync: &Engine<'_, L>,
-        op: Op<'_>,
-    ) -> Result<Done, ClientError> {
+    async fn with_client(&mut self, sync: &Reach<'_>, op: Op<'_>) -> Result<Done, ClientError> {
         let mut last = None;
         for attempt in 0..=sync.options.retries {
             if attempt > 0 {
@@ -151,9 +152,9 @@ impl Session {
         Err(last.unwrap_or(ClientError::Closed))
     }
 
-    pub async fn fetch_all<L: LocalStore>(
+    pub async fn fetch_all(
         &mut self,
-        sync: &Engine<'_, L>,
+        sync: &Reach<'_>,
         filter: &Filter,
     ) -> Result<Vec<Event>, SyncError> {
         match self
@@ -165,9 +166,9 @@ impl Session {
         }
     }
 
-    pub async fn query<L: LocalStore>(
+    pub async fn query(
         &mut self,
-        sync: &Engine<'_, L>,
+        sync: &Reach<'_>,
         filter: Filter,
     ) -> Result<Vec<Event>, SyncError> {
         match self.with_client(sync, Op::Query(&filter)).await? {
@@ -176,9 +177,9 @@ impl Session {
         }
     }
 
-    pub async fn reconcile<L: LocalStore>(
+    pub async fn reconcile(
         &mut self,
-        sync: &Engine<'_, L>,
+        sync: &Reach<'_>,
         filter: &Filter,
         items: &[(Timestamp, EventId)],
     ) -> Result<Reconciliation, NegOutcome> {
@@ -190,9 +191,9 @@ impl Session {
         }
     }
 
-    pub async fn publish<L: LocalStore>(
+    pub async fn publish(
         &mut self,
-        sync: &Engine<'_, L>,
+        sync: &Reach<'_>,
         events: &[Event],
     ) -> Result<Published, SyncError> {
         let published = match self.with_client(sync, Op::Publish(events)).await? {
@@ -207,17 +208,13 @@ impl Session {
 }
 
 /// Open a relay connection to `endpoint`: a websocket over our `/x/strfry-<id>` stream, or a URL.
-async fn connect<L: LocalStore>(
-    endpoint: Endpoint,
-    sync: &Engine<'_, L>,
-) -> Result<RelayClient, ClientError> {
+async fn connect(endpoint: Endpoint, sync: &Reach<'_>) -> Result<RelayClient, ClientError> {
     let (timeout, idle) = (sync.options.connect_timeout, sync.options.idle_timeout);
     match endpoint {
         Endpoint::Url(url) => RelayClient::connect_url(&url, timeout, idle).await,
         Endpoint::Tunnel(peer) => {
             let node = sync
                 .node
-                .as_ref()
                 .ok_or_else(|| ClientError::Connect("no libp2p node to open the tunnel".into()))?;
             let protocol = libp2p::StreamProtocol::try_from_owned(format!("/x/strfry-{peer}"))
                 .map_err(|e| ClientError::Connect(e.to_string()))?;

@@ -10,7 +10,7 @@ use cid::{Cid, Version};
 use rust_unixfs::dir::builder::{BufferingTreeBuilder, TreeOptions};
 use rust_unixfs::file::adder::{BalancedCollector, Chunker, FileAdder};
 
-use super::FolderLimits;
+use super::limits::FolderLimits;
 use crate::ipfs::block::{Block, BlockError, BlockSink, DAG_PB, SinkError};
 
 /// Kubo's default chunker, `size-262144`.

@@ -12,7 +12,7 @@ use cid::Cid;
 use rust_unixfs::dir::{MaybeResolved, ShardedLookup, resolve};
 use rust_unixfs::walk::{ContinuedWalk, FileSegment, Walker};
 
-use super::FolderLimits;
+use super::limits::FolderLimits;
 use crate::ipfs::block::{Block, BlockSource, RAW, SourceError};
 
 /// Longest name a Linux file system takes (NAME_MAX); a longer one could never be written.
