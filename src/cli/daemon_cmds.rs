@@ -43,6 +43,18 @@ pub enum SwarmCommand {
         #[arg(short = 'v', long)]
         detail: bool,
     },
+    /// The stations of the swarm map (`~/.zen/tmp/swarm/`): id, hostname, myRELAY, moats age,
+    /// direct or one hop (through whose map), services. Works without a daemon.
+    Map {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one swarm map cycle now in the daemon: probe peers, mirror stations, follow their
+    /// maps one hop, clean up; prints what was fetched, kept, refused and removed.
+    Refresh {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
@@ -273,6 +285,8 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", format_peers(&peers, detail));
             }
         }
+        SwarmCommand::Map { json } => super::swarm_map::map(home, json)?,
+        SwarmCommand::Refresh { json } => super::swarm_map::refresh(home, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ mod read;
 pub use build::{
     Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, Hidden, LINKS_PER_NODE, add_path,
 };
-pub use read::{Fetched, ReadError, cat_file, fetch_folder};
+pub use read::{Fetched, ReadError, cat_file, fetch_folder, list_folder};
 
 /// Bounds on one folder, read or built. A station's folder holds a `12345.json`, a moats file and
 /// a few `x_<slug>.sh` scripts: kilobytes. The defaults leave a large margin and still refuse a
