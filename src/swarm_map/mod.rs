@@ -25,6 +25,8 @@ const MIN_INTERVAL: Duration = Duration::from_secs(30);
 /// How often the daemon checks whether our folder changed (DRAGON wrote a script) or its
 /// record nears expiry; a check is one `--only-hash` add of a few KiB.
 const OWN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a record the DHT did not take (no peer connected yet at start) is sent again.
+const UNSENT_RETRY: Duration = Duration::from_secs(3);
 
 /// What the cycle needs from the daemon.
 pub struct Context {
@@ -46,6 +48,7 @@ pub struct Context {
 pub struct SwarmMap {
     ctx: Context,
     running: tokio::sync::Mutex<()>,
+    unsent: own::Unsent,
 }
 
 /// One station in a report, with why it is there.
@@ -85,6 +88,7 @@ impl SwarmMap {
         SwarmMap {
             ctx,
             running: tokio::sync::Mutex::new(()),
+            unsent: own::Unsent::default(),
         }
     }
 
@@ -94,7 +98,7 @@ impl SwarmMap {
         let started = std::time::Instant::now();
         let mut report = cycle::run(&self.ctx).await;
         if self.ctx.config.publish {
-            own::publish_all(&self.ctx, &mut report, true).await;
+            own::publish_all(&self.ctx, &self.unsent, &mut report, true).await;
         }
         report.secs = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -110,28 +114,35 @@ impl SwarmMap {
         report
     }
 
-    /// Publish our folder if it changed or its record nears expiry (between cycles).
-    async fn check_own(&self) {
+    /// Publish our folder if it changed, its record nears expiry or the DHT did not take it
+    /// (between cycles); `refresh` also rewrites our files and publishes the map.
+    async fn check_own(&self, refresh: bool) {
         let Ok(_one) = self.running.try_lock() else {
             return;
         };
         let mut report = CycleReport::default();
-        own::publish_all(&self.ctx, &mut report, false).await;
+        own::publish_all(&self.ctx, &self.unsent, &mut report, refresh).await;
     }
 
     /// Run cycles every `interval_secs` (the first at once when the map is empty), and keep
     /// our folder published in between, until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let interval = Duration::from_secs(self.ctx.config.interval_secs).max(MIN_INTERVAL);
+        // Our folder goes out first, so peers probing us at their start find it.
+        if self.ctx.config.publish {
+            self.check_own(true).await;
+        }
         let mut next = if listing::station_dirs(self.ctx.zen.swarm()).is_empty() {
             tokio::time::Instant::now()
         } else {
-            // A map is there: publish ours now, refresh the map at the next period.
-            self.check_own().await;
             tokio::time::Instant::now() + interval
         };
         loop {
-            let check = tokio::time::Instant::now() + OWN_CHECK_INTERVAL;
+            let wait = match self.unsent.any() {
+                true => UNSENT_RETRY,
+                false => OWN_CHECK_INTERVAL,
+            };
+            let check = tokio::time::Instant::now() + wait;
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep_until(next.min(check)) => {}
@@ -143,7 +154,7 @@ impl SwarmMap {
                 }
                 next = tokio::time::Instant::now() + interval;
             } else if self.ctx.config.publish {
-                self.check_own().await;
+                self.check_own(false).await;
             }
         }
     }

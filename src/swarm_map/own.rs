@@ -44,8 +44,8 @@ pub enum OwnError {
 
 /// Publish our folder when it changed or its record is past half its lifetime. With `refresh`
 /// (a cycle) our `12345.json`/moats are rewritten first and the map is published too (with the key).
-pub async fn publish_all(ctx: &Context, report: &mut CycleReport, refresh: bool) {
-    match publish_own(ctx, refresh).await {
+pub async fn publish_all(ctx: &Context, unsent: &Unsent, report: &mut CycleReport, refresh: bool) {
+    match publish_own(ctx, unsent, refresh).await {
         Ok(value) => report.published = value,
         Err(e) => tracing::warn!("swarm map: our folder is not published: {e}"),
     }
@@ -69,14 +69,18 @@ pub async fn publish_all(ctx: &Context, report: &mut CycleReport, refresh: bool)
         max_blocks: usize::MAX,
     };
     let swarm = ctx.zen.swarm().to_owned();
-    match publish_folder(ctx, &key, &swarm, limits).await {
+    match publish_folder(ctx, unsent, &key, &swarm, limits).await {
         Ok(value) => report.map_published = value,
         Err(e) => tracing::warn!("swarm map: the map is not published: {e}"),
     }
 }
 
 /// Refresh our folder's files (when ours) and publish it; the published value if it went out.
-async fn publish_own(ctx: &Context, refresh: bool) -> Result<Option<String>, OwnError> {
+async fn publish_own(
+    ctx: &Context,
+    unsent: &Unsent,
+    refresh: bool,
+) -> Result<Option<String>, OwnError> {
     let own = ctx.zen.own().to_owned();
     std::fs::create_dir_all(&own).map_err(|source| OwnError::Write {
         path: own.clone(),
@@ -86,7 +90,7 @@ async fn publish_own(ctx: &Context, refresh: bool) -> Result<Option<String>, Own
         write_station_files(ctx, &own)?;
     }
     let key = ctx.key.clone();
-    publish_folder(ctx, &key, &own, FolderLimits::STATION).await
+    publish_folder(ctx, unsent, &key, &own, FolderLimits::STATION).await
 }
 
 /// Write our minimal `12345.json` unless an Astroport's is there, and the moats when the file is
@@ -134,6 +138,7 @@ fn write_station_files(ctx: &Context, own: &Path) -> Result<(), OwnError> {
 /// is past half its lifetime. The value, when published.
 async fn publish_folder(
     ctx: &Context,
+    unsent: &Unsent,
     key: &Keypair,
     dir: &Path,
     limits: FolderLimits,
@@ -152,18 +157,46 @@ async fn publish_folder(
     let value = format!("/ipfs/{}", added.root);
     let name = PeerId::from(key.public());
     let lifetime = Duration::from_secs(ctx.config.record_lifetime_secs);
-    if !due(ctx, &name, &value, lifetime)? {
+    if !unsent.has(&name) && !due(ctx, &name, &value, lifetime)? {
         return Ok(None);
     }
     let ttl = Duration::from_secs(ctx.config.record_ttl_secs);
     let published = ctx.names.publish(key, &value, lifetime, ttl).await?;
     match &published.put {
-        Ok(()) => tracing::info!(%name, "swarm map: published /ipns/{name} -> {value}"),
+        Ok(()) => {
+            unsent.set(name, false);
+            tracing::info!(%name, "swarm map: published /ipns/{name} -> {value}");
+        }
         Err(e) => {
-            tracing::warn!(%name, "swarm map: /ipns/{name} -> {value} kept, not yet in the DHT: {e}")
+            unsent.set(name, true);
+            tracing::warn!(%name, "swarm map: /ipns/{name} -> {value} kept, not yet in the DHT: {e}");
         }
     }
     Ok(Some(value))
+}
+
+/// The names whose last record the DHT did not take (no peer yet): published again at the next
+/// check rather than at half their lifetime. One owner: the map, behind its mutex.
+#[derive(Default)]
+pub struct Unsent(std::sync::Mutex<std::collections::HashSet<PeerId>>);
+
+impl Unsent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<PeerId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn has(&self, name: &PeerId) -> bool {
+        self.lock().contains(name)
+    }
+    pub fn any(&self) -> bool {
+        !self.lock().is_empty()
+    }
+    fn set(&self, name: PeerId, unsent: bool) {
+        if unsent {
+            self.lock().insert(name);
+        } else {
+            self.lock().remove(&name);
+        }
+    }
 }
 
 /// Is a publication of `value` under `name` due: a new value, or the last record past half

@@ -18,5 +18,6 @@ mod nat;
 mod relay;
 mod report;
 mod strfry;
+mod swarm_map;
 mod sync;
 mod tunnel;
