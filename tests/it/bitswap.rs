@@ -42,7 +42,7 @@ fn station(root: &Path) -> PathBuf {
 }
 
 /// Every file below `dir` as (relative path, bytes), sorted.
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
