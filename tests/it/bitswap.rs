@@ -60,17 +60,18 @@ pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-struct Ours {
-    key: Keypair,
-    node: Node,
-    bitswap: Bitswap,
-    addr: Multiaddr,
+/// Our node in this test process (a station, or a hostile one serving crafted blocks).
+pub struct Ours {
+    pub key: Keypair,
+    pub node: Node,
+    pub bitswap: Bitswap,
+    pub addr: Multiaddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Ours {
-    async fn start(store: &Path, routing: RoutingMode, bootstrap: &[String]) -> Ours {
+    pub async fn start(store: &Path, routing: RoutingMode, bootstrap: &[String]) -> Ours {
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let key = Keypair::generate_ed25519();
         let options = NodeOptions {
@@ -107,14 +108,14 @@ impl Ours {
         }
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -2,6 +2,7 @@
 //! folder DAG from a [`BlockSource`](super::block::BlockSource) into a bounded local folder.
 
 mod build;
+pub mod dagpb;
 mod read;
 
 pub use build::{

@@ -1,0 +1,234 @@
+//! Issue 14: hostile stations. Nodes in this test process publish crafted folders under their
+//! IPNS names (bad names, a symlink, 1 GiB, 10,000 entries, a moats that is no number); the
+//! daemon, bootstrapped from them, refuses each at its bound, names it in its log, writes
+//! nothing of them and stays within its memory bound.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use cid::Cid;
+use constellation::config::RoutingMode;
+use constellation::ipfs::BlockStore;
+use constellation::ipfs::block::{Block, BlockSink};
+use constellation::ipfs::ipns::IpnsRecord;
+use constellation::ipfs::unixfs::dagpb::{self, DIRECTORY, FILE, unixfs_data};
+use constellation::ipfs::unixfs::{CHUNK_BYTES, FolderLimits, Hidden, add_path};
+
+use crate::bitswap::{Ours, runtime};
+use crate::common;
+use crate::swarm_map::{folders, start_station, station_config};
+
+/// Resident memory the daemon may reach while refusing them all (it idles around 20 MiB).
+const MAX_RSS_KIB: u64 = 150 * 1024;
+/// A DHT PUT needs the daemon connected; on loopback that takes well under this.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The hostile cases: a name, and what the daemon must say about it.
+const CASES: [(&str, &str); 7] = [
+    ("dotdot", "refused name"),
+    ("slash", "invalid name: \"a/b\""),
+    ("nul", "refused name"),
+    ("1gib", "bytes"),
+    ("symlink", "symlink"),
+    ("10000", "entries"),
+    ("nan", "not a number"),
+];
+
+fn put(store: &BlockStore, block: Block) -> Cid {
+    let cid = *block.cid();
+    let mut sink = store;
+    sink.put(block).expect("put");
+    cid
+}
+
+fn file(store: &BlockStore, bytes: &[u8]) -> Cid {
+    let data = unixfs_data(FILE, bytes, Some(bytes.len() as u64), &[]);
+    put(store, dagpb::node(&[], &data).expect("leaf"))
+}
+
+/// A folder holding a fresh moats and `extra` links.
+fn folder(store: &BlockStore, extra: &[(Cid, &[u8])]) -> Cid {
+    let moats = file(store, format!("{}\n", common::relays::now()).as_bytes());
+    let mut links = vec![(moats, &b"_MySwarm.moats"[..])];
+    links.extend_from_slice(extra);
+    let data = unixfs_data(DIRECTORY, &[], None, &[]);
+    put(store, dagpb::node(&links, &data).expect("dir"))
+}
+
+/// A file node announcing 1 GiB: 4096 links to one 256 KiB chunk.
+fn one_gib(store: &BlockStore) -> Cid {
+    let chunk = file(store, &vec![0u8; CHUNK_BYTES]);
+    let links: Vec<(Cid, &[u8])> = (0..4096).map(|_| (chunk, &b""[..])).collect();
+    let sizes = vec![CHUNK_BYTES as u64; 4096];
+    let data = unixfs_data(FILE, &[], Some(1 << 30), &sizes);
+    put(store, dagpb::node(&links, &data).expect("big"))
+}
+
+/// A real folder on disk, added as `ipfs add` does (HAMT above 256 KiB of links).
+fn added(store: &BlockStore, dir: &Path) -> Cid {
+    let roomy = FolderLimits {
+        max_entries: 20_000,
+        max_blocks: 20_000,
+        ..FolderLimits::STATION
+    };
+    add_path(dir, &mut &*store, &roomy, Hidden::Skip)
+        .expect("add")
+        .root
+}
+
+fn on_disk(tmp: &Path, name: &str, fill: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let dir = tmp.join("src").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("_MySwarm.moats"),
+        common::relays::now().to_string(),
+    )
+    .unwrap();
+    fill(&dir);
+    dir
+}
+
+/// Build the folder of case `name` into `store`; its root.
+fn case(name: &str, store: &BlockStore, tmp: &Path) -> Cid {
+    let leaf = file(store, b"payload");
+    match name {
+        "dotdot" => folder(store, &[(leaf, b"..")]),
+        "slash" => folder(store, &[(leaf, b"a/b")]),
+        "nul" => folder(store, &[(leaf, b"a\0b")]),
+        "1gib" => {
+            let huge = one_gib(store);
+            folder(store, &[(huge, b"huge.bin")])
+        }
+        "symlink" => added(
+            store,
+            &on_disk(tmp, name, |d| {
+                std::os::unix::fs::symlink("/etc/passwd", d.join("passwd")).unwrap()
+            }),
+        ),
+        "10000" => added(
+            store,
+            &on_disk(tmp, name, |d| {
+                for i in 0..10_000 {
+                    std::fs::write(d.join(format!("entry-{i:05}")), b"").unwrap();
+                }
+            }),
+        ),
+        _ => added(
+            store,
+            &on_disk(tmp, name, |d| {
+                std::fs::write(d.join("_MySwarm.moats"), "<html>hello</html>").unwrap()
+            }),
+        ),
+    }
+}
+
+/// Put `root` under `node`'s name, retrying until the DHT (the daemon) takes it.
+async fn publish(ours: &Ours, root: &Cid) {
+    let value = format!("/ipfs/{root}");
+    let validity = Utc::now() + chrono::Duration::hours(24);
+    let record =
+        IpnsRecord::create(&ours.key, value.as_bytes(), 1, validity, ttl()).expect("record");
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while let Err(e) = ours.node.put_ipns(&record).await {
+        assert!(tokio::time::Instant::now() < deadline, "PUT: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ttl() -> Duration {
+    Duration::from_secs(1800)
+}
+
+#[test]
+fn hostile_stations_are_refused_at_their_bounds_named_in_the_log_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let started = std::time::Instant::now();
+        // One hostile node per case, each serving and publishing its crafted folder.
+        let mut hostile = Vec::new();
+        for (name, what) in CASES {
+            let ours = Ours::start(&tmp.path().join(name), RoutingMode::DhtServer, &[]).await;
+            let root = case(name, ours.bitswap.store(), tmp.path());
+            hostile.push((ours, root, name, what));
+        }
+        let boot: Vec<String> = hostile
+            .iter()
+            .map(|h| format!("\"{}\"", h.0.addr))
+            .collect();
+        let config = station_config(None, "").replace(
+            "[node]\n",
+            &format!("[node]\nbootstrap = [{}]\n", boot.join(",")),
+        );
+        eprintln!("hostile folders built at {:?}", started.elapsed());
+        let station = tokio::task::block_in_place(|| start_station(tmp.path(), "a", &config, None));
+        let mut expect = BTreeMap::new();
+        for (ours, root, name, what) in &hostile {
+            publish(ours, root).await;
+            expect.insert(ours.node.peer_id().to_string(), (*name, *what));
+        }
+        eprintln!("published at {:?}", started.elapsed());
+        let peak = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, done, pid) = (peak.clone(), done.clone(), station.daemon.pid());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(common::rss_kib(pid), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let report = tokio::task::block_in_place(|| station.refresh());
+        done.store(true, Ordering::Relaxed);
+        sampler.join().unwrap();
+        let log = station.daemon.log();
+        eprintln!(
+            "cycle took {} s; daemon RSS peaked at {} KiB",
+            report["secs"],
+            peak.load(Ordering::Relaxed)
+        );
+        for (id, (case, what)) in &expect {
+            let said = ["refused", "intruders"].iter().find_map(|group| {
+                report[*group]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l["station"] == id.as_str())
+            });
+            let said = said.unwrap_or_else(|| panic!("{case} ({id}) not refused: {report:#}"));
+            let detail = said["detail"].as_str().unwrap();
+            assert!(detail.contains(what), "{case}: {detail}");
+            assert!(
+                log.lines()
+                    .any(|l| l.contains(id.as_str()) && l.contains(what)),
+                "{case}: no log line names {id}"
+            );
+        }
+        // The intruder was logged as _12345.sh logs them; nothing of any case was written.
+        let intruders = std::fs::read_to_string(station.user.join(".zen/tmp/swarm_intruders.log"))
+            .unwrap_or_default();
+        let nan = expect.iter().find(|(_, (c, _))| *c == "nan").unwrap().0;
+        assert!(
+            intruders.contains(&format!("REJECTED: {nan}")),
+            "{intruders}"
+        );
+        assert!(folders(&station.swarm()).is_empty(), "{report:#}");
+        let hidden: Vec<_> = std::fs::read_dir(station.swarm())
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(hidden.is_empty(), "temp folders left: {hidden:?}");
+        let peak = peak.load(Ordering::Relaxed);
+        assert!(
+            peak > 0 && peak < MAX_RSS_KIB,
+            "daemon RSS peaked at {peak} KiB"
+        );
+        for (ours, ..) in hostile {
+            ours.stop().await;
+        }
+    });
+}
