@@ -45,71 +45,53 @@ struct Visit {
     via: Option<PeerId>,
 }
 
+/// One cycle's progress: what was found, what is left to visit, what was already seen.
+struct Walk {
+    report: CycleReport,
+    state: State,
+    queue: Vec<Visit>,
+    seen: HashSet<PeerId>,
+}
+
 /// The whole cycle (without our publication).
 pub async fn run(ctx: &Context) -> CycleReport {
-    let mut report = CycleReport::default();
     let swarm = ctx.zen.swarm();
     if let Err(e) = std::fs::create_dir_all(swarm) {
         tracing::warn!(swarm = %swarm.display(), "cannot create the swarm folder: {e}");
-        return report;
+        return CycleReport::default();
     }
     remove_leftovers(swarm);
-    let empty = listing::station_dirs(swarm).is_empty();
-    let probe_secs = if empty {
+    let probe_secs = if listing::station_dirs(swarm).is_empty() {
         ctx.config.probe_timeout_empty_secs
     } else {
         ctx.config.probe_timeout_secs
     };
-    let mut state = load_state(&ctx.state);
-    let mut queue: Vec<Visit> = peers(ctx).await;
+    let queue = peers(ctx).await;
     let mut seen: HashSet<PeerId> = queue.iter().map(|v| v.peer).collect();
     seen.insert(ctx.node.peer_id());
+    let mut walk = Walk {
+        report: CycleReport::default(),
+        state: load_state(&ctx.state),
+        queue,
+        seen,
+    };
+    let budget = Duration::from_secs(ctx.config.station_timeout_secs);
     let mut i = 0;
-    while i < queue.len() && i < MAX_STATIONS_PER_CYCLE {
-        let Visit { peer, via } = queue[i];
+    while i < walk.queue.len() && i < MAX_STATIONS_PER_CYCLE {
+        let Visit { peer, via } = walk.queue[i];
         i += 1;
-        report.probed += 1;
-        let budget = Duration::from_secs(ctx.config.station_timeout_secs);
+        walk.report.probed += 1;
         let visited = tokio::time::timeout(budget, visit(ctx, peer, via, probe_secs)).await;
         let outcome = visited.unwrap_or_else(|_| {
             Outcome::Refused(format!("took longer than {} s", budget.as_secs()))
         });
-        let line = |detail: String| Line {
-            station: peer.to_string(),
-            via: via.map(|v| v.to_string()),
-            detail,
-        };
-        match outcome {
-            Outcome::Fetched { detail, map } => {
-                state.stations.insert(
-                    peer.to_string(),
-                    Origin {
-                        via: via.map(|v| v.to_string()),
-                        fetched_at: now_secs(),
-                    },
-                );
-                report.fetched.push(line(detail));
-                // One hop only: the maps of stations found through a map are not followed.
-                for named in map.into_iter().filter(|_| via.is_none()) {
-                    if seen.insert(named) {
-                        queue.push(Visit {
-                            peer: named,
-                            via: Some(peer),
-                        });
-                    }
-                }
-            }
-            Outcome::Unreachable(why) => report.unreachable.push(line(why)),
-            Outcome::Refused(why) => {
-                tracing::warn!(station = %peer, "swarm map: refused {peer}: {why}");
-                report.refused.push(line(why));
-            }
-            Outcome::Intruder(why) => {
-                intruder(ctx, peer, &why).await;
-                report.intruders.push(line(why));
-            }
-        }
+        walk.record(ctx, peer, via, outcome).await;
     }
+    let Walk {
+        mut report,
+        mut state,
+        ..
+    } = walk;
     remove_leftovers(swarm);
     report.removed = remove_stale(swarm, ctx.config.max_age_secs, &mut state);
     report.kept = listing::station_dirs(swarm)
@@ -119,6 +101,49 @@ pub async fn run(ctx: &Context) -> CycleReport {
     state.stations.retain(|id, _| report.kept.contains(id));
     save_state(&ctx.state, &state);
     report
+}
+
+impl Walk {
+    /// Note what a visit gave; a direct station's map adds its stations to the queue.
+    async fn record(&mut self, ctx: &Context, peer: PeerId, via: Option<PeerId>, outcome: Outcome) {
+        let line = |detail: String| Line {
+            station: peer.to_string(),
+            via: via.map(|v| v.to_string()),
+            detail,
+        };
+        match outcome {
+            Outcome::Fetched { detail, map } => {
+                let origin = Origin {
+                    via: via.map(|v| v.to_string()),
+                    fetched_at: now_secs(),
+                };
+                self.state.stations.insert(peer.to_string(), origin);
+                self.report.fetched.push(line(detail));
+                // One hop only: the maps of stations found through a map are not followed.
+                for named in map.into_iter().filter(|_| via.is_none()) {
+                    if self.seen.insert(named) {
+                        let visit = Visit {
+                            peer: named,
+                            via: Some(peer),
+                        };
+                        self.queue.push(visit);
+                    }
+                }
+            }
+            Outcome::Unreachable(why) => {
+                tracing::info!(station = %peer, "swarm map: {peer} unreachable: {why}");
+                self.report.unreachable.push(line(why));
+            }
+            Outcome::Refused(why) => {
+                tracing::warn!(station = %peer, "swarm map: refused {peer}: {why}");
+                self.report.refused.push(line(why));
+            }
+            Outcome::Intruder(why) => {
+                intruder(ctx, peer, &why).await;
+                self.report.intruders.push(line(why));
+            }
+        }
+    }
 }
 
 /// The peers to probe: every connected one, else the first bootstrap entries (dialled).
