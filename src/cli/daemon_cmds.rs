@@ -310,7 +310,9 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SwarmCommand::Map { json } => super::swarm_map::map(home, json)?,
-        SwarmCommand::Refresh { json } => super::swarm_map::refresh(home, json)?,
+        SwarmCommand::Refresh { json } => {
+            super::swarm_map::refresh(json, || call(home, Request::SwarmRefresh))?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

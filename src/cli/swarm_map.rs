@@ -4,7 +4,6 @@
 use std::io::IsTerminal as _;
 
 use crate::config::{Config, Home};
-use crate::control::Request;
 use crate::swarm_map::listing::{self, MapEntry};
 use crate::swarm_map::{CycleReport, Line};
 
@@ -21,15 +20,18 @@ pub fn map(home: &Home, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `swarm refresh [--json]`.
-pub fn refresh(home: &Home, json: bool) -> anyhow::Result<()> {
+/// `swarm refresh [--json]`: `call` asks the daemon for one cycle.
+pub fn refresh(
+    json: bool,
+    call: impl FnOnce() -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<()> {
     let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner()
             .with_message("swarm map cycle: probing and mirroring stations");
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
-    let result = super::daemon_cmds::call(home, Request::SwarmRefresh);
+    let result = call();
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }

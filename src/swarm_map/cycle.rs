@@ -2,16 +2,16 @@
 //! stations into `<swarm>/<ID>/` (atomically, within bounds), follow each station's `g1swarm`
 //! map one hop, log and disconnect intruders, then drop folders whose moats is too old.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use cid::Cid;
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
 
+use super::listing::{self, Origin, State, load_state, save_state};
 use super::station::{self, MAX_MOATS_BYTES, MOATS_FILE, Probe, StationFile};
-use super::{Context, CycleReport, Line, listing, now_secs};
+use super::{Context, CycleReport, Line, now_secs};
 use crate::ipfs::unixfs::{self, CHUNK_BYTES, FolderLimits, ReadError};
 
 /// Stations probed in one cycle (direct and one hop together): a station has tens of peers and
@@ -24,20 +24,6 @@ const BOOTSTRAP_FALLBACK: usize = 3;
 /// `swarm_intruders.log` past this many bytes is moved to `.1` (one old copy kept): a peer
 /// flood must not fill the disk, and an operator still sees the last ones.
 const MAX_INTRUDERS_LOG_BYTES: u64 = 1 << 20;
-
-/// How a station entered our map; kept in `<home>/swarm_map.json` for `swarm map`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// The station whose map named it; `None`: a direct peer.
-    pub via: Option<String>,
-    pub fetched_at: u64,
-}
-
-/// `<home>/swarm_map.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    pub stations: BTreeMap<String, Origin>,
-}
 
 /// A station to visit, and through whose map we learnt of it.
 struct Visit {
@@ -394,23 +380,6 @@ fn remove_stale(swarm: &Path, max_age: u64, state: &mut State) -> Vec<Line> {
         }
     }
     removed
-}
-
-pub fn load_state(path: &Path) -> State {
-    station::read_bounded(path, MAX_STATE_BYTES)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-/// `swarm_map.json` holds one short line per station; the cycle's station bound keeps it small.
-const MAX_STATE_BYTES: u64 = 4 << 20;
-
-fn save_state(path: &Path, state: &State) {
-    let bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
-    if let Err(e) = crate::atomic_file::write(path, &bytes, 0o644) {
-        tracing::warn!(path = %path.display(), "cannot keep the swarm map state: {e}");
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! What the swarm folder holds, read from disk: station folders, their sizes, and the rows of
-//! `constellation swarm map` (id, hostname, `myRELAY`, moats age, direct or one hop, services).
+//! What the swarm folder holds, read from disk: station folders, their sizes, how each was found
+//! (`<home>/swarm_map.json`), and the rows of `constellation swarm map`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::cycle::load_state;
 use super::station::{self, StationFile};
 
 /// Files and folders counted when sizing a folder: well above the map's own bounds, so a
@@ -101,4 +101,35 @@ pub fn mtime_secs(path: &Path) -> Option<u64> {
             .ok()?
             .as_secs(),
     )
+}
+
+/// How a station entered our map; kept in `<home>/swarm_map.json` for `swarm map`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The station whose map named it; `None`: a direct peer.
+    pub via: Option<String>,
+    pub fetched_at: u64,
+}
+
+/// `<home>/swarm_map.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub stations: BTreeMap<String, Origin>,
+}
+
+pub fn load_state(path: &Path) -> State {
+    station::read_bounded(path, MAX_STATE_BYTES)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// `swarm_map.json` holds one short line per station; the cycle's station bound keeps it small.
+const MAX_STATE_BYTES: u64 = 4 << 20;
+
+pub fn save_state(path: &Path, state: &State) {
+    let bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+    if let Err(e) = crate::atomic_file::write(path, &bytes, 0o644) {
+        tracing::warn!(path = %path.display(), "cannot keep the swarm map state: {e}");
+    }
 }
