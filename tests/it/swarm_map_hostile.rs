@@ -18,6 +18,9 @@ use constellation::ipfs::ipns::IpnsRecord;
 use constellation::ipfs::unixfs::dagpb::{self, DIRECTORY, FILE, unixfs_data};
 use constellation::ipfs::unixfs::{CHUNK_BYTES, FolderLimits, Hidden, add_path};
 
+use constellation::node::Node;
+use libp2p::identity::Keypair;
+
 use crate::bitswap::{Ours, runtime};
 use crate::common;
 use crate::swarm_map::{folders, start_station, station_config};
@@ -126,14 +129,13 @@ fn case(name: &str, store: &BlockStore, tmp: &Path) -> Cid {
     }
 }
 
-/// Put `root` under `node`'s name, retrying until the DHT (the daemon) takes it.
-async fn publish(ours: &Ours, root: &Cid) {
+/// Put `root` under `key`'s name from `node`, retrying until the DHT (the daemon) takes it.
+async fn publish(key: &Keypair, node: &Node, root: &Cid) {
     let value = format!("/ipfs/{root}");
     let validity = Utc::now() + chrono::Duration::hours(24);
-    let record =
-        IpnsRecord::create(&ours.key, value.as_bytes(), 1, validity, ttl()).expect("record");
+    let record = IpnsRecord::create(key, value.as_bytes(), 1, validity, ttl()).expect("record");
     let deadline = tokio::time::Instant::now() + SETTLE;
-    while let Err(e) = ours.node.put_ipns(&record).await {
+    while let Err(e) = node.put_ipns(&record).await {
         assert!(tokio::time::Instant::now() < deadline, "PUT: {e}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -165,7 +167,7 @@ fn hostile_stations_are_refused_at_their_bounds_named_in_the_log_and_leave_nothi
         let station = tokio::task::block_in_place(|| start_station(tmp.path(), "a", &config, None));
         let mut expect = BTreeMap::new();
         for (ours, root, name, what) in &hostile {
-            publish(ours, root).await;
+            publish(&ours.key, &ours.node, root).await;
             expect.insert(ours.node.peer_id().to_string(), (*name, *what));
         }
         let peak = Arc::new(AtomicU64::new(0));
@@ -237,5 +239,77 @@ fn hostile_stations_are_refused_at_their_bounds_named_in_the_log_and_leave_nothi
         for (ours, ..) in hostile {
             ours.stop().await;
         }
+    });
+}
+
+/// Answer every bitswap want on `node` with bytes that are not the wanted block.
+async fn serve_lies(node: constellation::node::Node) {
+    use constellation::node::bitswap::PROTOCOLS;
+    use constellation::node::bitswap::wire::{Dialect, Message};
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut wants = node.accept(PROTOCOLS[0].clone()).expect("bitswap protocol");
+    while let Some((peer, mut stream)) = wants.recv().await {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes).await;
+            // One framed message: a varint length, then the body.
+            let start = bytes
+                .iter()
+                .position(|b| b & 0x80 == 0)
+                .map_or(0, |i| i + 1);
+            let Ok(message) = Message::decode(&bytes[start..]) else {
+                return;
+            };
+            let blocks = (message.wantlist.iter())
+                .map(|e| (e.cid, b"these are not the bytes you want".to_vec()))
+                .collect();
+            let lie = Message {
+                blocks,
+                ..Message::default()
+            };
+            if let Ok(mut out) = node.open_stream(peer, PROTOCOLS[0].clone()).await {
+                let _ = out.write_all(&lie.encode(Dialect::V110)).await;
+                let _ = out.close().await;
+            }
+        });
+    }
+}
+
+#[test]
+fn a_station_whose_blocks_do_not_match_their_cids_is_never_mirrored() {
+    let tmp = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let liar = crate::bitswap::Bare::start(RoutingMode::DhtServer, &[]).await;
+        tokio::spawn(serve_lies(liar.node.clone()));
+        let config = station_config(None, "")
+            .replace(
+                "[node]\n",
+                &format!("[node]\nbootstrap = [\"{}\"]\n", liar.addr),
+            )
+            .replace("_secs = 15\n", "_secs = 3\n");
+        let station = tokio::task::block_in_place(|| start_station(tmp.path(), "a", &config, None));
+        // A real folder's root: the liar names it in a valid record, then lies about its bytes.
+        let mut memory = constellation::ipfs::MemoryBlocks::default();
+        let src = on_disk(tmp.path(), "lie", |_| {});
+        let root = add_path(&src, &mut memory, &FolderLimits::STATION, Hidden::Skip)
+            .expect("add")
+            .root;
+        publish(&liar.key, &liar.node, &root).await;
+        let report = tokio::task::block_in_place(|| station.refresh());
+        let id = liar.node.peer_id().to_string();
+        let unreachable = report["unreachable"].as_array().unwrap();
+        assert!(
+            unreachable.iter().any(|l| l["station"] == id.as_str()),
+            "{report:#}"
+        );
+        let log = station.daemon.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&id) && l.contains("unwanted block dropped")),
+            "the lie is not in the log:\n{log}"
+        );
+        assert!(folders(&station.swarm()).is_empty(), "{report:#}");
+        liar.stop().await;
     });
 }
