@@ -313,3 +313,84 @@ fn a_station_whose_blocks_do_not_match_their_cids_is_never_mirrored() {
         liar.stop().await;
     });
 }
+
+/// Kad `MessageType` values (dht.proto).
+const KAD_GET_VALUE: u8 = 1;
+const KAD_FIND_NODE: u8 = 4;
+
+/// Answer a GET_VALUE with a record for `local`'s name signed by another key; anything else
+/// with an empty FIND_NODE answer.
+async fn forged_answer(mut stream: libp2p::Stream, _turn: usize, local: libp2p::PeerId) {
+    use crate::dht_hostile::{bytes_field, varint};
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let mut request = vec![0u8; 512];
+    let n = stream.read(&mut request).await.unwrap_or(0);
+    // The request is framed (a one-byte length here) and starts with its `type` field.
+    let get_value = n > 3 && request[1..3] == [1 << 3, KAD_GET_VALUE];
+    let mut message = Vec::new();
+    if get_value {
+        let stranger = Keypair::generate_ed25519();
+        let value = "/ipfs/QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
+        let validity = Utc::now() + chrono::Duration::hours(24);
+        let forged =
+            IpnsRecord::create(&stranger, value.as_bytes(), 99, validity, ttl()).expect("record");
+        let key = constellation::ipfs::ipns::routing_key(&local);
+        let mut record = Vec::new();
+        bytes_field(1, &key, &mut record);
+        bytes_field(2, &forged.marshal(), &mut record);
+        message.extend([1 << 3, KAD_GET_VALUE]);
+        bytes_field(2, &key, &mut message);
+        bytes_field(3, &record, &mut message);
+    } else {
+        message.extend([1 << 3, KAD_FIND_NODE]);
+    }
+    let mut out = Vec::new();
+    varint(message.len(), &mut out);
+    out.extend(message);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
+}
+
+#[test]
+fn a_record_signed_by_another_key_is_refused_and_the_station_never_mirrored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = station_config(None, "").replace("_secs = 15\n", "_secs = 3\n");
+    let station = start_station(tmp.path(), "a", &config, None);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (answered_tx, answered) = std::sync::mpsc::channel();
+    let target: libp2p::Multiaddr = station.daemon.addr().parse().unwrap();
+    let hostile = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let run = crate::dht_hostile::run_hostile(target, stop, answered_tx, forged_answer);
+            runtime.block_on(run);
+        })
+    };
+    let connected = common::wait_until(Duration::from_secs(20), || {
+        station.cli_ok(&["swarm", "peers"]).lines().count() > 0
+    });
+    assert!(connected, "the hostile peer never connected");
+    let peers: serde_json::Value =
+        serde_json::from_str(&station.cli_ok(&["swarm", "peers", "--json"])).unwrap();
+    let liar = peers[0]["peer_id"]
+        .as_str()
+        .expect("the hostile peer")
+        .to_owned();
+    let report = station.refresh();
+    stop.cancel();
+    hostile.join().unwrap();
+    let log = station.daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("IPNS record from the DHT refused") && l.contains(&liar)),
+        "no refusal naming {liar} ({report:#}):\n{log}"
+    );
+    let unreachable = report["unreachable"].as_array().unwrap();
+    assert!(
+        unreachable.iter().any(|l| l["station"] == liar.as_str()),
+        "{report:#}"
+    );
+    assert!(answered.try_iter().count() > 0);
+    assert!(folders(&station.swarm()).is_empty(), "{report:#}");
+}
