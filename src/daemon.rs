@@ -107,7 +107,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     let control_stop = CancellationToken::new();
     let swarm_map = swarm_map(
         home,
-        &config,
+        config,
         kubo_repo.as_deref(),
         swarm_map::Context {
             node: node.clone(),

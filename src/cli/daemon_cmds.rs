@@ -309,9 +309,9 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", format_peers(&peers, detail));
             }
         }
-        SwarmCommand::Map { json } => super::swarm_map::map(home, json)?,
+        SwarmCommand::Map { json } => super::swarm_map::map(ctx, json)?,
         SwarmCommand::Refresh { json } => {
-            super::swarm_map::refresh(json, || call(home, Request::SwarmRefresh))?
+            super::swarm_map::refresh(json, || call(ctx, Request::SwarmRefresh))?
         }
     }
     Ok(ExitCode::SUCCESS)

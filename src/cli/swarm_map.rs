@@ -3,15 +3,14 @@
 
 use std::io::IsTerminal as _;
 
-use crate::config::{Config, Home};
+use super::context::Context;
 use crate::swarm_map::listing::{self, MapEntry};
 use crate::swarm_map::{CycleReport, Line};
 
 /// `swarm map [--json]`.
-pub fn map(home: &Home, json: bool) -> anyhow::Result<()> {
-    let config = Config::load(&home.config_file())?;
-    let swarm = config.dragon.swarm_dir_path();
-    let entries = listing::entries(&swarm, &home.swarm_map_state());
+pub fn map(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let swarm = ctx.config()?.dragon.swarm_dir_path();
+    let entries = listing::entries(&swarm, &ctx.home.swarm_map_state());
     if json {
         println!("{}", serde_json::to_string(&entries)?);
     } else {
