@@ -72,6 +72,8 @@ pub enum Request {
         slug: String,
         peer: Station,
     },
+    /// One swarm map cycle now (`swarm refresh`); answers its report.
+    SwarmRefresh,
 }
 
 /// The answer: `result` on success, a one-sentence `error` otherwise.

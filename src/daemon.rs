@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Zen;
 use crate::config::{Config, Home, TunnelSpec};
 use crate::control::{self, Request};
 use crate::ipfs::store::BlockStore;
@@ -17,6 +18,7 @@ use crate::node::Node;
 use crate::node::bitswap::Bitswap;
 use crate::node::names::Names;
 use crate::store::Store;
+use crate::swarm_map::{self, SwarmMap};
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
 
@@ -103,6 +105,25 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         )
     };
     let control_stop = CancellationToken::new();
+    let swarm_map = swarm_map(
+        home,
+        config,
+        kubo_repo.as_deref(),
+        swarm_map::Context {
+            node: node.clone(),
+            bitswap: bitswap.clone(),
+            names: names.clone(),
+            key: keypair.clone(),
+            zen: Zen::new(
+                config.dragon.swarm_dir_path(),
+                config.dragon.scripts_dir_for(&node.peer_id()),
+            ),
+            config: config.swarm_map.clone(),
+            state: home.swarm_map_state(),
+            relay_url: relay.as_ref().map(|r| r.url.clone()),
+        },
+    )
+    .await;
     let dragon_enabled = args.dragon || (config.dragon.enabled && !args.no_dragon);
     let daemon = Arc::new(Daemon {
         node: node.clone(),
@@ -116,6 +137,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         relay_url: relay.as_ref().map(|r| r.url.clone()),
         started: std::time::Instant::now(),
         figures: crate::status::Cached::new(crate::status::figures::FIGURES_TTL),
+        swarm_map: swarm_map.clone(),
     });
     daemon.restore_tunnels(config).await;
     if dragon_enabled {
@@ -149,6 +171,10 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     )
     .await;
 
+    if let Some(map) = swarm_map {
+        // After DRAGON (its scripts are in our folder); stopped with the control API.
+        tracker.spawn(map.run(control_stop.clone()));
+    }
     if config.trigger.enabled {
         // The hourly sync, so that cron is optional; stopped with the control API.
         tracker.spawn(crate::trigger::schedule(
@@ -274,6 +300,30 @@ fn kubo_ipfs(
     }))
 }
 
+/// The swarm map, unless `[swarm_map] enabled` says no (auto: no while a Kubo daemon serves the
+/// station's repo, so the two never fight over the folder).
+async fn swarm_map(
+    home: &Home,
+    config: &Config,
+    kubo_repo: Option<&std::path::Path>,
+    ctx: swarm_map::Context,
+) -> Option<Arc<SwarmMap>> {
+    let repo = kubo_repo
+        .map(std::path::Path::to_owned)
+        .unwrap_or_else(|| crate::config::kubo_repo(None));
+    let kubo_running = crate::kubo_api::repo::api_answers(&repo).await;
+    if !config.swarm_map.is_enabled(kubo_running) {
+        tracing::info!(
+            kubo_running,
+            "swarm map off (a Kubo daemon serving {} keeps it)",
+            repo.display()
+        );
+        return None;
+    }
+    tracing::info!(home = %home.root().display(), swarm = %ctx.zen.swarm().display(), "swarm map on");
+    Some(Arc::new(SwarmMap::new(ctx)))
+}
+
 /// Open the block store (`<home>/blocks`, bounded by `[ipfs] blocks_max_bytes`) and serve it
 /// over bitswap; the handle also fetches.
 fn start_bitswap(
@@ -353,6 +403,8 @@ struct Daemon {
     relay_url: Option<String>,
     started: std::time::Instant,
     figures: crate::status::Cached<serde_json::Value>,
+    /// The map cycle (None when `[swarm_map]` is off).
+    swarm_map: Option<Arc<SwarmMap>>,
 }
 
 impl crate::status::StatusSource for Daemon {
@@ -468,6 +520,12 @@ impl Daemon {
             Request::Disconnect { slug, peer } => serde_json::to_value(
                 crate::dragon::connect::disconnect(&self.tunnels, &slug, &peer)?,
             )?,
+            Request::SwarmRefresh => match &self.swarm_map {
+                Some(map) => serde_json::to_value(map.refresh().await)?,
+                None => anyhow::bail!(
+                    "the swarm map is off on this daemon ([swarm_map] enabled, or a Kubo daemon serves the repo)"
+                ),
+            },
         })
     }
 }

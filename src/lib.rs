@@ -5,6 +5,8 @@
 //!   down; one file per command family and its output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay, status and the control API; owns shutdown.
+//! - [`swarm_map`]: the hourly map cycle of `_12345.sh` without Kubo (probe, mirror into
+//!   `~/.zen/tmp/swarm/`, `g1swarm` hop, cleanup) and the IPNS publication of our own folder.
 //! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
 //!   and the node, so a station's `ipfs` commands keep working; `<repo>/api`.
 //! - [`install`]: the systemd units and the cron line that keep a station running.
@@ -53,6 +55,7 @@ pub mod runlog;
 pub mod signal;
 pub mod status;
 pub mod store;
+pub mod swarm_map;
 pub mod sync;
 pub mod trigger;
 pub mod tunnel;

@@ -43,6 +43,18 @@ pub enum SwarmCommand {
         #[arg(short = 'v', long)]
         detail: bool,
     },
+    /// The stations of the swarm map (`~/.zen/tmp/swarm/`): id, hostname, myRELAY, moats age,
+    /// direct or one hop (through whose map), services. Works without a daemon.
+    Map {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one swarm map cycle now in the daemon: probe peers, mirror stations, follow their
+    /// maps one hop, clean up; prints what was fetched, kept, refused and removed.
+    Refresh {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
@@ -200,6 +212,30 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # ollama = 11434
 # [dragon.allow_peers]
 # ssh = ["12D3…"]
+
+# The block store: blocks of our folder and of the mirrored stations, served over bitswap.
+[ipfs]
+# blocks_max_bytes = 2147483648
+
+# The swarm map (_12345.sh without Kubo): mirror every station into ~/.zen/tmp/swarm/<ID>/ and
+# publish ~/.zen/tmp/<ID>/ under /ipns/<ID>. "auto": off while a Kubo daemon serves ~/.ipfs.
+[swarm_map]
+# enabled = "auto"
+# interval_secs = 3600
+# probe_timeout_secs = 20
+# probe_timeout_empty_secs = 60
+# max_age_secs = 43200
+# station_timeout_secs = 120
+# max_station_bytes = 67108864
+# max_station_files = 2000
+# max_station_depth = 8
+# max_map_bytes = 1073741824
+# publish = true
+# record_lifetime_secs = 86400
+# record_ttl_secs = 1800
+# my_relay = "wss://relay.example"   # default: the embedded relay's URL
+# captain_hex = "…64 hex…"
+# node_hex = "…64 hex…"
 "#;
 
 /// Send `request` to the home's daemon and wait for its answer.
@@ -272,6 +308,10 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
                 let peers: Vec<crate::node::PeerInfo> = serde_json::from_value(result)?;
                 print!("{}", format_peers(&peers, detail));
             }
+        }
+        SwarmCommand::Map { json } => super::swarm_map::map(ctx, json)?,
+        SwarmCommand::Refresh { json } => {
+            super::swarm_map::refresh(json, || call(ctx, Request::SwarmRefresh))?
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ pub mod dragon;
 pub mod install;
 pub mod relay;
 pub mod report;
+pub mod swarm_map;
 pub mod trigger;
 
 use crate::config::Home;

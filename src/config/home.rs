@@ -64,6 +64,10 @@ impl Home {
     pub fn pins(&self) -> PathBuf {
         self.root.join("pins.json")
     }
+    /// How each station of the swarm map was found (direct, or through whose map).
+    pub fn swarm_map_state(&self) -> PathBuf {
+        self.root.join("swarm_map.json")
+    }
     /// Where reports are saved unless `[report] dir` says otherwise.
     pub fn reports(&self) -> PathBuf {
         self.root.join("reports")
@@ -95,4 +99,45 @@ pub fn kubo_repo(explicit: Option<PathBuf>) -> PathBuf {
     explicit
         .or_else(|| std::env::var_os("IPFS_PATH").map(PathBuf::from))
         .unwrap_or_else(|| home_dir().join(".ipfs"))
+}
+
+/// The Astroport places under `~/.zen` that the swarm map reads and writes, named once: other
+/// stations' folders, our own published folder, the intruders' log, the `MySwarm_<ID>` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zen {
+    swarm: PathBuf,
+    own: PathBuf,
+    tmp: PathBuf,
+    game: PathBuf,
+}
+
+impl Zen {
+    /// `swarm` is `~/.zen/tmp/swarm` and `own` is `~/.zen/tmp/<ID>` unless `[dragon]` moved them
+    /// (the same places DRAGON writes, so its `x_<slug>.sh` are published with the folder).
+    pub fn new(swarm: PathBuf, own: PathBuf) -> Zen {
+        let zen = home_dir().join(".zen");
+        Zen {
+            swarm,
+            own,
+            tmp: zen.join("tmp"),
+            game: zen.join("game"),
+        }
+    }
+    /// `~/.zen/tmp/swarm/`: one folder per station, `<swarm>/<ID>/`.
+    pub fn swarm(&self) -> &Path {
+        &self.swarm
+    }
+    /// `~/.zen/tmp/<ID>/`: the folder this station publishes under `/ipns/<ID>`.
+    pub fn own(&self) -> &Path {
+        &self.own
+    }
+    /// `~/.zen/tmp/swarm_intruders.log`: peers that answered the probe with something else.
+    pub fn intruders_log(&self) -> PathBuf {
+        self.tmp.join("swarm_intruders.log")
+    }
+    /// `~/.zen/game/myswarm_secret.ipns`: the `MySwarm_<ID>` key (PEM PKCS#8 Ed25519, written by
+    /// Astroport's `keygen -t ipfs`).
+    pub fn myswarm_key(&self) -> PathBuf {
+        self.game.join("myswarm_secret.ipns")
+    }
 }

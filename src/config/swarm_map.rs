@@ -34,6 +34,12 @@ pub struct SwarmMapConfig {
     /// Lifetime and TTL of the records we publish (`ipfs name publish --lifetime 24h --ttl 30m`).
     pub record_lifetime_secs: u64,
     pub record_ttl_secs: u64,
+    /// `myRELAY` of the `12345.json` we write when no Astroport does; default: the embedded
+    /// relay's URL (a loopback one is reached by others through `/x/strfry-<ID>`).
+    pub my_relay: Option<String>,
+    /// `captainHEX` / `NODEHEX` of that file (64-hex Nostr pubkeys), left out when unset.
+    pub captain_hex: Option<String>,
+    pub node_hex: Option<String>,
 }
 
 impl Default for SwarmMapConfig {
@@ -52,6 +58,9 @@ impl Default for SwarmMapConfig {
             publish: true,
             record_lifetime_secs: 24 * 3600,
             record_ttl_secs: 30 * 60,
+            my_relay: None,
+            captain_hex: None,
+            node_hex: None,
         }
     }
 }

@@ -129,32 +129,47 @@ impl Drop for ApiFile {
 /// ours uses the repo); a file nobody answers at is stale and will be replaced.
 pub async fn check_not_in_use(repo: &Path) -> anyhow::Result<()> {
     let path = repo.join("api");
+    match answering_api(repo).await? {
+        Some((text, true)) => anyhow::bail!(
+            "the Kubo repo {} is in use: its API file {} names {text}, which answers (a Kubo daemon or another constellation daemon runs on this repo; stop it first)",
+            repo.display(),
+            path.display(),
+        ),
+        Some((text, false)) => {
+            tracing::warn!(path = %path.display(), "replacing a stale API file (nothing answers at {text})")
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Does a daemon (Kubo, or one of ours) serve `repo` now: its `api` file names an address that
+/// answers? An absent, unreadable or stale file means no.
+pub async fn api_answers(repo: &Path) -> bool {
+    matches!(answering_api(repo).await, Ok(Some((_, true))))
+}
+
+/// The address `<repo>/api` names and whether it answers; `None` without a usable file.
+async fn answering_api(repo: &Path) -> anyhow::Result<Option<(String, bool)>> {
+    let path = repo.join("api");
     let text = match std::fs::metadata(&path) {
         Ok(meta) if meta.len() <= MAX_API_FILE_BYTES => std::fs::read_to_string(&path)?,
         Ok(_) => anyhow::bail!(
             "{} is larger than {MAX_API_FILE_BYTES} bytes",
             path.display()
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let Ok(target) = addr::tcp_socket_addr(text.trim()) else {
+    let text = text.trim().to_owned();
+    let Ok(target) = addr::tcp_socket_addr(&text) else {
         tracing::warn!(path = %path.display(), "ignoring an API file that names no TCP address");
-        return Ok(());
+        return Ok(None);
     };
     let answers = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(target))
         .await
         .is_ok_and(|c| c.is_ok());
-    if answers {
-        anyhow::bail!(
-            "the Kubo repo {} is in use: its API file {} names {}, which answers (a Kubo daemon or another constellation daemon runs on this repo; stop it first)",
-            repo.display(),
-            path.display(),
-            text.trim()
-        );
-    }
-    tracing::warn!(path = %path.display(), "replacing a stale API file (nothing answers at {})", text.trim());
-    Ok(())
+    Ok(Some((text, answers)))
 }
 
 #[cfg(test)]

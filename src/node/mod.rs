@@ -221,6 +221,11 @@ enum Command {
     KnownAddrs {
         reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
     },
+    /// Close every connection to `peer` (`ipfs swarm disconnect`); false if there was none.
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Cheap, cloneable handle to the running node.
@@ -433,6 +438,12 @@ impl Node {
     /// Every peer we know addresses for (the address book and the live connections).
     pub async fn known_addrs(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, NodeError> {
         self.send(|reply| Command::KnownAddrs { reply }).await
+    }
+
+    /// Close every connection to `peer` (`ipfs swarm disconnect /p2p/<peer>`); false when none
+    /// was open. The peer may dial back; the swarm map logs it again if it is still no station.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, NodeError> {
+        self.send(|reply| Command::Disconnect { peer, reply }).await
     }
 
     /// Kubo's `routing findpeer`: the addresses of `peer`, looked up in the DHT when none is
@@ -723,6 +734,9 @@ impl EventLoop {
             }
             Command::KnownAddrs { reply } => {
                 let _ = reply.send(self.known_addrs());
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
             }
         }
     }

@@ -42,7 +42,7 @@ fn station(root: &Path) -> PathBuf {
 }
 
 /// Every file below `dir` as (relative path, bytes), sorted.
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -60,17 +60,50 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-struct Ours {
-    key: Keypair,
-    node: Node,
-    bitswap: Bitswap,
-    addr: Multiaddr,
+/// Our node in this test process (a station, or a hostile one serving crafted blocks).
+pub struct Ours {
+    pub key: Keypair,
+    pub node: Node,
+    pub bitswap: Bitswap,
+    pub addr: Multiaddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Ours {
-    async fn start(store: &Path, routing: RoutingMode, bootstrap: &[String]) -> Ours {
+    pub async fn start(store: &Path, routing: RoutingMode, bootstrap: &[String]) -> Ours {
+        let bare = Bare::start(routing, bootstrap).await;
+        let store = Arc::new(BlockStore::open(store, STORE_BYTES).expect("store"));
+        let bitswap = Bitswap::start(&bare.node, store, bare.shutdown.clone(), &bare.tracker)
+            .expect("bitswap");
+        Ours {
+            key: bare.key,
+            node: bare.node,
+            bitswap,
+            addr: bare.addr,
+            shutdown: bare.shutdown,
+            tracker: bare.tracker,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// A node of ours with no bitswap: a test serves its protocols by hand (a lying peer).
+pub struct Bare {
+    pub key: Keypair,
+    pub node: Node,
+    pub addr: Multiaddr,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Bare {
+    pub async fn start(routing: RoutingMode, bootstrap: &[String]) -> Bare {
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let key = Keypair::generate_ed25519();
         let options = NodeOptions {
@@ -92,29 +125,26 @@ impl Ours {
         let (node, listen) = Node::start(options, shutdown.clone(), &tracker)
             .await
             .expect("node");
-        let store = Arc::new(BlockStore::open(store, STORE_BYTES).expect("store"));
-        let bitswap = Bitswap::start(&node, store, shutdown.clone(), &tracker).expect("bitswap");
         let addr = listen[0]
             .clone()
             .with(libp2p::multiaddr::Protocol::P2p(node.peer_id()));
-        Ours {
+        Bare {
             key,
             node,
-            bitswap,
             addr,
             shutdown,
             tracker,
         }
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -50,7 +50,10 @@ fn kubo_dht<'a>(key: Option<&'a str>, boot: &'a [String]) -> Kubo {
 
 /// Our daemon with `config` (a `[node]` body) in a fresh home, HOME pointed inside the test.
 fn daemon_with(dir: &Path, node: &str, extra: &[&str]) -> Daemon {
-    let home = home_with(&dir.join("home"), &format!("[node]\n{node}\n"));
+    // No swarm map: its start-up lookups (our record, the peers' moats) would teach the node
+    // addresses before the lookups these tests watch.
+    let config = format!("[node]\n{node}\n[swarm_map]\nenabled = false\n");
+    let home = home_with(&dir.join("home"), &config);
     let fake_home = dir.join("user");
     std::fs::create_dir_all(&fake_home).expect("HOME");
     let home_env = fake_home.to_str().expect("utf-8");

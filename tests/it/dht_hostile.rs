@@ -23,7 +23,7 @@ const LOOKUPS: usize = 6;
 /// Resident memory the daemon may reach during the attack (it idles at ~15 MiB).
 const MAX_RSS_KIB: u64 = 150 * 1024;
 
-fn varint(mut n: usize, out: &mut Vec<u8>) {
+pub fn varint(mut n: usize, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
         n >>= 7;
@@ -32,7 +32,7 @@ fn varint(mut n: usize, out: &mut Vec<u8>) {
 }
 
 /// Protobuf field `field` of wire type 2 (bytes) holding `bytes`.
-fn bytes_field(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
+pub fn bytes_field(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
     out.push(field << 3 | 2);
     varint(bytes.len(), out);
     out.extend_from_slice(bytes);
@@ -58,7 +58,7 @@ struct Hostile {
 }
 
 /// Answer one Kad request according to `turn`: flood, oversized, garbage.
-async fn answer(mut stream: libp2p::Stream, turn: usize) {
+async fn answer(mut stream: libp2p::Stream, turn: usize, _local: PeerId) {
     let mut request = vec![0u8; 512];
     let _ = stream.read(&mut request).await;
     let mut out = Vec::new();
@@ -81,12 +81,16 @@ async fn answer(mut stream: libp2p::Stream, turn: usize) {
     let _ = stream.close().await;
 }
 
-/// Run the hostile peer: dial `target`, serve Kad streams until `stop`.
-async fn run_hostile(
+/// Run the hostile peer: dial `target`, serve Kad streams with `answer` (given the stream, the
+/// request's turn and the hostile peer's id) until `stop`.
+pub async fn run_hostile<F>(
     target: Multiaddr,
     stop: CancellationToken,
     answered: std::sync::mpsc::Sender<usize>,
-) {
+    answer: impl Fn(libp2p::Stream, usize, PeerId) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -118,7 +122,7 @@ async fn run_hostile(
         tokio::select! {
             () = stop.cancelled() => break,
             Some((_, stream)) = incoming.next() => {
-                tokio::spawn(answer(stream, turn));
+                tokio::spawn(answer(stream, turn, *swarm.local_peer_id()));
                 turn += 1;
                 let _ = answered.send(turn);
             }
@@ -150,7 +154,7 @@ fn hostile_dht_peer_cannot_grow_or_crash_the_daemon() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            runtime.block_on(run_hostile(target, stop, answered_tx));
+            runtime.block_on(run_hostile(target, stop, answered_tx, answer));
         })
     };
     // The daemon learns from identify that the hostile peer speaks Kad, and asks it.

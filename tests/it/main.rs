@@ -19,5 +19,7 @@ mod nat;
 mod relay;
 mod report;
 mod strfry;
+mod swarm_map;
+mod swarm_map_hostile;
 mod sync;
 mod tunnel;

@@ -142,6 +142,66 @@ pub async fn resolve_path<S: BlockSource>(
     Ok(cid)
 }
 
+/// The entries (name, CID) of the folder `root` without reading below it (`ipfs ls`), flat or
+/// HAMT, at most `max_entries` of them (more is refused) and each name checked as in a fetch.
+pub async fn list_folder<S: BlockSource>(
+    source: &S,
+    root: &Cid,
+    max_entries: usize,
+) -> Result<Vec<(String, Cid)>, ReadError> {
+    use rust_unixfs::dir::NodeDescription;
+    let (mut entries, mut shards, mut blocks) = (Vec::new(), vec![(*root, true)], 0usize);
+    while let Some((cid, is_root)) = shards.pop() {
+        blocks += 1;
+        if blocks > max_entries.saturating_add(1) {
+            return Err(limit_error("", "blocks", max_entries as u64 + 1));
+        }
+        let block = source.get(&cid).await?;
+        let (links, sharded) = match rust_unixfs::dir::describe(block.data()) {
+            NodeDescription::Directory { links } if is_root => (links, false),
+            NodeDescription::HamtShard { links } => (links, true),
+            _ if is_root => return Err(ReadError::NotAFolder(cid)),
+            _ => return Err(malformed(cid, "not a HAMT bucket")),
+        };
+        for link in links {
+            let name = if sharded {
+                // Kubo's fanout of 256: two hex digits of bucket, then the name (none: a bucket).
+                match link.name.get(HAMT_PREFIX_LEN..) {
+                    Some("") => {
+                        shards.push((link.target, false));
+                        continue;
+                    }
+                    Some(name) => name.to_owned(),
+                    None => return Err(malformed(cid, "HAMT link without its bucket prefix")),
+                }
+            } else {
+                link.name
+            };
+            checked_depth(Path::new(&name))?;
+            if name.contains('/') {
+                return Err(ReadError::BadName { name });
+            }
+            if entries.len() >= max_entries {
+                return Err(limit_error("", "entries", max_entries as u64));
+            }
+            entries.push((name, link.target));
+        }
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// Hex digits of bucket before each name in a HAMT link (fanout 256, as Kubo writes them).
+const HAMT_PREFIX_LEN: usize = 2;
+
+fn limit_error(path: &str, what: &'static str, bound: u64) -> ReadError {
+    ReadError::Limit {
+        path: path.to_owned(),
+        what,
+        bound,
+    }
+}
+
 /// The CID linked as `name` in the directory (flat or HAMT) `dir`.
 async fn lookup<S: BlockSource>(
     source: &S,
@@ -301,11 +361,7 @@ impl FolderWriter<'_> {
     }
 
     fn limit(&self, path: &str, what: &'static str, bound: u64) -> ReadError {
-        ReadError::Limit {
-            path: path.to_owned(),
-            what,
-            bound,
-        }
+        limit_error(path, what, bound)
     }
 }
 

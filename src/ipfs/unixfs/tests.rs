@@ -7,60 +7,13 @@ use std::path::Path;
 use cid::Cid;
 
 use super::*;
-use crate::ipfs::block::{
-    Block, BlockError, BlockSink, BlockSource, DAG_PB, MemoryBlocks, SourceError,
-};
+use crate::ipfs::block::{Block, BlockError, BlockSink, BlockSource, MemoryBlocks, SourceError};
 
-/// UnixFS `Data.Type` values.
-const DIRECTORY: u64 = 1;
-const FILE: u64 = 2;
+use super::dagpb::{DIRECTORY, FILE, unixfs_data as unixfs};
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn field_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    varint(out, field << 3 | 2);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-/// A UnixFS `Data` message.
-fn unixfs(kind: u64, data: &[u8], filesize: Option<u64>, blocksizes: &[u64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    varint(&mut out, 1 << 3);
-    varint(&mut out, kind);
-    if !data.is_empty() {
-        field_bytes(&mut out, 2, data);
-    }
-    if let Some(size) = filesize {
-        varint(&mut out, 3 << 3);
-        varint(&mut out, size);
-    }
-    for size in blocksizes {
-        varint(&mut out, 4 << 3);
-        varint(&mut out, *size);
-    }
-    out
-}
-
-/// A dag-pb node (links first, as dag-pb encodes them) stored in `blocks`; returns its CID.
+/// A dag-pb node stored in `blocks`; returns its CID.
 fn node(blocks: &mut MemoryBlocks, links: &[(Cid, &[u8])], data: Vec<u8>) -> Cid {
-    let mut out = Vec::new();
-    for (cid, name) in links {
-        let mut link = Vec::new();
-        field_bytes(&mut link, 1, &cid.to_bytes());
-        field_bytes(&mut link, 2, name);
-        varint(&mut link, 3 << 3);
-        varint(&mut link, 10);
-        field_bytes(&mut out, 2, &link);
-    }
-    field_bytes(&mut out, 1, &data);
-    let block = Block::from_data(DAG_PB, out).expect("block");
+    let block = dagpb::node(links, &data).expect("block");
     let cid = *block.cid();
     blocks.put(block).expect("put");
     cid

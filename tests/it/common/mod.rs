@@ -116,6 +116,13 @@ impl Daemon {
         if !extra.contains(&"--listen") {
             command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
+        // The daemon's ~/.zen (swarm map, DRAGON's scripts) stays inside the test's home unless
+        // the test names a HOME itself: no test writes into the real one.
+        if !env.iter().any(|(k, _)| *k == "HOME") {
+            let user = home.join("user");
+            std::fs::create_dir_all(&user).expect("HOME inside the test");
+            command.env("HOME", user);
+        }
         command
             .args(extra)
             .env("RUST_LOG", "info,constellation=debug")

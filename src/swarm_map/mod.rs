@@ -1,0 +1,168 @@
+//! The swarm map without Kubo: the hourly cycle of Astroport's `_12345.sh` (probe, mirror,
+//! `g1swarm` hop, cleanup) that fills `~/.zen/tmp/swarm/`, and the publication of our own
+//! folder and map under IPNS. One cycle runs at a time; the daemon and `swarm refresh` share it.
+
+pub mod cycle;
+pub mod listing;
+pub mod own;
+pub mod station;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SwarmMapConfig, Zen};
+use crate::node::Node;
+use crate::node::bitswap::Bitswap;
+use crate::node::names::Names;
+
+/// Shortest period between cycles, whatever the config says: a cycle probes every peer.
+const MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the daemon checks whether our folder changed (DRAGON wrote a script) or its
+/// record nears expiry; a check is one `--only-hash` add of a few KiB.
+const OWN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a record the DHT did not take (no peer connected yet at start) is sent again.
+const UNSENT_RETRY: Duration = Duration::from_secs(3);
+
+/// What the cycle needs from the daemon.
+pub struct Context {
+    pub node: Node,
+    pub bitswap: Bitswap,
+    pub names: Arc<Names>,
+    /// The node key: our folder is published under `/ipns/<our ID>`.
+    pub key: Keypair,
+    pub zen: Zen,
+    pub config: SwarmMapConfig,
+    /// Where the origin of each mirrored station (direct, or through whose map) is kept:
+    /// `<home>/swarm_map.json`, read by `swarm map`.
+    pub state: PathBuf,
+    /// Our relay's URL, for `myRELAY` of the `12345.json` we write.
+    pub relay_url: Option<String>,
+}
+
+/// The map cycle's owner: one cycle at a time.
+pub struct SwarmMap {
+    ctx: Context,
+    running: tokio::sync::Mutex<()>,
+    unsent: own::Unsent,
+}
+
+/// One station in a report, with why it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub station: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    pub detail: String,
+}
+
+/// What one cycle did; `swarm refresh` prints it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CycleReport {
+    /// Peers probed (connected ones, and stations named by their maps).
+    pub probed: usize,
+    /// Stations mirrored this cycle.
+    pub fetched: Vec<Line>,
+    /// Stations in the map after the cycle.
+    pub kept: Vec<String>,
+    /// Stations refused: a bound, a bad name, a symlink, a stale moats, a failed fetch.
+    pub refused: Vec<Line>,
+    /// Peers that answered nothing (no record, no block, empty moats): retried next cycle.
+    pub unreachable: Vec<Line>,
+    /// Peers whose moats is no number: disconnected and logged in `swarm_intruders.log`.
+    pub intruders: Vec<Line>,
+    /// Folders removed: moats older than the bound.
+    pub removed: Vec<Line>,
+    /// `/ipfs/<cid>` of our folder and of our map, when published this cycle.
+    pub published: Option<String>,
+    pub map_published: Option<String>,
+    pub secs: f64,
+}
+
+impl SwarmMap {
+    pub fn new(ctx: Context) -> SwarmMap {
+        SwarmMap {
+            ctx,
+            running: tokio::sync::Mutex::new(()),
+            unsent: own::Unsent::default(),
+        }
+    }
+
+    /// One whole cycle now (waits for a running one to end first).
+    pub async fn refresh(&self) -> CycleReport {
+        let _one = self.running.lock().await;
+        let started = std::time::Instant::now();
+        let mut report = cycle::run(&self.ctx).await;
+        if self.ctx.config.publish {
+            own::publish_all(&self.ctx, &self.unsent, &mut report, true).await;
+        }
+        report.secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            fetched = report.fetched.len(),
+            kept = report.kept.len(),
+            refused = report.refused.len(),
+            unreachable = report.unreachable.len(),
+            intruders = report.intruders.len(),
+            removed = report.removed.len(),
+            "swarm map cycle done in {:.1} s",
+            report.secs
+        );
+        report
+    }
+
+    /// Publish our folder if it changed, its record nears expiry or the DHT did not take it
+    /// (between cycles); `refresh` also rewrites our files and publishes the map.
+    async fn check_own(&self, refresh: bool) {
+        let Ok(_one) = self.running.try_lock() else {
+            return;
+        };
+        let mut report = CycleReport::default();
+        own::publish_all(&self.ctx, &self.unsent, &mut report, refresh).await;
+    }
+
+    /// Run cycles every `interval_secs` (the first at once when the map is empty), and keep
+    /// our folder published in between, until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let interval = Duration::from_secs(self.ctx.config.interval_secs).max(MIN_INTERVAL);
+        // Our folder goes out first, so peers probing us at their start find it.
+        if self.ctx.config.publish {
+            self.check_own(true).await;
+        }
+        let mut next = if listing::station_dirs(self.ctx.zen.swarm()).is_empty() {
+            tokio::time::Instant::now()
+        } else {
+            tokio::time::Instant::now() + interval
+        };
+        loop {
+            let wait = match self.unsent.any() {
+                true => UNSENT_RETRY,
+                false => OWN_CHECK_INTERVAL,
+            };
+            let check = tokio::time::Instant::now() + wait;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(next.min(check)) => {}
+            }
+            if tokio::time::Instant::now() >= next {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = self.refresh() => {}
+                }
+                next = tokio::time::Instant::now() + interval;
+            } else if self.ctx.config.publish {
+                self.check_own(false).await;
+            }
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
