@@ -9,9 +9,9 @@ use std::time::Duration;
 use cid::Cid;
 use libp2p::PeerId;
 
+use super::context::{Context, CycleReport, Line, now_secs};
 use super::listing::{self, Origin, State, load_state, save_state};
 use super::station::{self, MAX_MOATS_BYTES, MOATS_FILE, Probe, StationFile};
-use super::{Context, CycleReport, Line, now_secs};
 use crate::ipfs::unixfs::{self, CHUNK_BYTES, FolderLimits, ReadError};
 
 /// Stations probed in one cycle (direct and one hop together): a station has tens of peers and

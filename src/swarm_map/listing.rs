@@ -43,7 +43,7 @@ pub fn station_dirs(swarm: &Path) -> Vec<PathBuf> {
 /// The map's rows, from `swarm` and the origins in `state` (`<home>/swarm_map.json`).
 pub fn entries(swarm: &Path, state: &Path) -> Vec<MapEntry> {
     let state = load_state(state);
-    let now = super::now_secs();
+    let now = super::context::now_secs();
     station_dirs(swarm)
         .into_iter()
         .map(|dir| {

@@ -2,23 +2,18 @@
 //! `g1swarm` hop, cleanup) that fills `~/.zen/tmp/swarm/`, and the publication of our own
 //! folder and map under IPNS. One cycle runs at a time; the daemon and `swarm refresh` share it.
 
+mod context;
 pub mod cycle;
 pub mod listing;
 pub mod own;
 pub mod station;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SwarmMapConfig, Zen};
-use crate::node::Node;
-use crate::node::bitswap::Bitswap;
-use crate::node::names::Names;
+pub use context::{Context, CycleReport, Line};
 
 /// Shortest period between cycles, whatever the config says: a cycle probes every peer.
 const MIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -28,59 +23,11 @@ const OWN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How soon a record the DHT did not take (no peer connected yet at start) is sent again.
 const UNSENT_RETRY: Duration = Duration::from_secs(3);
 
-/// What the cycle needs from the daemon.
-pub struct Context {
-    pub node: Node,
-    pub bitswap: Bitswap,
-    pub names: Arc<Names>,
-    /// The node key: our folder is published under `/ipns/<our ID>`.
-    pub key: Keypair,
-    pub zen: Zen,
-    pub config: SwarmMapConfig,
-    /// Where the origin of each mirrored station (direct, or through whose map) is kept:
-    /// `<home>/swarm_map.json`, read by `swarm map`.
-    pub state: PathBuf,
-    /// Our relay's URL, for `myRELAY` of the `12345.json` we write.
-    pub relay_url: Option<String>,
-}
-
 /// The map cycle's owner: one cycle at a time.
 pub struct SwarmMap {
     ctx: Context,
     running: tokio::sync::Mutex<()>,
     unsent: own::Unsent,
-}
-
-/// One station in a report, with why it is there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Line {
-    pub station: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    pub detail: String,
-}
-
-/// What one cycle did; `swarm refresh` prints it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CycleReport {
-    /// Peers probed (connected ones, and stations named by their maps).
-    pub probed: usize,
-    /// Stations mirrored this cycle.
-    pub fetched: Vec<Line>,
-    /// Stations in the map after the cycle.
-    pub kept: Vec<String>,
-    /// Stations refused: a bound, a bad name, a symlink, a stale moats, a failed fetch.
-    pub refused: Vec<Line>,
-    /// Peers that answered nothing (no record, no block, empty moats): retried next cycle.
-    pub unreachable: Vec<Line>,
-    /// Peers whose moats is no number: disconnected and logged in `swarm_intruders.log`.
-    pub intruders: Vec<Line>,
-    /// Folders removed: moats older than the bound.
-    pub removed: Vec<Line>,
-    /// `/ipfs/<cid>` of our folder and of our map, when published this cycle.
-    pub published: Option<String>,
-    pub map_published: Option<String>,
-    pub secs: f64,
 }
 
 impl SwarmMap {
@@ -158,11 +105,4 @@ impl SwarmMap {
             }
         }
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 
+use super::context::{Context, CycleReport, now_secs};
 use super::station::{self, MOATS_FILE, OwnStation, STAOM_FILE, STATION_FILE, StationFile};
-use super::{Context, CycleReport, now_secs};
 use crate::ipfs::unixfs::{self, FolderLimits, Hidden};
 
 /// Entries of the whole map when we add it (one folder per station, a few files each).
