@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::common::net::payload;
+use crate::common::wait_until_async;
 use crate::kubo::harness::{Kubo, KuboOptions, kubo_add};
 
 /// Bound on the in-test block store.
@@ -220,14 +221,8 @@ fn our_ipns_record_is_stored_by_kubo_and_resolved_by_a_later_node_and_a_forgery_
         let a = Ours::start(&tmp.path().join("a"), RoutingMode::Dht, &boot).await;
         let b = Ours::start(&tmp.path().join("b"), RoutingMode::Dht, &boot).await;
         let name = a.node.peer_id();
-        let wait_connected = async {
-            let deadline = tokio::time::Instant::now() + SETTLE;
-            while !k1.peer_ids().contains(&name.to_string()) {
-                assert!(tokio::time::Instant::now() < deadline, "A never joined K1");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        wait_connected.await;
+        let joined = || async { k1.peer_ids().contains(&name.to_string()) };
+        assert!(wait_until_async(SETTLE, joined).await, "A never joined K1");
         let validity = Utc::now() + chrono::Duration::hours(24);
         // Checked by A itself: a record of another key for A's name is refused before sending.
         let stranger = Keypair::generate_ed25519();
@@ -276,11 +271,8 @@ fn published_names_rise_in_sequence_across_restarts_and_start_above_what_the_dht
     runtime().block_on(async {
         let a = Ours::start(&tmp.path().join("a"), RoutingMode::Dht, &boot).await;
         let name = a.node.peer_id();
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        while !k1.peer_ids().contains(&name.to_string()) {
-            assert!(tokio::time::Instant::now() < deadline, "A never joined K1");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let joined = || async { k1.peer_ids().contains(&name.to_string()) };
+        assert!(wait_until_async(SETTLE, joined).await, "A never joined K1");
         let kept = tmp.path().join("names");
         let names = Names::new(a.node.clone(), kept.clone());
         assert_eq!(publish(&names, &a.key, "/ipfs/QmOne").await, 0);

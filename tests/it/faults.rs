@@ -181,18 +181,10 @@ fn swarm_peers_get_their_own_slots_and_the_station_keeps_its_reserve() {
         let own = hold_clients(&local, 4).await;
         assert_eq!(own.len(), 4, "the local reserve");
         drop(from_b);
-        let again = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if hold_clients(&through_b, 1).await.len() == 1 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        let again = crate::common::wait_until_async(Duration::from_secs(10), || async {
+            hold_clients(&through_b, 1).await.len() == 1
         });
-        assert!(
-            again.await.is_ok(),
-            "b's slots come back when its clients leave"
-        );
+        assert!(again.await, "b's slots come back when its clients leave");
     });
 }
 

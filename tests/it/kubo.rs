@@ -216,10 +216,7 @@ fn a_different_swarm_key_fails_both_ways_with_a_clear_log() {
         log.lines()
             .any(|l| l.contains("incoming connection failed") && l.contains("different swarm key"))
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !explained(ours.log()) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    crate::common::wait_until(Duration::from_secs(15), || explained(ours.log()));
     assert!(
         explained(ours.log()),
         "our log does not explain the failed inbound handshake:\n{}",
@@ -486,10 +483,7 @@ fn kubo_harness_dies_with_its_parent() {
     assert!(alive(pid));
     sh.kill().expect("kill sh");
     let _ = sh.wait();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::wait_until(Duration::from_secs(5), || !alive(pid));
     assert!(!alive(pid), "Kubo harness {pid} outlived its parent");
 }
 

@@ -359,6 +359,8 @@ fn the_api_refuses_what_kubo_refuses_and_cuts_slow_clients() {
             })
         })
         .collect();
+    // Time passing on purpose: the slow clients are connected and dribbling when the honest one
+    // arrives (nothing to poll: they hold their connections open by design).
     std::thread::sleep(Duration::from_millis(500));
     let honest = Instant::now();
     assert_eq!(

@@ -193,13 +193,8 @@ impl Kubo {
     /// Stop the node cleanly (releases the repo) and wait for the process; kill if it hangs.
     pub fn stop(mut self) {
         let _ = self.call(json!({"cmd": "stop"}));
-        let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let child = &mut self.child;
+        crate::common::wait_until(COMMAND_TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
     }
 }
 

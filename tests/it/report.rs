@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use constellation::sync::history::History;
 use nostr::prelude::*;
@@ -45,15 +45,8 @@ impl SmtpSink {
     }
 
     fn wait_message(&self, timeout: Duration) -> Option<PathBuf> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let path = self.dir.join("1.eml");
-            if path.exists() {
-                return Some(path);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let path = self.dir.join("1.eml");
+        common::wait_until(timeout, || path.exists()).then_some(path)
     }
 }
 
@@ -249,14 +242,15 @@ fn two_triggers_one_runs_and_a_killed_holder_leaves_no_lock() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !station
-        .log("constellation_sync.log")
-        .contains("run started")
-    {
-        assert!(Instant::now() < deadline, "the first trigger never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let started = || {
+        station
+            .log("constellation_sync.log")
+            .contains("run started")
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(10), started),
+        "the first trigger never started"
+    );
     let second = station.trigger(&args);
     assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
     assert!(stderr(&second).contains("skipped: running"));
@@ -374,15 +368,8 @@ fn the_daemon_runs_the_trigger_on_its_own_schedule() {
     std::fs::write(station.home().join("config.toml"), config).unwrap();
     let daemon = common::Daemon::start_in(&station.home(), &["--relay-listen", "127.0.0.1:0"]);
     let report = station.tmp.path().join("reports/run-1.html");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !report.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no scheduled run; log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ran = common::wait_until(Duration::from_secs(20), || report.exists());
+    assert!(ran, "no scheduled run; log:\n{}", daemon.log());
     let history = History::open(&station.home().join("history.sqlite")).unwrap();
     let run = history.run(Some(1)).unwrap().expect("run 1");
     assert_eq!((run.peers_ok, run.imported), (1, 1));

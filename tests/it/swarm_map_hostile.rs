@@ -134,11 +134,12 @@ async fn publish(key: &Keypair, node: &Node, root: &Cid) {
     let value = format!("/ipfs/{root}");
     let validity = Utc::now() + chrono::Duration::hours(24);
     let record = IpnsRecord::create(key, value.as_bytes(), 1, validity, ttl()).expect("record");
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    while let Err(e) = node.put_ipns(&record).await {
-        assert!(tokio::time::Instant::now() < deadline, "PUT: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let record = &record;
+    let taken = || async move { node.put_ipns(record).await.is_ok() };
+    assert!(
+        common::wait_until_async(SETTLE, taken).await,
+        "the DHT never took the record"
+    );
 }
 
 fn ttl() -> Duration {

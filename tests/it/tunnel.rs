@@ -619,11 +619,20 @@ fn open_streams_finish_within_the_grace_period_after_sigterm() {
             let _ = conn.shutdown(Shutdown::Write);
         }
     });
-    let (_a, mut b, port) = tunnel_pair(target, &[]);
+    let (a, mut b, port) = tunnel_pair(target, &[]);
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.write_all(b"request").unwrap();
     conn.shutdown(Shutdown::Write).unwrap();
-    thread::sleep(Duration::from_millis(200)); // the stream is open on both sides
+    // The stream is open on both sides before the SIGTERM.
+    let open = |d: &Daemon| {
+        let list: serde_json::Value =
+            serde_json::from_str(&d.cli_ok(&["p2p", "stream", "ls", "--json"])).expect("json");
+        list.as_array().is_some_and(|l| l.len() == 1)
+    };
+    assert!(crate::common::wait_until(Duration::from_secs(10), || open(
+        &a
+    )
+        && open(&b)));
     let pid = b.pid();
     let stopper = thread::spawn(move || b.stop());
     let (len, digest) = net::read_all_hashed(&mut conn).unwrap();

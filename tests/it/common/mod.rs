@@ -200,12 +200,12 @@ impl Daemon {
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         unsafe_sigterm(child.id());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        if wait_until(Duration::from_secs(15), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        }) {
+            return status;
         }
         let _ = child.kill();
         child.wait().ok()
@@ -239,6 +239,22 @@ pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// As [`wait_until`], for a check that awaits (inside a test's own runtime).
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if ok().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
 }
