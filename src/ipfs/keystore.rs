@@ -368,6 +368,12 @@ fn io(path: &Path, source: std::io::Error) -> KeyError {
     }
 }
 
+/// A private key from a `PRIVATE KEY` PEM block (PKCS#8 Ed25519 or RSA), as `ipfs key import -f
+/// pem-pkcs8-cleartext` reads it (Astroport's `myswarm_secret.ipns` is one).
+pub fn decode_pem_key(data: &[u8]) -> Result<Keypair, KeyError> {
+    pem::decode_private_key(data).map(|(key, _)| key)
+}
+
 /// `pem-pkcs8-cleartext`: a `PRIVATE KEY` PEM block holding PKCS#8 (Ed25519 or RSA, what
 /// `openssl genpkey` and `ipfs key export -f pem-pkcs8-cleartext` write).
 mod pem {

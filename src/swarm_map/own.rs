@@ -225,23 +225,7 @@ pub fn read_myswarm_key(path: &Path) -> Result<Option<Keypair>, OwnError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
-    let body: String = (text.lines())
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PRIVATE KEY-----")
-        .collect();
-    use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| bad(format!("base64: {e}")))?;
-    let seed = der
-        .strip_prefix(&PKCS8_ED25519_PREFIX[..])
-        .filter(|s| s.len() == 32)
-        .ok_or_else(|| bad("not an Ed25519 PKCS#8 key".into()))?;
-    let mut seed = seed.to_vec();
-    Keypair::ed25519_from_bytes(&mut seed)
+    crate::ipfs::keystore::decode_pem_key(&bytes)
         .map(Some)
         .map_err(|e| bad(e.to_string()))
 }
