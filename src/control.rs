@@ -74,6 +74,8 @@ pub enum Request {
     },
     /// One swarm map cycle now (`swarm refresh`); answers its report.
     SwarmRefresh,
+    /// How far the running swarm map cycle is (`swarm refresh`'s progress bar).
+    SwarmProgress,
 }
 
 /// The answer: `result` on success, a one-sentence `error` otherwise.

@@ -121,6 +121,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
             config: config.swarm_map.clone(),
             state: home.swarm_map_state(),
             relay_url: relay.as_ref().map(|r| r.url.clone()),
+            progress: Default::default(),
         },
     )
     .await;
@@ -520,6 +521,10 @@ impl Daemon {
             Request::Disconnect { slug, peer } => serde_json::to_value(
                 crate::dragon::connect::disconnect(&self.tunnels, &slug, &peer)?,
             )?,
+            Request::SwarmProgress => match &self.swarm_map {
+                Some(map) => serde_json::to_value(map.progress())?,
+                None => serde_json::to_value(crate::swarm_map::Progress::default())?,
+            },
             Request::SwarmRefresh => match &self.swarm_map {
                 Some(map) => serde_json::to_value(map.refresh().await)?,
                 None => anyhow::bail!(

@@ -310,9 +310,7 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SwarmCommand::Map { json } => super::swarm_map::map(ctx, json)?,
-        SwarmCommand::Refresh { json } => {
-            super::swarm_map::refresh(json, || call(ctx, Request::SwarmRefresh))?
-        }
+        SwarmCommand::Refresh { json } => super::swarm_map::refresh(ctx, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,12 @@
 //! `constellation swarm map` (the stations of `~/.zen/tmp/swarm/`, read from disk) and
-//! `constellation swarm refresh` (one cycle in the daemon, with a spinner on a TTY).
+//! `constellation swarm refresh` (one cycle in the daemon, with a progress bar on a TTY).
 
 use std::io::IsTerminal as _;
 
 use super::context::Context;
+use crate::control::{self, Request};
 use crate::swarm_map::listing::{self, MapEntry};
-use crate::swarm_map::{CycleReport, Line};
+use crate::swarm_map::{CycleReport, Line, Progress};
 
 /// `swarm map [--json]`.
 pub fn map(ctx: &Context, json: bool) -> anyhow::Result<()> {
@@ -19,19 +20,39 @@ pub fn map(ctx: &Context, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `swarm refresh [--json]`: `call` asks the daemon for one cycle.
-pub fn refresh(
-    json: bool,
-    call: impl FnOnce() -> anyhow::Result<serde_json::Value>,
-) -> anyhow::Result<()> {
-    let spinner = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner()
-            .with_message("swarm map cycle: probing and mirroring stations");
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+/// How often `swarm refresh` asks the daemon how far its cycle is (a bar redraw's worth).
+const PROGRESS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `swarm refresh [--json]`: one cycle in the daemon; on a TTY a bar of stations visited out of
+/// those queued so far (the queue grows as maps are read), naming the one being visited.
+pub fn refresh(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let socket = ctx.home.control_socket();
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} stations  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message("finding peers");
         bar
     });
-    let result = call();
-    if let Some(bar) = spinner {
+    let result = ctx.block_on(async {
+        let refresh = control::call(&socket, &Request::SwarmRefresh);
+        tokio::pin!(refresh);
+        loop {
+            tokio::select! {
+                done = &mut refresh => break done,
+                () = tokio::time::sleep(PROGRESS_POLL), if bar.is_some() => {
+                    let Ok(value) = control::call(&socket, &Request::SwarmProgress).await else {
+                        continue;
+                    };
+                    if let (Some(bar), Ok(p)) = (&bar, serde_json::from_value::<Progress>(value)) {
+                        show(bar, &p);
+                    }
+                }
+            }
+        }
+    })?;
+    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let result = result?;
@@ -42,6 +63,17 @@ pub fn refresh(
     let report: CycleReport = serde_json::from_value(result)?;
     print!("{}", format_report(&report));
     Ok(())
+}
+
+fn show(bar: &indicatif::ProgressBar, p: &Progress) {
+    if !p.running {
+        return;
+    }
+    bar.set_length(p.queued as u64);
+    bar.set_position(p.visited.saturating_sub(1) as u64);
+    if let Some(station) = &p.station {
+        bar.set_message(station.clone());
+    }
 }
 
 fn format_map(entries: &[MapEntry]) -> String {

@@ -26,6 +26,8 @@ pub struct Context {
     pub state: PathBuf,
     /// Our relay's URL, for `myRELAY` of the `12345.json` we write.
     pub relay_url: Option<String>,
+    /// Where the running cycle says how far it is.
+    pub progress: Arc<ProgressCell>,
 }
 
 /// One station in a report, with why it is there.
@@ -58,6 +60,36 @@ pub struct CycleReport {
     pub published: Option<String>,
     pub map_published: Option<String>,
     pub secs: f64,
+}
+
+/// How far the running cycle is, for `swarm refresh`'s progress bar: stations visited, stations
+/// queued so far (the queue grows as maps are read), the one being visited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub running: bool,
+    pub visited: usize,
+    pub queued: usize,
+    pub station: Option<String>,
+}
+
+/// The running cycle's [`Progress`], written by the cycle and read by the control API.
+#[derive(Debug, Default)]
+pub struct ProgressCell(std::sync::Mutex<Progress>);
+
+impl ProgressCell {
+    pub fn set(&self, progress: Progress) {
+        // A panicked writer left a whole value: the last one it set.
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = progress;
+    }
+    pub fn get(&self) -> Progress {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Seconds since the epoch (0 on a clock before 1970).

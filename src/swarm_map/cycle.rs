@@ -9,7 +9,7 @@ use std::time::Duration;
 use cid::Cid;
 use libp2p::PeerId;
 
-use super::context::{Context, CycleReport, Line, now_secs};
+use super::context::{Context, CycleReport, Line, Progress, now_secs};
 use super::listing::{self, Origin, State, load_state, save_state};
 use super::station::{self, MAX_MOATS_BYTES, MOATS_FILE, Probe, StationFile};
 use crate::ipfs::unixfs::{self, CHUNK_BYTES, FolderLimits, ReadError};
@@ -65,6 +65,12 @@ pub async fn run(ctx: &Context) -> CycleReport {
     let mut i = 0;
     while i < walk.queue.len() && i < MAX_STATIONS_PER_CYCLE {
         let Visit { peer, via } = walk.queue[i];
+        ctx.progress.set(Progress {
+            running: true,
+            visited: i,
+            queued: walk.queue.len().min(MAX_STATIONS_PER_CYCLE),
+            station: Some(peer.to_string()),
+        });
         i += 1;
         walk.report.probed += 1;
         let visited = tokio::time::timeout(budget, visit(ctx, peer, via, probe_secs)).await;
@@ -73,6 +79,7 @@ pub async fn run(ctx: &Context) -> CycleReport {
         });
         walk.record(ctx, peer, via, outcome).await;
     }
+    ctx.progress.set(Progress::default());
     let Walk {
         mut report,
         mut state,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use context::{Context, CycleReport, Line};
+pub use context::{Context, CycleReport, Line, Progress, ProgressCell};
 
 /// Shortest period between cycles, whatever the config says: a cycle probes every peer.
 const MIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,6 +40,11 @@ impl SwarmMap {
     }
 
     /// One whole cycle now (waits for a running one to end first).
+    /// How far the running cycle is (`running: false` between cycles).
+    pub fn progress(&self) -> Progress {
+        self.ctx.progress.get()
+    }
+
     pub async fn refresh(&self) -> CycleReport {
         let _one = self.running.lock().await;
         let started = std::time::Instant::now();
