@@ -60,29 +60,8 @@ pub struct DaemonArgs {
 
 /// Run the daemon until SIGINT/SIGTERM.
 pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Result<()> {
-    home.ensure()?;
-    let socket = home.control_socket();
-    if control::is_running(&socket).await {
-        anyhow::bail!(
-            "a daemon is already running for {} (control socket {})",
-            home.root().display(),
-            socket.display()
-        );
-    }
-    let kubo_repo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), config);
-    if let Some(repo) = &kubo_repo {
-        crate::kubo_api::repo::check_not_in_use(repo).await?;
-    }
-    let listen = (!args.listen.is_empty()).then(|| args.listen.clone());
-    let mut options = crate::node::options::node_options(
-        home,
-        config,
-        args.kubo_repo.as_ref(),
-        args.swarm_key.as_ref(),
-        listen,
-    )?;
-    // The daemon keeps the stations of the swarm map connected (a one-off backfill node does not).
-    options.swarm_dir = Some(config.dragon.swarm_dir_path());
+    let socket = check_not_running(home).await?;
+    let (kubo_repo, options) = start_options(home, config, &args).await?;
     let keypair = options.keypair.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -93,39 +72,20 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     let relay = if args.no_relay {
         None
     } else {
-        Some(
-            start_relay(
-                home,
-                config,
-                args.relay_listen.clone(),
-                tunnels.origin_lookup(),
-                (shutdown.clone(), &tracker),
-            )
-            .await?,
-        )
+        let origin = tunnels.origin_lookup();
+        let listen = args.relay_listen.clone();
+        Some(start_relay(home, config, listen, origin, (shutdown.clone(), &tracker)).await?)
     };
     let control_stop = CancellationToken::new();
-    let swarm_map = swarm_map(
+    let map_ctx = map_context(
         home,
         config,
-        kubo_repo.as_deref(),
-        swarm_map::Context {
-            node: node.clone(),
-            bitswap: bitswap.clone(),
-            names: names.clone(),
-            key: keypair.clone(),
-            zen: Zen::new(
-                config.dragon.swarm_dir_path(),
-                config.dragon.scripts_dir_for(&node.peer_id()),
-            ),
-            config: config.swarm_map.clone(),
-            state: home.swarm_map_state(),
-            relay_url: relay.as_ref().map(|r| r.url.clone()),
-            progress: Default::default(),
-        },
-    )
-    .await;
-    let dragon_enabled = args.dragon || (config.dragon.enabled && !args.no_dragon);
+        (&node, &bitswap),
+        &names,
+        &keypair,
+        relay.as_ref(),
+    );
+    let swarm_map = swarm_map(home, config, kubo_repo.as_deref(), map_ctx).await;
     let daemon = Arc::new(Daemon {
         node: node.clone(),
         tunnels: tunnels.clone(),
@@ -141,28 +101,12 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         swarm_map: swarm_map.clone(),
     });
     daemon.restore_tunnels(config).await;
-    if dragon_enabled {
+    if args.dragon || (config.dragon.enabled && !args.no_dragon) {
         // After the restored tunnels (its first cycle sees them); stopped with the control API,
         // before the tunnels shut down.
-        let dragon = crate::dragon::Dragon::spawn(
-            tunnels.clone(),
-            node.peer_id(),
-            config.dragon.clone(),
-            control_stop.clone(),
-            &tracker,
-        )?;
-        let _ = daemon.dragon.set(dragon);
+        spawn_dragon(&daemon, control_stop.clone(), &tracker)?;
     }
-
-    let listener = control::bind(&socket)
-        .with_context(|| format!("cannot bind the control socket {}", socket.display()))?;
-    tracker.spawn(control::serve(
-        listener,
-        daemon.clone(),
-        control_stop.clone(),
-        tracker.clone(),
-    ));
-
+    serve_control(&socket, daemon.clone(), control_stop.clone(), &tracker)?;
     let (kubo_api, kubo_api_error) = start_kubo_api(
         config,
         kubo_repo.as_deref(),
@@ -171,77 +115,216 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         (control_stop.clone(), &tracker),
     )
     .await;
-
-    if let Some(map) = swarm_map {
-        // After DRAGON (its scripts are in our folder); stopped with the control API.
-        tracker.spawn(map.run(control_stop.clone()));
-    }
-    if config.trigger.enabled {
-        // The hourly sync, so that cron is optional; stopped with the control API.
-        tracker.spawn(crate::trigger::schedule(
-            home.clone(),
-            config.clone(),
-            node.clone(),
-            relay.as_ref().map(|r| r.station.clone()),
-            control_stop.clone(),
-        ));
-    }
-    // The status page is not worth failing a node for: a second daemon on the machine finds
-    // 127.0.0.1:7778 taken and runs without one, saying why in its ready line.
-    let (status, status_error) = if args.no_status {
-        (None, None)
-    } else {
-        let addr = args
-            .status_listen
-            .clone()
-            .unwrap_or_else(|| config.status.listen.clone());
-        match crate::status::start(&addr, daemon.clone(), control_stop.clone(), &tracker).await {
-            Ok(bound) => {
-                tracing::info!("status page at http://{bound}/");
-                (Some(format!("http://{bound}/")), None)
-            }
-            Err(e) => {
-                let reason = format!("cannot listen on {addr} for the status page: {e}");
-                tracing::warn!("{reason}; running without a status page");
-                (None, Some(reason))
-            }
-        }
-    };
-
-    let ready = json!({
-        "event": "ready",
-        "status": status,
-        "status_error": status_error,
-        "kubo_api": kubo_api.as_ref().map(|k| crate::tunnel::addr::socket_multiaddr(k.addr)),
-        "kubo_api_error": kubo_api_error,
-        "peer_id": node.peer_id().to_string(),
-        "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "control": socket,
-        "relay": relay.as_ref().map(|r| r.url.clone()),
-        "relay_mode": relay.as_ref().map(|r| match r.station {
-            Station::Embedded(_) => "embedded",
-            Station::External(_) => "external",
-        }),
-    });
+    spawn_cycles(
+        home,
+        config,
+        (&node, swarm_map),
+        relay.as_ref(),
+        (&control_stop, &tracker),
+    );
+    let status = start_status(&args, config, daemon.clone(), (&control_stop, &tracker)).await;
+    let kubo = (kubo_api.as_ref().map(|k| k.addr), kubo_api_error);
+    let ready = ready_line((&node, &bound), &socket, relay.as_ref(), status, kubo);
     let signals = crate::signal::Signals::watch()?;
     println!("{ready}");
     tracing::info!(peer_id = %node.peer_id(), "daemon ready");
 
     signals.received().await;
+    let grace = Duration::from_secs(config.node.limits.shutdown_grace_secs);
+    shut_down(&tunnels, grace, kubo_api, (control_stop, shutdown, tracker)).await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes the home and says no when a daemon already answers on its control socket (returned).
+async fn check_not_running(home: &Home) -> anyhow::Result<PathBuf> {
+    home.ensure()?;
+    let socket = home.control_socket();
+    if control::is_running(&socket).await {
+        anyhow::bail!(
+            "a daemon is already running for {} (control socket {})",
+            home.root().display(),
+            socket.display()
+        );
+    }
+    Ok(socket)
+}
+
+/// The node's start-up options, and the Kubo repo whose identity it takes (checked not in use
+/// by a running Kubo).
+async fn start_options(
+    home: &Home,
+    config: &Config,
+    args: &DaemonArgs,
+) -> anyhow::Result<(Option<PathBuf>, crate::node::NodeOptions)> {
+    let kubo_repo = crate::node::options::kubo_repo_choice(args.kubo_repo.as_ref(), config);
+    if let Some(repo) = &kubo_repo {
+        crate::kubo_api::repo::check_not_in_use(repo).await?;
+    }
+    let listen = (!args.listen.is_empty()).then(|| args.listen.clone());
+    let mut options = crate::node::options::node_options(
+        home,
+        config,
+        args.kubo_repo.as_ref(),
+        args.swarm_key.as_ref(),
+        listen,
+    )?;
+    // The daemon keeps the stations of the swarm map connected (a one-off backfill node does not).
+    options.swarm_dir = Some(config.dragon.swarm_dir_path());
+    Ok((kubo_repo, options))
+}
+
+/// What the swarm map works with: the node, its blocks and names, its key, our folder.
+fn map_context(
+    home: &Home,
+    config: &Config,
+    (node, bitswap): (&Node, &Bitswap),
+    names: &Arc<Names>,
+    key: &libp2p::identity::Keypair,
+    relay: Option<&LocalRelay>,
+) -> swarm_map::Context {
+    swarm_map::Context {
+        node: node.clone(),
+        bitswap: bitswap.clone(),
+        names: names.clone(),
+        key: key.clone(),
+        zen: Zen::new(
+            config.dragon.swarm_dir_path(),
+            config.dragon.scripts_dir_for(&node.peer_id()),
+        ),
+        config: config.swarm_map.clone(),
+        state: home.swarm_map_state(),
+        relay_url: relay.map(|r| r.url.clone()),
+        progress: Default::default(),
+    }
+}
+
+/// Start the service publisher (DRAGON) over the daemon's tunnels.
+fn spawn_dragon(
+    daemon: &Daemon,
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let dragon = crate::dragon::Dragon::spawn(
+        daemon.tunnels.clone(),
+        daemon.node.peer_id(),
+        daemon.config.dragon.clone(),
+        stop,
+        tracker,
+    )?;
+    let _ = daemon.dragon.set(dragon);
+    Ok(())
+}
+
+/// Bind the control socket and serve the control API on it until `stop`.
+fn serve_control(
+    socket: &std::path::Path,
+    daemon: Arc<Daemon>,
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let listener = control::bind(socket)
+        .with_context(|| format!("cannot bind the control socket {}", socket.display()))?;
+    tracker.spawn(control::serve(listener, daemon, stop, tracker.clone()));
+    Ok(())
+}
+
+/// The swarm map's cycle and the hourly sync, both stopped with the control API.
+fn spawn_cycles(
+    home: &Home,
+    config: &Config,
+    (node, swarm_map): (&Node, Option<Arc<SwarmMap>>),
+    relay: Option<&LocalRelay>,
+    (stop, tracker): (&CancellationToken, &TaskTracker),
+) {
+    if let Some(map) = swarm_map {
+        // After DRAGON (its scripts are in our folder).
+        tracker.spawn(map.run(stop.clone()));
+    }
+    if config.trigger.enabled {
+        // The hourly sync, so that cron is optional.
+        tracker.spawn(crate::trigger::schedule(
+            home.clone(),
+            config.clone(),
+            node.clone(),
+            relay.map(|r| r.station.clone()),
+            stop.clone(),
+        ));
+    }
+}
+
+/// Serve the status page; returns its URL, or why there is none. The status page is not worth
+/// failing a node for: a second daemon on the machine finds 127.0.0.1:7778 taken and runs
+/// without one, saying why in its ready line.
+async fn start_status(
+    args: &DaemonArgs,
+    config: &Config,
+    daemon: Arc<Daemon>,
+    (stop, tracker): (&CancellationToken, &TaskTracker),
+) -> (Option<String>, Option<String>) {
+    if args.no_status {
+        return (None, None);
+    }
+    let addr = args
+        .status_listen
+        .clone()
+        .unwrap_or_else(|| config.status.listen.clone());
+    match crate::status::start(&addr, daemon, stop.clone(), tracker).await {
+        Ok(bound) => {
+            tracing::info!("status page at http://{bound}/");
+            (Some(format!("http://{bound}/")), None)
+        }
+        Err(e) => {
+            let reason = format!("cannot listen on {addr} for the status page: {e}");
+            tracing::warn!("{reason}; running without a status page");
+            (None, Some(reason))
+        }
+    }
+}
+
+/// The `ready` line printed on stdout once everything is up.
+fn ready_line(
+    (node, bound): (&Node, &[libp2p::Multiaddr]),
+    socket: &std::path::Path,
+    relay: Option<&LocalRelay>,
+    (status, status_error): (Option<String>, Option<String>),
+    (kubo_api, kubo_api_error): (Option<std::net::SocketAddr>, Option<String>),
+) -> serde_json::Value {
+    json!({
+        "event": "ready",
+        "status": status,
+        "status_error": status_error,
+        "kubo_api": kubo_api.map(crate::tunnel::addr::socket_multiaddr),
+        "kubo_api_error": kubo_api_error,
+        "peer_id": node.peer_id().to_string(),
+        "listen": bound.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "control": socket,
+        "relay": relay.map(|r| r.url.clone()),
+        "relay_mode": relay.map(|r| match r.station {
+            Station::Embedded(_) => "embedded",
+            Station::External(_) => "external",
+        }),
+    })
+}
+
+/// Shut down in order: stop accepting (control API and everything stopped with it, the Kubo
+/// API), give the tunnels their grace then cut them, stop the node, wait for every task.
+async fn shut_down(
+    tunnels: &Tunnels,
+    grace: Duration,
+    kubo_api: Option<crate::kubo_api::Running>,
+    (control_stop, shutdown, tracker): (CancellationToken, CancellationToken, TaskTracker),
+) {
     tracing::info!("shutting down");
     control_stop.cancel();
     if let Some(kubo_api) = kubo_api {
         kubo_api.stop();
     }
-    tunnels
-        .shutdown(Duration::from_secs(config.node.limits.shutdown_grace_secs))
-        .await;
+    tunnels.shutdown(grace).await;
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-    let _ = std::fs::remove_file(&socket);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Serve the Kubo RPC API when `[kubo_api]` says so (auto: with a Kubo repo). Like the status

@@ -344,6 +344,22 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: DemoArgs) -> anyhow::Result<
     result
 }
 
+/// What one demo run found: the tracked events, which station held each before and after A's
+/// backfill, and the backfill's figures.
+struct Outcome {
+    tracked: Vec<Tracked>,
+    before: Vec<Vec<bool>>,
+    after: Vec<Vec<bool>>,
+    stats: RunStats,
+}
+
+impl Outcome {
+    /// Every station holds every tracked event after the backfill.
+    fn complete(&self) -> bool {
+        self.after.iter().all(|column| column.iter().all(|&h| h))
+    }
+}
+
 fn demo(
     runtime: &tokio::runtime::Runtime,
     args: &DemoArgs,
@@ -368,166 +384,243 @@ fn demo(
         )?);
     }
     let captains: Vec<Keys> = (0..n).map(|_| Keys::generate()).collect();
-    let (friend, friend_of_friend) = (Keys::generate(), Keys::generate());
-    let (tracked, stats, before, after) = runtime.block_on(async {
-        // Every station serves its relay as /x/strfry-<id>; A is linked to every other one.
-        for s in &stations {
-            let spec = ListenSpec {
-                protocol: format!("/x/strfry-{}", s.peer_id),
-                target: format!("/ip4/127.0.0.1/tcp/{}", s.relay_port()),
-                report_peer_id: false,
-                allow_custom_protocol: false,
-                allow_peers: Vec::new(),
-            };
-            control::call(
-                &s.socket(),
-                &Request::P2pListen {
-                    spec,
-                    persist: false,
-                },
-            )
-            .await?;
-        }
-        for s in &stations[1..] {
-            let addr = format!("{}/p2p/{}", s.listen, s.peer_id);
-            control::call(&stations[0].socket(), &Request::SwarmConnect { addr }).await?;
-        }
-        // The seed's picture: station i holds events 2i+1 and 2i+2 of its captain; A's user
-        // follows a friend whose note is on B, who follows a friend whose note is on C.
-        let at = Timestamp::now().as_secs() - 600;
-        let mut tracked = Vec::new();
-        for (i, (s, k)) in stations.iter().zip(&captains).enumerate() {
-            let events = [
-                note(k, &format!("event {}", 2 * i + 1), at + 2 * i as u64)?,
-                note(k, &format!("event {}", 2 * i + 2), at + 2 * i as u64 + 1)?,
-            ];
-            for (j, e) in events.iter().enumerate() {
-                tracked.push(Tracked {
-                    label: format!("event {} ({})", 2 * i + j + 1, s.name),
-                    id: e.id,
-                });
-            }
-            publish(&s.relay, &events).await?;
-        }
-        let friend_note = note(&friend, "a friend's note", at + 100)?;
-        let fof_note = note(&friend_of_friend, "a friend of a friend's note", at + 101)?;
-        publish(&stations[0].relay, &[follows(&captains[0], &friend, at)?]).await?;
-        publish(
-            &stations[1].relay,
-            &[
-                follows(&friend, &friend_of_friend, at)?,
-                friend_note.clone(),
-            ],
-        )
-        .await?;
-        publish(&stations[n - 1].relay, std::slice::from_ref(&fof_note)).await?;
-        tracked.push(Tracked {
-            label: "friend (N¹)".into(),
-            id: friend_note.id,
-        });
-        tracked.push(Tracked {
-            label: "friend of friend (N²)".into(),
-            id: fof_note.id,
-        });
+    let outcome = runtime.block_on(async {
+        link(&stations).await?;
+        let tracked = seed(&stations, &captains).await?;
         let before = presence(&stations, &tracked).await?;
+        let stats = backfill_on_a(dir, &stations, &captains).await?;
+        let after = presence(&stations, &tracked).await?;
+        Ok::<_, anyhow::Error>(Outcome {
+            tracked,
+            before,
+            after,
+            stats,
+        })
+    })?;
+    let report = write_reports(dir, &stations, &outcome)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(args, dir, &stations, &outcome, elapsed);
+    } else {
+        print_text(args, &report, &stations, &outcome, elapsed);
+    }
+    let complete = outcome.complete();
+    release(args, dir, stations);
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
-        // One backfill on A, in A's daemon, through the tunnels.
-        let zen = dir.join("A-zen");
-        let account = zen.join("game/nostr/captain@A");
-        std::fs::create_dir_all(&account)?;
-        std::fs::write(account.join("HEX"), captains[0].public_key().to_hex())?;
-        let swarm = swarm_dir(dir, &stations, &captains)?;
-        let backfill = crate::trigger::flags::parse_args([
-            "--swarm-dir".as_ref(),
-            swarm.as_os_str(),
-            "--zen".as_ref(),
-            zen.as_os_str(),
-            "--no-profiles".as_ref(),
-        ])?;
-        let value = control::call(
-            &stations[0].socket(),
-            &Request::Backfill {
-                args: backfill.options(),
+/// Every station serves its relay as /x/strfry-<id>; A is linked to every other one.
+async fn link(stations: &[Station]) -> anyhow::Result<()> {
+    for s in stations {
+        let spec = ListenSpec {
+            protocol: format!("/x/strfry-{}", s.peer_id),
+            target: format!("/ip4/127.0.0.1/tcp/{}", s.relay_port()),
+            report_peer_id: false,
+            allow_custom_protocol: false,
+            allow_peers: Vec::new(),
+        };
+        control::call(
+            &s.socket(),
+            &Request::P2pListen {
+                spec,
+                persist: false,
             },
         )
         .await?;
-        let stats: RunStats = serde_json::from_value(value)?;
-        let after = presence(&stations, &tracked).await?;
-        Ok::<_, anyhow::Error>((tracked, stats, before, after))
-    })?;
+    }
+    for s in &stations[1..] {
+        let addr = format!("{}/p2p/{}", s.listen, s.peer_id);
+        control::call(&stations[0].socket(), &Request::SwarmConnect { addr }).await?;
+    }
+    Ok(())
+}
 
-    let complete = after.iter().all(|column| column.iter().all(|&h| h));
+/// The seed's picture: station i holds events 2i+1 and 2i+2 of its captain; A's user follows a
+/// friend whose note is on B, who follows a friend whose note is on C. Returns what to track.
+async fn seed(stations: &[Station], captains: &[Keys]) -> anyhow::Result<Vec<Tracked>> {
+    let at = Timestamp::now().as_secs() - 600;
+    let mut tracked = Vec::new();
+    for (i, (s, k)) in stations.iter().zip(captains).enumerate() {
+        let events = [
+            note(k, &format!("event {}", 2 * i + 1), at + 2 * i as u64)?,
+            note(k, &format!("event {}", 2 * i + 2), at + 2 * i as u64 + 1)?,
+        ];
+        for (j, e) in events.iter().enumerate() {
+            tracked.push(Tracked {
+                label: format!("event {} ({})", 2 * i + j + 1, s.name),
+                id: e.id,
+            });
+        }
+        publish(&s.relay, &events).await?;
+    }
+    tracked.extend(seed_friends(stations, &captains[0], at).await?);
+    Ok(tracked)
+}
+
+/// A's captain follows a friend (note on B), who follows a friend of a friend (note on the last
+/// station): the N¹ and N² events to track.
+async fn seed_friends(
+    stations: &[Station],
+    captain: &Keys,
+    at: u64,
+) -> anyhow::Result<[Tracked; 2]> {
+    let (friend, friend_of_friend) = (Keys::generate(), Keys::generate());
+    let friend_note = note(&friend, "a friend's note", at + 100)?;
+    let fof_note = note(&friend_of_friend, "a friend of a friend's note", at + 101)?;
+    publish(&stations[0].relay, &[follows(captain, &friend, at)?]).await?;
+    publish(
+        &stations[1].relay,
+        &[
+            follows(&friend, &friend_of_friend, at)?,
+            friend_note.clone(),
+        ],
+    )
+    .await?;
+    let last = stations.len() - 1;
+    publish(&stations[last].relay, std::slice::from_ref(&fof_note)).await?;
+    Ok([
+        Tracked {
+            label: "friend (N¹)".into(),
+            id: friend_note.id,
+        },
+        Tracked {
+            label: "friend of friend (N²)".into(),
+            id: fof_note.id,
+        },
+    ])
+}
+
+/// One backfill on A, in A's daemon, through the tunnels; returns its figures.
+async fn backfill_on_a(
+    dir: &Path,
+    stations: &[Station],
+    captains: &[Keys],
+) -> anyhow::Result<RunStats> {
+    let zen = dir.join("A-zen");
+    let account = zen.join("game/nostr/captain@A");
+    std::fs::create_dir_all(&account)?;
+    std::fs::write(account.join("HEX"), captains[0].public_key().to_hex())?;
+    let swarm = swarm_dir(dir, stations, captains)?;
+    let backfill = crate::trigger::flags::parse_args([
+        "--swarm-dir".as_ref(),
+        swarm.as_os_str(),
+        "--zen".as_ref(),
+        zen.as_os_str(),
+        "--no-profiles".as_ref(),
+    ])?;
+    let value = control::call(
+        &stations[0].socket(),
+        &Request::Backfill {
+            args: backfill.options(),
+        },
+    )
+    .await?;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Writes the demo's report.html and the sync report of A's run, as the hourly trigger writes
+/// it; returns the path of report.html.
+fn write_reports(dir: &Path, stations: &[Station], outcome: &Outcome) -> anyhow::Result<PathBuf> {
     let report = dir.join("report.html");
     std::fs::write(
         &report,
-        html_report(&stations, &tracked, &before, &after, &stats),
+        html_report(
+            stations,
+            &outcome.tracked,
+            &outcome.before,
+            &outcome.after,
+            &outcome.stats,
+        ),
     )?;
-    // The sync report of A's run, as the hourly trigger writes it.
     crate::report::Report::load(
         &Home::resolve(Some(stations[0].home.clone())).history(),
-        Some(stats.run_id),
+        Some(outcome.stats.run_id),
         "demo station A".into(),
     )?
     .save(&dir.join("reports"))?;
-    let elapsed = started.elapsed().as_secs_f64();
-    if args.json {
-        let matrix = |held: &[Vec<bool>]| -> Value {
-            stations
+    Ok(report)
+}
+
+/// `{station: {event label: held}}` for `--json`.
+fn held_matrix(stations: &[Station], tracked: &[Tracked], held: &[Vec<bool>]) -> Value {
+    stations
+        .iter()
+        .zip(held)
+        .map(|(s, column)| {
+            let row: serde_json::Map<String, Value> = tracked
                 .iter()
-                .zip(held)
-                .map(|(s, column)| {
-                    let row: serde_json::Map<String, Value> = tracked
-                        .iter()
-                        .zip(column)
-                        .map(|(t, h)| (t.label.clone(), Value::Bool(*h)))
-                        .collect();
-                    (s.name.clone(), Value::Object(row))
-                })
-                .collect::<serde_json::Map<_, _>>()
-                .into()
-        };
-        println!(
-            "{}",
-            json!({
-                "stations": stations.iter().map(|s| json!({"name": s.name, "peer_id": s.peer_id, "relay": s.relay})).collect::<Vec<_>>(),
-                "before": matrix(&before),
-                "after": matrix(&after),
-                "complete": complete,
-                "stats": stats,
-                "dir": dir,
-                "kept": args.keep,
-                "seconds": elapsed,
-            })
-        );
+                .zip(column)
+                .map(|(t, h)| (t.label.clone(), Value::Bool(*h)))
+                .collect();
+            (s.name.clone(), Value::Object(row))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn print_json(args: &DemoArgs, dir: &Path, stations: &[Station], outcome: &Outcome, elapsed: f64) {
+    let matrix = |held: &[Vec<bool>]| held_matrix(stations, &outcome.tracked, held);
+    println!(
+        "{}",
+        json!({
+            "stations": stations.iter().map(|s| json!({"name": s.name, "peer_id": s.peer_id, "relay": s.relay})).collect::<Vec<_>>(),
+            "before": matrix(&outcome.before),
+            "after": matrix(&outcome.after),
+            "complete": outcome.complete(),
+            "stats": outcome.stats,
+            "dir": dir,
+            "kept": args.keep,
+            "seconds": elapsed,
+        })
+    );
+}
+
+fn print_text(
+    args: &DemoArgs,
+    report: &Path,
+    stations: &[Station],
+    outcome: &Outcome,
+    elapsed: f64,
+) {
+    let (n, stats) = (stations.len(), &outcome.stats);
+    println!(
+        "constellation demo: {n} stations on loopback, each a daemon with its embedded relay\n"
+    );
+    println!(
+        "before\n{}",
+        render_table(stations, &outcome.tracked, &outcome.before)
+    );
+    println!(
+        "after one sync on A ({}: {} peers ok, {} imported, {} uploaded, {} discovered by N², {:.2} s)\n{}",
+        stats.status(),
+        stats.peers_ok,
+        stats.imported,
+        stats.uploaded,
+        stats.discovered,
+        stats.duration_ms as f64 / 1000.0,
+        render_table(stations, &outcome.tracked, &outcome.after)
+    );
+    if args.keep {
+        println!("report: {}", report.display());
     } else {
-        println!(
-            "constellation demo: {n} stations on loopback, each a daemon with its embedded relay\n"
-        );
-        println!("before\n{}", render_table(&stations, &tracked, &before));
-        println!(
-            "after one sync on A ({}: {} peers ok, {} imported, {} uploaded, {} discovered by N², {:.2} s)\n{}",
-            stats.status(),
-            stats.peers_ok,
-            stats.imported,
-            stats.uploaded,
-            stats.discovered,
-            stats.duration_ms as f64 / 1000.0,
-            render_table(&stations, &tracked, &after)
-        );
-        if args.keep {
-            println!("report: {}", report.display());
-        } else {
-            println!("report: written in the demo folder, removed with it (--keep keeps both)");
-        }
-        println!(
-            "{} in {elapsed:.1} s",
-            if complete {
-                "every station holds every event"
-            } else {
-                "INCOMPLETE"
-            }
-        );
+        println!("report: written in the demo folder, removed with it (--keep keeps both)");
     }
+    println!(
+        "{} in {elapsed:.1} s",
+        if outcome.complete() {
+            "every station holds every event"
+        } else {
+            "INCOMPLETE"
+        }
+    );
+}
+
+/// With --keep the daemons stay up (their pids are said); else each one is stopped.
+fn release(args: &DemoArgs, dir: &Path, mut stations: Vec<Station>) {
     if args.keep {
         let pids: Vec<String> = stations
             .iter_mut()
@@ -545,9 +638,4 @@ fn demo(
             s.stop();
         }
     }
-    Ok(if complete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

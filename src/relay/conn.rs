@@ -40,6 +40,9 @@ pub struct Context {
     pub client: Client,
 }
 
+/// The websocket of one client.
+type Ws = tokio_tungstenite::WebSocketStream<Replay>;
+
 pub async fn run(
     stream: Replay,
     peer: SocketAddr,
@@ -52,17 +55,9 @@ pub async fn run(
         gate,
         client,
     } = context;
-    let hard = config
-        .max_message_bytes
-        .saturating_mul(HARD_LIMIT_FACTOR)
-        .max(1 << 20);
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(hard))
-        .max_frame_size(Some(hard));
-    let ws = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await?;
-    let (mut sink, mut source) = ws.split();
+    let (sink, source) = accept(stream, &config).await?.split();
     let gone = CancellationToken::new();
-    let (out, mut queue) = Outbox::new(
+    let (out, queue) = Outbox::new(
         config.outbound_queue,
         config.max_pending_outbound_bytes,
         gone.clone(),
@@ -75,96 +70,132 @@ pub async fn run(
         out.clone(),
         (gate.clone(), client.clone()),
     );
-
-    let writer = {
-        let gone = gone.clone();
-        async move {
-            loop {
-                let message = tokio::select! {
-                    _ = gone.cancelled() => return,
-                    m = queue.recv() => match m {
-                        Some(m) => m,
-                        None => break,
-                    },
-                };
-                let cost = Drain::cost(&message);
-                let sent = tokio::select! {
-                    _ = gone.cancelled() => return,
-                    r = sink.send(message) => r,
-                };
-                queue.written(cost);
-                if sent.is_err() {
-                    gone.cancel();
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        }
+    let writer = write_out(sink, queue, gone.clone());
+    let session = Session {
+        store,
+        config,
+        out,
+        subs: HashMap::new(),
+        negs: HashMap::new(),
+        unacked: Arc::new(Semaphore::new(unacked_max)),
+        ingest,
+        gate,
+        client,
     };
-
-    let reader = {
-        let gone = gone.clone();
-        async move {
-            let mut live = store.subscribe();
-            let unacked = Arc::new(Semaphore::new(unacked_max));
-            let mut session = Session {
-                store,
-                config,
-                out,
-                subs: HashMap::new(),
-                negs: HashMap::new(),
-                unacked,
-                ingest,
-                gate,
-                client,
-            };
-            let idle = Duration::from_secs(session.config.idle_timeout_secs.max(1));
-            let mut last_message = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        session.out.close();
-                        break;
-                    }
-                    _ = tokio::time::sleep_until(last_message + idle) => {
-                        if session.subs.is_empty() && session.negs.is_empty() {
-                            tracing::debug!(%peer, "idle relay client closed");
-                            session.out.close();
-                            break;
-                        }
-                        last_message = tokio::time::Instant::now();
-                    }
-                    _ = gone.cancelled() => break,
-                    m = source.next() => {
-                        last_message = tokio::time::Instant::now();
-                        match m {
-                            Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
-                            Some(Ok(Message::Binary(_))) => {
-                                session.notice("invalid: binary messages are not supported").await;
-                            }
-                            Some(Ok(Message::Close(_))) | None => break,
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => {
-                                tracing::debug!(%peer, "websocket error: {e}");
-                                break;
-                            }
-                        }
-                    }
-                    e = live.recv() => match e {
-                        Ok(event) => session.on_live(&event),
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::warn!(%peer, missed, "relay client too slow for live events; disconnecting");
-                            gone.cancel();
-                            break;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                }
-            }
-        }
-    };
+    let reader = read_in(session, source, peer, (shutdown, gone));
     futures::future::join3(reader, writer, ingester).await;
     Ok(())
+}
+
+/// The websocket handshake, with the hard size limit above which the websocket layer itself
+/// drops the connection.
+async fn accept(stream: Replay, config: &RelayConfig) -> anyhow::Result<Ws> {
+    let hard = config
+        .max_message_bytes
+        .saturating_mul(HARD_LIMIT_FACTOR)
+        .max(1 << 20);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard));
+    Ok(tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await?)
+}
+
+/// Sends the outbox's messages in order until it closes (then closes the websocket) or the
+/// connection is gone; a failed send marks it gone.
+async fn write_out(
+    mut sink: futures::stream::SplitSink<Ws, Message>,
+    mut queue: Drain,
+    gone: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = gone.cancelled() => return,
+            m = queue.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        let cost = Drain::cost(&message);
+        let sent = tokio::select! {
+            _ = gone.cancelled() => return,
+            r = sink.send(message) => r,
+        };
+        queue.written(cost);
+        if sent.is_err() {
+            gone.cancel();
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Serves the client's messages and the store's live events until the client leaves, idles
+/// with nothing open, falls behind the live events, or the relay shuts down.
+async fn read_in(
+    mut session: Session,
+    mut source: futures::stream::SplitStream<Ws>,
+    peer: SocketAddr,
+    (shutdown, gone): (CancellationToken, CancellationToken),
+) {
+    let mut live = session.store.subscribe();
+    let idle = Duration::from_secs(session.config.idle_timeout_secs.max(1));
+    let mut last_message = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                session.out.close();
+                break;
+            }
+            _ = tokio::time::sleep_until(last_message + idle) => {
+                if session.subs.is_empty() && session.negs.is_empty() {
+                    tracing::debug!(%peer, "idle relay client closed");
+                    session.out.close();
+                    break;
+                }
+                last_message = tokio::time::Instant::now();
+            }
+            _ = gone.cancelled() => break,
+            m = source.next() => {
+                last_message = tokio::time::Instant::now();
+                if !on_frame(&mut session, m, peer).await {
+                    break;
+                }
+            }
+            e = live.recv() => match e {
+                Ok(event) => session.on_live(&event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(%peer, missed, "relay client too slow for live events; disconnecting");
+                    gone.cancel();
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+/// One websocket frame from the client, or the end of its stream; false when the connection
+/// is over.
+async fn on_frame(
+    session: &mut Session,
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    peer: SocketAddr,
+) -> bool {
+    match frame {
+        Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
+        Some(Ok(Message::Binary(_))) => {
+            session
+                .notice("invalid: binary messages are not supported")
+                .await;
+        }
+        Some(Ok(Message::Close(_))) | None => return false,
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            tracing::debug!(%peer, "websocket error: {e}");
+            return false;
+        }
+    }
+    true
 }
 
 struct Session {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use negentropy::Id;
+use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use nostr::prelude::{
     ClientMessage, Event, EventId, Filter, MatchEventOptions, RelayMessage, SubscriptionId,
     Timestamp,
@@ -397,7 +397,46 @@ impl RelayClient {
         filter: Filter,
         items: &[(Timestamp, EventId)],
     ) -> Result<Reconciliation, ClientError> {
-        let neg_err = |e: negentropy::Error| ClientError::Neg(e.to_string());
+        let (mut negentropy, sub) = self.neg_open(filter, items).await?;
+        let (mut have, mut need) = (Vec::new(), Vec::new());
+        let mut received = 0u64;
+        for round in 0..MAX_NEG_ROUNDS {
+            self.round_trips += 1;
+            let bytes = self.neg_round(&sub, round, &mut received).await?;
+            let next = negentropy
+                .reconcile_with_ids(&bytes, &mut have, &mut need)
+                .map_err(neg_err)?;
+            if need.len() > MAX_RECONCILE_NEED || have.len() > items.len() {
+                return Err(ClientError::Neg(format!(
+                    "the relay named more ids than a reconciliation holds ({} needed, \
+                     {} of our {} listed)",
+                    need.len(),
+                    have.len(),
+                    items.len()
+                )));
+            }
+            match next {
+                Some(next) => {
+                    self.send(&ClientMessage::NegMsg {
+                        subscription_id: std::borrow::Cow::Owned(sub.clone()),
+                        message: std::borrow::Cow::Owned(hex::encode(next)),
+                    })
+                    .await?
+                }
+                None => return Ok(self.neg_close(sub, have, need).await),
+            }
+        }
+        Err(ClientError::Neg(format!(
+            "no agreement after {MAX_NEG_ROUNDS} rounds"
+        )))
+    }
+
+    /// Our side's negentropy session over `items`, and NEG-OPEN sent with its first message.
+    async fn neg_open(
+        &mut self,
+        filter: Filter,
+        items: &[(Timestamp, EventId)],
+    ) -> Result<(Negentropy<'static, NegentropyStorageVector>, SubscriptionId), ClientError> {
         let mut negentropy = crate::nip77::session(items).map_err(neg_err)?;
         let initial = negentropy.initiate().map_err(neg_err)?;
         let sub = self.subscription();
@@ -407,60 +446,48 @@ impl RelayClient {
             initial_message: std::borrow::Cow::Owned(hex::encode(initial)),
         })
         .await?;
-        let (mut have, mut need) = (Vec::new(), Vec::new());
-        let mut received = 0u64;
-        for round in 0..MAX_NEG_ROUNDS {
-            self.round_trips += 1;
-            let message = self.neg_answer(&sub, round).await?;
-            received += message.len() as u64;
-            if received > MAX_RECONCILE_BYTES {
-                return Err(ClientError::Neg(format!(
-                    "the relay sent more than {MAX_RECONCILE_BYTES} bytes of NEG-MSG"
-                )));
-            }
-            let bytes = hex::decode(&message)
-                .map_err(|e| ClientError::Neg(format!("NEG-MSG is not hex: {e}")))?;
-            match negentropy
-                .reconcile_with_ids(&bytes, &mut have, &mut need)
-                .map_err(neg_err)?
-            {
-                _ if need.len() > MAX_RECONCILE_NEED || have.len() > items.len() => {
-                    return Err(ClientError::Neg(format!(
-                        "the relay named more ids than a reconciliation holds ({} needed, \
-                         {} of our {} listed)",
-                        need.len(),
-                        have.len(),
-                        items.len()
-                    )));
-                }
-                Some(next) => {
-                    self.send(&ClientMessage::NegMsg {
-                        subscription_id: std::borrow::Cow::Owned(sub.clone()),
-                        message: std::borrow::Cow::Owned(hex::encode(next)),
-                    })
-                    .await?
-                }
-                None => {
-                    let _ = self
-                        .send(&ClientMessage::NegClose {
-                            subscription_id: std::borrow::Cow::Owned(sub),
-                        })
-                        .await;
-                    let to_ids = |v: Vec<Id>| {
-                        v.into_iter()
-                            .map(|id| EventId::from_byte_array(id.to_bytes()))
-                            .collect()
-                    };
-                    return Ok(Reconciliation {
-                        have: to_ids(have),
-                        need: to_ids(need),
-                    });
-                }
-            }
+        Ok((negentropy, sub))
+    }
+
+    /// The relay's NEG-MSG of this round, decoded; `received` counts the reconciliation's
+    /// bytes so far, bounded by `MAX_RECONCILE_BYTES`.
+    async fn neg_round(
+        &mut self,
+        sub: &SubscriptionId,
+        round: usize,
+        received: &mut u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let message = self.neg_answer(sub, round).await?;
+        *received += message.len() as u64;
+        if *received > MAX_RECONCILE_BYTES {
+            return Err(ClientError::Neg(format!(
+                "the relay sent more than {MAX_RECONCILE_BYTES} bytes of NEG-MSG"
+            )));
         }
-        Err(ClientError::Neg(format!(
-            "no agreement after {MAX_NEG_ROUNDS} rounds"
-        )))
+        hex::decode(&message).map_err(|e| ClientError::Neg(format!("NEG-MSG is not hex: {e}")))
+    }
+
+    /// Agreement: NEG-CLOSE (best effort) and the ids each side lacks.
+    async fn neg_close(
+        &mut self,
+        sub: SubscriptionId,
+        have: Vec<Id>,
+        need: Vec<Id>,
+    ) -> Reconciliation {
+        let _ = self
+            .send(&ClientMessage::NegClose {
+                subscription_id: std::borrow::Cow::Owned(sub),
+            })
+            .await;
+        let to_ids = |v: Vec<Id>| {
+            v.into_iter()
+                .map(|id| EventId::from_byte_array(id.to_bytes()))
+                .collect()
+        };
+        Reconciliation {
+            have: to_ids(have),
+            need: to_ids(need),
+        }
     }
 
     /// The relay's next NEG-MSG for `sub` (hex). A relay without NIP-77 may ignore NEG-OPEN
@@ -595,6 +622,11 @@ fn split(filter: &Filter) -> Option<(Filter, Filter)> {
         ..filter.clone()
     };
     Some((with(a), with(b)))
+}
+
+/// A negentropy error as the client's.
+fn neg_err(e: negentropy::Error) -> ClientError {
+    ClientError::Neg(e.to_string())
 }
 
 #[cfg(test)]
