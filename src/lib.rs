@@ -24,10 +24,11 @@
 //! - [`tunnel`]: Kubo-style `/x/` listeners and forwards, their streams and limits.
 //! - [`store`]: the SQLite event store (one writer thread, one checker thread per core) used by
 //!   the embedded relay and the sync.
-//! - [`ipfs`]: blocks and their bounded store, UnixFS build (Kubo's CIDs) and read, IPNS records.
 //! - [`node`]: the libp2p swarm (one owning task), its cloneable handle, its start-up options;
 //!   the Kad DHT and its IPNS records, bitswap, the first peers (config, Kubo repo, Astroport
 //!   lists, /dnsaddr), the keeper.
+//! - [`ipfs`]: blocks and their bounded store, UnixFS build (Kubo's CIDs) and read, IPNS records,
+//!   the keystore (Kubo's format).
 //! - [`identity`]: the node key (generated or imported from Kubo) and the swarm key.
 //! - [`nip77`]: NIP-77 as the relay and the sync both speak it: one frame limit, the item set.
 //! - [`signal`]: SIGINT/SIGTERM, watched before the ready line of the long-running commands.
