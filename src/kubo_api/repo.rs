@@ -103,12 +103,11 @@ pub struct ApiFile {
 }
 
 impl ApiFile {
-    /// Write the API's multiaddr (no newline, as Kubo), atomically through a temporary file.
+    /// Write the API's multiaddr (no newline, as Kubo), atomically (`atomic_file`).
     pub fn write(repo: &Path, bound: SocketAddr) -> std::io::Result<ApiFile> {
         let path = repo.join("api");
-        let tmp = repo.join(".api.tmp");
-        std::fs::write(&tmp, addr::socket_multiaddr(bound))?;
-        std::fs::rename(&tmp, &path)?;
+        let text = addr::socket_multiaddr(bound);
+        crate::atomic_file::write(&path, text.as_bytes(), 0o600)?;
         Ok(ApiFile { path })
     }
 
