@@ -480,14 +480,10 @@ mod pem {
 
     /// `message PrivateKey { KeyType Type = 1; bytes Data = 2; }`.
     fn protobuf(key_type: u8, data: &[u8]) -> Vec<u8> {
-        let mut out = vec![0x08, key_type, 0x12];
-        let mut len = data.len();
-        while len >= 0x80 {
-            out.push((len as u8 & 0x7f) | 0x80);
-            len >>= 7;
-        }
-        out.push(len as u8);
-        out.extend_from_slice(data);
+        use crate::ipfs::protobuf::{put_bytes_fields, put_varint_field};
+        let mut out = Vec::with_capacity(data.len() + 8);
+        put_varint_field(&mut out, 1, Some(key_type.into()));
+        put_bytes_fields(&mut out, &[(2, &Some(data.to_vec()))]);
         out
     }
 }

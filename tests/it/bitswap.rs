@@ -221,8 +221,7 @@ fn our_ipns_record_is_stored_by_kubo_and_resolved_by_a_later_node_and_a_forgery_
         let a = Ours::start(&tmp.path().join("a"), RoutingMode::Dht, &boot).await;
         let b = Ours::start(&tmp.path().join("b"), RoutingMode::Dht, &boot).await;
         let name = a.node.peer_id();
-        let joined = || async { k1.peer_ids().contains(&name.to_string()) };
-        assert!(wait_until_async(SETTLE, joined).await, "A never joined K1");
+        wait_joined(&k1, name).await;
         let validity = Utc::now() + chrono::Duration::hours(24);
         // Checked by A itself: a record of another key for A's name is refused before sending.
         let stranger = Keypair::generate_ed25519();
@@ -256,6 +255,15 @@ fn our_ipns_record_is_stored_by_kubo_and_resolved_by_a_later_node_and_a_forgery_
     });
 }
 
+/// Wait (bounded) until Kubo `k1` lists `peer` among its peers.
+async fn wait_joined(k1: &Kubo, peer: libp2p::PeerId) {
+    let joined = || async { k1.peer_ids().contains(&peer.to_string()) };
+    assert!(
+        wait_until_async(SETTLE, joined).await,
+        "{peer} never joined K1"
+    );
+}
+
 fn ttl() -> Duration {
     Duration::from_secs(1800)
 }
@@ -271,8 +279,7 @@ fn published_names_rise_in_sequence_across_restarts_and_start_above_what_the_dht
     runtime().block_on(async {
         let a = Ours::start(&tmp.path().join("a"), RoutingMode::Dht, &boot).await;
         let name = a.node.peer_id();
-        let joined = || async { k1.peer_ids().contains(&name.to_string()) };
-        assert!(wait_until_async(SETTLE, joined).await, "A never joined K1");
+        wait_joined(&k1, name).await;
         let kept = tmp.path().join("names");
         let names = Names::new(a.node.clone(), kept.clone());
         assert_eq!(publish(&names, &a.key, "/ipfs/QmOne").await, 0);

@@ -18,6 +18,15 @@ use crate::relay::{Ws, signed};
 /// RSS growth allowed for a relay under one hostile case (its caches, connection tasks).
 const GROWTH_MAX_KIB: u64 = 64 * 1024;
 
+/// The process `pid` grew by less than [`GROWTH_MAX_KIB`] since it had `before` KiB of RSS.
+fn assert_grew_little(before: u64, pid: u32) {
+    let after = rss_kib(pid);
+    assert!(
+        after.saturating_sub(before) < GROWTH_MAX_KIB,
+        "RSS {before} -> {after} KiB"
+    );
+}
+
 /// Write `head` one byte a second until the server closes; how long it kept the connection.
 fn one_byte_a_second(addr: &str, head: &[u8], give_up: Duration) -> Duration {
     let started = Instant::now();
@@ -94,11 +103,7 @@ fn frames_over_the_limit_are_cut_at_their_header_and_cost_nothing() {
         }
         Ws::connect(&relay.url).await.alive().await;
     });
-    let after = rss_kib(relay.pid());
-    assert!(
-        after.saturating_sub(before) < GROWTH_MAX_KIB,
-        "RSS {before} -> {after} KiB"
-    );
+    assert_grew_little(before, relay.pid());
 }
 
 #[test]
@@ -126,11 +131,7 @@ fn ten_thousand_reqs_on_one_connection_are_all_answered_in_bounded_memory() {
     // 20 subscriptions are open (max_subscriptions); the rest are refused one by one.
     assert_eq!(answers.get("EOSE"), Some(&20), "{answers:?}");
     assert_eq!(answers.get("CLOSED"), Some(&9_980), "{answers:?}");
-    let after = rss_kib(relay.pid());
-    assert!(
-        after.saturating_sub(before) < GROWTH_MAX_KIB,
-        "RSS {before} -> {after} KiB"
-    );
+    assert_grew_little(before, relay.pid());
 }
 
 /// Connections tried from one outside address (127.0.0.2, an address the relay counts as
@@ -178,11 +179,7 @@ fn five_thousand_connections_from_one_address_get_its_slots_and_the_station_is_s
         FLOOD_CONNECTIONS,
         "every connection got an answer"
     );
-    let after = rss_kib(relay.pid());
-    assert!(
-        after.saturating_sub(before) < GROWTH_MAX_KIB,
-        "RSS {before} -> {after} KiB"
-    );
+    assert_grew_little(before, relay.pid());
 }
 
 #[test]
@@ -221,11 +218,7 @@ fn a_flood_of_invalid_signatures_is_refused_and_an_honest_author_is_stored() {
     let stored = relay.stored_ids();
     assert_eq!(stored.len(), 1, "only the honest event");
     assert!(stored.contains(&good.id));
-    let after = rss_kib(relay.pid());
-    assert!(
-        after.saturating_sub(before) < GROWTH_MAX_KIB,
-        "RSS {before} -> {after} KiB"
-    );
+    assert_grew_little(before, relay.pid());
 }
 
 #[test]
@@ -287,11 +280,7 @@ fn status_page_oversized_and_many_requests_leave_an_honest_client_served() {
     let _ = honest.read_to_string(&mut body);
     assert!(body.starts_with("HTTP/1.1 200"), "{body:?}");
     drop((big, idle));
-    let after = rss_kib(a.pid());
-    assert!(
-        after.saturating_sub(before) < GROWTH_MAX_KIB,
-        "RSS {before} -> {after} KiB"
-    );
+    assert_grew_little(before, a.pid());
 }
 
 /// A backfill's memory while it runs, in KiB (polled from /proc), and its exit and stats.
