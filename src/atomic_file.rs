@@ -1,5 +1,6 @@
 //! Writing a file so that a reader sees the old content or the new, never half: a temporary file
-//! beside it, written and fsynced, then renamed over it (and the folder fsynced).
+//! beside it, written and fsynced, then renamed over it (and the folder fsynced); and reading one
+//! back within a bound, so that a file someone else wrote cannot cost more than its bound.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -40,6 +41,22 @@ fn write_synced(tmp: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// At most `max` bytes of `path`; a larger file is an error (`FileTooLarge`), not cut.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

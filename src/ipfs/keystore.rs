@@ -2,7 +2,7 @@
 //! a libp2p protobuf private key, so Kubo and we share one folder; `self` is the node key.
 //! Generate (ed25519, secp256k1), import (libp2p protobuf, PEM PKCS#8), remove, rename.
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -315,21 +315,19 @@ impl Keystore {
 
     fn read(&self, name: &KeyName) -> Result<Keypair, KeyError> {
         let path = self.dir.join(name.file_name());
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
+        let bytes = match crate::atomic_file::read_bounded(&path, MAX_KEY_FILE_BYTES) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(KeyError::NotFound(name.0.clone()));
             }
+            Err(e) if e.kind() == ErrorKind::FileTooLarge => {
+                return Err(KeyError::BadKey(format!(
+                    "{}: over {MAX_KEY_FILE_BYTES} bytes, not a key",
+                    path.display()
+                )));
+            }
             Err(e) => return Err(io(&path, e)),
         };
-        let mut bytes = Vec::new();
-        (file.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes)).map_err(|e| io(&path, e))?;
-        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-            return Err(KeyError::BadKey(format!(
-                "{}: over {MAX_KEY_FILE_BYTES} bytes, not a key",
-                path.display()
-            )));
-        }
         crate::identity::decode_private_key(&bytes).map_err(|e| {
             KeyError::BadKey(format!(
                 "cannot deserialize private key file {}: {e}",

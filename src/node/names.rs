@@ -1,7 +1,7 @@
 //! Publishing IPNS names: the last record of each name we publish is kept on disk (one file per
 //! name), so the next one gets a higher sequence number after a restart, as Kubo's datastore does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -89,7 +89,7 @@ impl Names {
     /// expired); `None` when we never published it.
     pub fn last(&self, name: &PeerId) -> Result<Option<IpnsRecord>, NamesError> {
         let path = self.path_of(name);
-        let bytes = match read_bounded(&path) {
+        let bytes = match crate::atomic_file::read_bounded(&path, MAX_RECORD_FILE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(NamesError::Io { path, source }),
@@ -104,18 +104,4 @@ impl Names {
     fn path_of(&self, name: &PeerId) -> PathBuf {
         self.dir.join(format!("{name}.ipns"))
     }
-}
-
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_RECORD_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "over {MAX_RECORD_FILE_BYTES} bytes: not an IPNS record of ours"
-        )));
-    }
-    Ok(bytes)
 }

@@ -118,7 +118,7 @@ pub struct State {
 }
 
 pub fn load_state(path: &Path) -> State {
-    station::read_bounded(path, MAX_STATE_BYTES)
+    crate::atomic_file::read_bounded(path, MAX_STATE_BYTES)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

@@ -220,7 +220,7 @@ pub fn read_myswarm_key(path: &Path) -> Result<Option<Keypair>, OwnError> {
         path: path.to_owned(),
         reason,
     };
-    let bytes = match station::read_bounded(path, MAX_KEY_FILE_BYTES) {
+    let bytes = match crate::atomic_file::read_bounded(path, MAX_KEY_FILE_BYTES) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),

@@ -7,6 +7,8 @@ use std::path::Path;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::read_bounded;
+
 /// `_MySwarm.moats`: the epoch second the station last refreshed its folder.
 pub const MOATS_FILE: &str = "_MySwarm.moats";
 /// `_MySwarm.staom`: the same moment as `date -u` prints it (Astroport reads it into `date`).
@@ -181,19 +183,6 @@ pub fn services_in(dir: &Path) -> Vec<String> {
 pub fn utc_date(epoch: u64) -> String {
     let at = chrono::DateTime::<chrono::Utc>::from_timestamp(epoch as i64, 0).unwrap_or_default();
     at.format("%a %b %e %H:%M:%S UTC %Y").to_string()
-}
-
-/// At most `max` bytes of `path`; a larger file is an error, not cut.
-pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::other(format!("larger than {max} bytes")));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

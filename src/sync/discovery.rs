@@ -164,16 +164,9 @@ pub fn scan_swarm(swarm_dir: &Path, own: Option<&PeerId>) -> (Vec<Peer>, Vec<Ski
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    file.take(MAX_STATION_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_STATION_FILE {
-        return Err("larger than 256 KiB".into());
-    }
-    Ok(text)
+    let bytes =
+        crate::atomic_file::read_bounded(path, MAX_STATION_FILE).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())
 }
 
 /// `--peer PEERID|ws(s)://URL`.
