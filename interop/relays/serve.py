@@ -8,7 +8,9 @@ The process dies with its parent (PR_SET_PDEATHSIG), so a killed test leaves not
 
 import argparse
 import asyncio
+import glob
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -39,11 +41,30 @@ async def local_relay(max_limit):
     relay.shutdown()
 
 
+FOLDER_PREFIX = "nostr-relay-"
+
+
+def sweep_dead_folders():
+    """Remove the folders of earlier relays that died by SIGKILL (their pid file names a dead pid)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), FOLDER_PREFIX + "*")):
+        try:
+            with open(os.path.join(folder, "pid")) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # no pid file yet (starting) or not ours: leave it
+
+
 def nostr_relay(max_limit):
     from nostr_relay.web import run_with_uvicorn
     import time
 
-    folder = tempfile.mkdtemp(prefix="nostr-relay-")
+    sweep_dead_folders()
+    folder = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
+    with open(os.path.join(folder, "pid"), "w") as f:
+        f.write(str(os.getpid()))
     port = free_port()
     config = os.path.join(folder, "config.yaml")
     with open(config, "w") as f:
@@ -90,6 +111,7 @@ oldest_event: 3153600000
                 time.sleep(0.05)
         print(f"ws://127.0.0.1:{port}", flush=True)
         sys.stdin.read()
+        shutil.rmtree(folder, ignore_errors=True)
         os._exit(0)
 
     threading.Thread(target=announce_then_wait, daemon=True).start()
