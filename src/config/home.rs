@@ -141,3 +141,42 @@ impl Zen {
         self.game.join("myswarm_secret.ipns")
     }
 }
+
+/// The `~/.zen` files the hourly sync shares with Astroport's own jobs (`_12345.sh`,
+/// `backfill_constellation.sh`, `sync_report.sh`, `20h12.process.sh`), named once. `zen` is the
+/// Astroport root: `--zen`, else `~/.zen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFiles {
+    zen: PathBuf,
+}
+
+impl SyncFiles {
+    pub fn new(zen: PathBuf) -> SyncFiles {
+        SyncFiles { zen }
+    }
+    /// `~/.zen/strfry`: the station's strfry, its database and config, and the sync's logs.
+    pub fn strfry_dir(&self) -> PathBuf {
+        self.zen.join("strfry")
+    }
+    /// `~/.zen/strfry/strfry`: when it exists the local relay is the station's strfry.
+    pub fn strfry_binary(&self) -> PathBuf {
+        self.strfry_dir().join("strfry")
+    }
+    /// `~/.zen/strfry/constellation-backfill.lock`: the original backfill's `flock`, PID inside.
+    pub fn backfill_lock(&self) -> PathBuf {
+        self.strfry_dir().join("constellation-backfill.lock")
+    }
+    /// `~/.zen/tmp/backfill_constellation.lastrun`: Unix time `_12345.sh` last started a sync.
+    pub fn last_run(&self) -> PathBuf {
+        self.zen.join("tmp/backfill_constellation.lastrun")
+    }
+    /// `~/.zen/strfry/amisOfAmis.txt`: friends of friends, written by Astroport's other jobs
+    /// (`NOSTRCARD.refresh.sh`, `NOSTR.UMAP.refresh.sh`); the sync only reads it.
+    pub fn amis_of_amis(&self) -> PathBuf {
+        self.strfry_dir().join("amisOfAmis.txt")
+    }
+    /// `~/.zen/strfry/constellation-n2.txt`: our N² author set of the last run, one hex a line.
+    pub fn n2_authors(&self) -> PathBuf {
+        self.strfry_dir().join("constellation-n2.txt")
+    }
+}

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dragon::DragonConfig;
 pub use error::ConfigError;
-pub use home::{Home, Zen, home_dir, kubo_repo};
+pub use home::{Home, SyncFiles, Zen, home_dir, kubo_repo};
 pub use ipfs::IpfsConfig;
 pub use kubo_api::{KuboApiConfig, KuboApiEnabled};
 pub use mail::MailConfig;

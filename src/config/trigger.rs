@@ -17,11 +17,18 @@ pub struct TriggerConfig {
     pub min_interval_mins: u64,
     /// Require the Astroport folders (`~/.zen/tmp`, `~/.zen/game`); off: standalone station.
     pub astroport: bool,
-    /// Folder of `constellation_sync.log` and `constellation_sync.error.log`
-    /// (default `~/.zen/strfry`).
+    /// Folder of `constellation-backfill.log` (the latest run) and
+    /// `constellation-backfill.error.log` (warnings and errors, rotated), the original's names
+    /// (default: `strfry/` of the Astroport root, `~/.zen/strfry`).
     pub log_dir: Option<PathBuf>,
-    pub log_max_bytes: u64,
-    pub log_keep: usize,
+    /// The error log is rotated past this size; default the original's: 10 MiB, or 5 MiB on
+    /// an aarch64 box with less than 1 GiB of RAM.
+    pub log_max_bytes: Option<u64>,
+    /// Rotated error logs kept; default the original's: 3, or 2 on that small box.
+    pub log_keep: Option<usize>,
+    /// Also name the logs `constellation_sync.log` / `.error.log` (symbolic links), the names
+    /// of our earlier releases.
+    pub old_log_names: bool,
     /// Backfill flags of the daemon's scheduled runs, e.g. `["--days", "1"]`.
     pub backfill: Vec<String>,
 }
@@ -35,8 +42,9 @@ impl Default for TriggerConfig {
             min_interval_mins: 50,
             astroport: false,
             log_dir: None,
-            log_max_bytes: 1 << 20,
-            log_keep: 3,
+            log_max_bytes: None,
+            log_keep: None,
+            old_log_names: true,
             backfill: Vec::new(),
         }
     }

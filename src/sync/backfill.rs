@@ -53,7 +53,8 @@ pub struct BackfillOptions {
 }
 
 impl BackfillOptions {
-    fn zen(&self) -> PathBuf {
+    /// The Astroport root: `--zen`, else `~/.zen`.
+    pub fn zen_root(&self) -> PathBuf {
         self.zen.clone().unwrap_or_else(|| home_dir().join(".zen"))
     }
 
@@ -68,7 +69,7 @@ impl BackfillOptions {
             concurrency: self.concurrency.max(1),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             fallback_relays: self.fallback_relays.clone(),
-            amis_out: Some(AuthorSources::astroport(&self.zen()).amis_file),
+            amis_out: Some(AuthorSources::astroport(&self.zen_root()).amis_file),
             req_only: self.req_only,
             upload: self.upload,
             ..SyncOptions::default()
@@ -116,7 +117,7 @@ pub async fn execute(
     node: Option<Node>,
     station: Option<Station>,
 ) -> anyhow::Result<RunStats> {
-    let zen = args.zen();
+    let zen = args.zen_root();
     let own = node.as_ref().map(Node::peer_id);
     let (peers, skipped) = gather_peers(args, &zen, own.as_ref())?;
     let peer_keys: Vec<_> = peers.iter().flat_map(|p| p.pubkeys.clone()).collect();

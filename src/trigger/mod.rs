@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod flags;
+pub mod original;
 
 pub use crate::config::TriggerConfig;
-use crate::config::{Config, Home, home_dir};
+use crate::config::{Config, Home, SyncFiles};
 use crate::node::Node;
 use crate::report::{self, Report};
-use crate::runlog::RunLog;
+use crate::runlog::{Level, RunLog};
 use crate::sync::backfill::{self, BackfillOptions, RunLock};
+use original::OriginalLock;
 use crate::sync::history::History;
 use crate::sync::local::Station;
 use crate::sync::stats::{RunStats, RunStatus};
@@ -76,44 +78,85 @@ impl Outcome {
     }
 }
 
-/// The two operator logs of a home.
+/// The two operator logs, under the original's names: the latest run, and the errors.
 struct Logs {
     run: RunLog,
     errors: RunLog,
 }
 
+/// The original's log names, in `~/.zen/strfry` (`20h12.process.sh` mails the error log's tail).
+const RUN_LOG: &str = "constellation-backfill.log";
+const ERROR_LOG: &str = "constellation-backfill.error.log";
+/// Our earlier names, kept as symbolic links when `[trigger] old_log_names`.
+const OLD_NAMES: [(&str, &str); 2] = [
+    ("constellation_sync.log", RUN_LOG),
+    ("constellation_sync.error.log", ERROR_LOG),
+];
+
 impl Logs {
-    fn new(config: &TriggerConfig) -> Logs {
-        let dir = config
-            .log_dir
-            .clone()
-            .unwrap_or_else(|| home_dir().join(".zen/strfry"));
+    fn new(config: &TriggerConfig, files: &SyncFiles) -> Logs {
+        let dir = config.log_dir.clone().unwrap_or_else(|| files.strfry_dir());
+        let (max_bytes, keep) = crate::runlog::default_limits();
+        let max_bytes = config.log_max_bytes.unwrap_or(max_bytes);
+        let keep = config.log_keep.unwrap_or(keep);
         Logs {
-            run: RunLog::new(
-                dir.join("constellation_sync.log"),
-                config.log_max_bytes,
-                config.log_keep,
-            ),
-            errors: RunLog::new(
-                dir.join("constellation_sync.error.log"),
-                config.log_max_bytes,
-                config.log_keep,
-            ),
+            // The run log is reset by each run, so its own bound only guards one long run.
+            run: RunLog::new(dir.join(RUN_LOG), max_bytes, keep),
+            errors: RunLog::new(dir.join(ERROR_LOG), max_bytes, keep),
+        }
+    }
+
+    /// A run starts: the run log begins again, the error log is rotated if full (as the
+    /// original does), and the old names point at the new files.
+    fn start(&self, config: &TriggerConfig) {
+        if let Err(e) = self.run.reset("Constellation Backfill Log (constellation trigger)") {
+            tracing::warn!("cannot write {}: {e}", self.run.path().display());
+        }
+        match self.errors.rotate_if_full() {
+            Ok(true) => self.run(&format!("rotated {}", self.errors.path().display())),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot rotate {}: {e}", self.errors.path().display()),
+        }
+        if config.old_log_names
+            && let Some(dir) = self.run.path().parent()
+        {
+            for (old, new) in OLD_NAMES {
+                link_old_name(&dir.join(old), Path::new(new));
+            }
         }
     }
 
     fn run(&self, line: &str) {
-        if let Err(e) = self.run.append(line) {
+        if let Err(e) = self.run.append(Level::Info, line) {
             tracing::warn!("cannot write {}: {e}", self.run.path().display());
         }
     }
 
     fn error(&self, line: &str) {
         tracing::warn!("{line}");
-        self.run(line);
-        if let Err(e) = self.errors.append(line) {
-            tracing::warn!("cannot write {}: {e}", self.errors.path().display());
+        for log in [&self.run, &self.errors] {
+            if let Err(e) = log.append(Level::Error, line) {
+                tracing::warn!("cannot write {}: {e}", log.path().display());
+            }
         }
+    }
+}
+
+/// `old` becomes a symbolic link to `target` (a name in the same folder), unless a regular file
+/// of an earlier release is there: that one is left to the operator.
+fn link_old_name(old: &Path, target: &Path) {
+    match std::fs::symlink_metadata(old) {
+        Ok(m) if m.file_type().is_symlink() => {
+            if std::fs::read_link(old).is_ok_and(|t| t == target) {
+                return;
+            }
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(_) => return,
+        Err(_) => {}
+    }
+    if let Err(e) = std::os::unix::fs::symlink(target, old) {
+        tracing::debug!("cannot link {}: {e}", old.display());
     }
 }
 
@@ -144,9 +187,13 @@ fn host_port(url: &str) -> Option<String> {
 }
 
 /// The checks before a run; `Err` is the one-line reason.
-async fn checks(home: &Home, config: &Config, args: &BackfillOptions) -> Result<(), String> {
+async fn checks(
+    (home, config): (&Home, &Config),
+    args: &BackfillOptions,
+    logs: &Logs,
+) -> Result<(), String> {
     if config.trigger.astroport {
-        let zen = args.zen.clone().unwrap_or_else(|| home_dir().join(".zen"));
+        let zen = args.zen_root();
         for sub in ["tmp", "game"] {
             if !zen.join(sub).is_dir() {
                 return Err(format!(
@@ -158,7 +205,6 @@ async fn checks(home: &Home, config: &Config, args: &BackfillOptions) -> Result<
     }
     writable(home.root())?;
     writable(&report::report_dir(home, &config.report))?;
-    let logs = Logs::new(&config.trigger);
     if let Some(dir) = logs.run.path().parent() {
         writable(dir)?;
     }
@@ -182,6 +228,76 @@ fn since_last_run(history: &History) -> Option<u64> {
     Some(now.saturating_sub(last))
 }
 
+/// What a run holds while it runs: our lock, the original's, and the history.
+struct Admitted {
+    ours: RunLock,
+    theirs: OriginalLock,
+    history: History,
+}
+
+/// Take both locks and open the history, unless another sync runs or the last one is too
+/// recent (`_12345.sh`'s stamp, or our own history), which `force` overrides.
+fn admit(
+    (home, config): (&Home, &Config),
+    force: bool,
+    files: &SyncFiles,
+    logs: &Logs,
+) -> Result<Admitted, Outcome> {
+    let skip = |why: String| {
+        logs.run(&format!("skipped: {why}"));
+        Outcome::Skipped(why)
+    };
+    let fail = |why: String| {
+        logs.error(&format!("cannot run: {why}"));
+        Outcome::CannotRun(why)
+    };
+    let ours = match RunLock::try_acquire(home) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(skip("running".into())),
+        Err(e) => return Err(fail(crate::logging::error_line(&e))),
+    };
+    let lock_path = files.backfill_lock();
+    let theirs = match OriginalLock::try_acquire(&lock_path) {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(why)) => return Err(skip(why)),
+        Err(e) => return Err(fail(format!("cannot lock {}: {e}", lock_path.display()))),
+    };
+    let history = History::open(&home.history())
+        .map_err(|e| fail(crate::logging::error_line(&e.into())))?;
+    if force {
+        return Ok(Admitted {
+            ours,
+            theirs,
+            history,
+        });
+    }
+    let stamp = files.last_run();
+    if let Some(ago) = original::last_run_age(&stamp)
+        && ago < original::LAST_RUN_MIN_SECS
+    {
+        return Err(skip(format!(
+            "a sync started {ago} s ago ({}, less than {} s); --force runs anyway",
+            stamp.display(),
+            original::LAST_RUN_MIN_SECS
+        )));
+    }
+    let min = config.trigger.min_interval_mins * 60;
+    if let Some(ago) = since_last_run(&history)
+        && ago < min
+    {
+        return Err(skip(format!(
+            "last run {} min ago (less than {}); --force runs anyway",
+            ago / 60,
+            config.trigger.min_interval_mins
+        )));
+    }
+    Ok(Admitted {
+        ours,
+        theirs,
+        history,
+    })
+}
+
 /// One trigger. `daemon`: the node and local relay when the daemon runs it itself.
 pub async fn trigger(
     home: &Home,
@@ -191,40 +307,25 @@ pub async fn trigger(
     args: &BackfillOptions,
     daemon: Option<(Node, Option<Station>)>,
 ) -> Outcome {
-    let logs = Logs::new(&config.trigger);
-    if let Err(why) = checks(home, config, args).await {
+    let files = SyncFiles::new(args.zen_root());
+    let logs = Logs::new(&config.trigger, &files);
+    if let Err(why) = checks((home, config), args, &logs).await {
         logs.error(&format!("cannot run: {why}"));
         return Outcome::CannotRun(why);
     }
-    let lock = match RunLock::try_acquire(home) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            logs.run("skipped: running");
-            return Outcome::Skipped("running".into());
-        }
-        Err(e) => return Outcome::CannotRun(crate::logging::error_line(&e)),
+    let Admitted {
+        ours,
+        theirs,
+        mut history,
+    } = match admit((home, config), force, &files, &logs) {
+        Ok(admitted) => admitted,
+        Err(outcome) => return outcome,
     };
-    // Opened once for the run: its age, the run's record, the report.
-    let mut history = match History::open(&home.history()) {
-        Ok(history) => history,
-        Err(e) => {
-            let why = crate::logging::error_line(&e.into());
-            logs.error(&format!("cannot run: {why}"));
-            return Outcome::CannotRun(why);
-        }
-    };
-    let min = config.trigger.min_interval_mins * 60;
-    if !force
-        && let Some(ago) = since_last_run(&history)
-        && ago < min
+    logs.start(&config.trigger);
+    if !args.dry_run
+        && let Err(e) = original::stamp_last_run(&files.last_run())
     {
-        let why = format!(
-            "last run {} min ago (less than {}); --force runs anyway",
-            ago / 60,
-            config.trigger.min_interval_mins
-        );
-        logs.run(&format!("skipped: {why}"));
-        return Outcome::Skipped(why);
+        logs.error(&format!("cannot write {}: {e}", files.last_run().display()));
     }
     logs.run("run started");
     let result = match daemon {
@@ -234,7 +335,7 @@ pub async fn trigger(
         }
         None => run_locked((home, config), &mut history, args).await,
     };
-    drop(lock);
+    drop((ours, theirs));
     let stats = match result {
         Ok(stats) => stats,
         Err(e) => {
