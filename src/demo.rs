@@ -511,6 +511,8 @@ async fn backfill_on_a(
         "--zen".as_ref(),
         zen.as_os_str(),
         "--no-profiles".as_ref(),
+        // The demo stays on loopback: no public relay for missing profiles.
+        "--no-fallback".as_ref(),
     ])?;
     let value = control::call(
         &stations[0].socket(),

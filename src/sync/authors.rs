@@ -8,6 +8,7 @@ use nostr::prelude::{Event, Kind, PublicKey};
 use serde::Serialize;
 
 use super::discovery::parse_hex_pubkey;
+use crate::config::SyncFiles;
 
 /// Files read under a source folder at most (flashmem trees can be large).
 const MAX_FILES_PER_SOURCE: usize = 100_000;
@@ -21,7 +22,7 @@ pub const MAX_AUTHORS: usize = 50_000;
 pub struct AuthorSources {
     /// `~/.zen/game/nostr/*/HEX`
     pub multipass_dir: PathBuf,
-    /// `~/.zen/strfry/amisOfAmis.txt` (read, then rewritten with the N² result)
+    /// `~/.zen/strfry/amisOfAmis.txt`: read only (Astroport's other jobs write it)
     pub amis_file: PathBuf,
     /// `~/.zen/flashmem/**/HEX`
     pub geokeys_dir: PathBuf,
@@ -31,7 +32,7 @@ impl AuthorSources {
     pub fn astroport(zen: &Path) -> AuthorSources {
         AuthorSources {
             multipass_dir: zen.join("game/nostr"),
-            amis_file: zen.join("strfry/amisOfAmis.txt"),
+            amis_file: SyncFiles::new(zen.to_owned()).amis_of_amis(),
             geokeys_dir: zen.join("flashmem"),
         }
     }

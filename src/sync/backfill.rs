@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Home, home_dir};
+use crate::config::{Config, Home, SyncFiles, home_dir};
 use crate::node::Node;
 use crate::store::Store;
 use crate::sync::authors::{self, AuthorSources};
@@ -27,6 +27,10 @@ pub struct BackfillOptions {
     pub local_relay: Option<String>,
     /// Store through this command (`sh -c`), fed JSON lines on stdin.
     pub import_command: Option<String>,
+    /// The station's own `strfry import`, used when the local relay is external and no
+    /// `import_command` is given.
+    #[serde(default)]
+    pub station_import: Option<String>,
     /// Sync with these peers (PeerID or ws(s):// URL); empty: the swarm folder's.
     pub peers: Vec<String>,
     /// Folder of the stations' published files. Default: `<zen>/tmp/swarm`.
@@ -69,7 +73,7 @@ impl BackfillOptions {
             concurrency: self.concurrency.max(1),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             fallback_relays: self.fallback_relays.clone(),
-            amis_out: Some(AuthorSources::astroport(&self.zen_root()).amis_file),
+            amis_out: Some(SyncFiles::new(self.zen_root()).n2_authors()),
             req_only: self.req_only,
             upload: self.upload,
             ..SyncOptions::default()
@@ -157,12 +161,12 @@ pub async fn execute(
         initial,
     };
     let outcome = match station {
-        Station::Embedded(store) => run.sync_into(store).await,
+        Station::Embedded(store) => run.sync_into(store, None).await,
         Station::External(url) => {
             let local = ExternalRelay::connect(&url, LOCAL_CONNECT_TIMEOUT)
                 .await
                 .with_context(|| format!("the local relay {url} is not reachable"))?;
-            run.sync_into(local).await
+            run.sync_into(local, args.station_import.clone()).await
         }
     };
     let mut stats = outcome.stats;
@@ -201,9 +205,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Sync into `local`, through the import command when one is given.
-    async fn sync_into<L: LocalStore>(self, local: L) -> crate::sync::RunOutcome {
-        match self.args.import_command.clone() {
+    /// Sync into `local`, through the import command when one is given, else through
+    /// `station_import` (the station's strfry) when there is one.
+    async fn sync_into<L: LocalStore>(
+        self,
+        local: L,
+        station_import: Option<String>,
+    ) -> crate::sync::RunOutcome {
+        match self.args.import_command.clone().or(station_import) {
             Some(command) => self.sync(&CommandImport::new(local, command)).await,
             None => self.sync(&local).await,
         }

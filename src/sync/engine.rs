@@ -109,7 +109,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
         })
     }
 
-    fn sync_kinds(&self) -> Vec<Kind> {
+    pub(super) fn sync_kinds(&self) -> Vec<Kind> {
         kinds::SYNC_KINDS
             .iter()
             .filter(|k| !(self.options.no_dms && **k == kinds::DM_KIND))
@@ -185,8 +185,13 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     }
 
     /// Run `work` on each live session, at most `concurrency` at once; a failure marks that peer.
-    pub(super) async fn for_each_session(&self, sessions: &mut [Session], phase: Phase<'_>) {
-        futures::stream::iter(sessions.iter_mut().filter(|s| s.alive()))
+    pub(super) async fn for_each_session<'s>(
+        &self,
+        sessions: impl IntoIterator<Item = &'s mut Session>,
+        phase: Phase<'_>,
+    ) {
+        let live: Vec<&mut Session> = sessions.into_iter().filter(Session::is_alive).collect();
+        futures::stream::iter(live)
             .for_each_concurrent(self.options.concurrency.max(1), |session| {
                 let phase = &phase;
                 async move {

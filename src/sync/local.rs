@@ -287,8 +287,8 @@ impl<L: LocalStore> LocalStore for CommandImport<L> {
         let fresh_ids: Vec<EventId> = fresh.iter().map(|e| e.id).collect();
         let after = self.held(&fresh_ids).await?;
         if after.is_empty() {
-            // Refusals are remembered (never fetched again); a command writing somewhere the
-            // relay does not read would otherwise make every event look refused, for good.
+            // A command writing somewhere the relay does not read would otherwise make every
+            // event look refused: that is a broken set-up, said as such.
             return Err(LocalError::Store(format!(
                 "import command `{}` exited 0 but the local relay holds none of the {} events it \
                  was given (does it write to the relay's database?); last output: {summary}",
@@ -301,6 +301,7 @@ impl<L: LocalStore> LocalStore for CommandImport<L> {
                 counts.imported += 1;
                 counts.accepted.push(id);
             } else {
+                // Not remembered (`Refusal::lasting`): a write policy may accept it next run.
                 counts.reject(&Refusal::ByImportCommand);
                 counts.rejected_ids.push((id, Refusal::ByImportCommand));
             }

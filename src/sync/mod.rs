@@ -11,7 +11,7 @@ pub mod history;
 pub mod kinds;
 pub mod local;
 mod options;
-mod profiles;
+pub mod profiles;
 pub mod refusal;
 pub mod relay_client;
 mod rounds;

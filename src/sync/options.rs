@@ -25,7 +25,7 @@ pub struct SyncOptions {
     pub page: usize,
     /// Authors per filter (128 KiB frames hold ~1,900 keys; stay well below).
     pub author_chunk: usize,
-    /// Where to write the N² author set (`amisOfAmis.txt`), unless dry-run.
+    /// Where to write the N² author set (our own file, never `amisOfAmis.txt`), unless dry-run.
     pub amis_out: Option<PathBuf>,
     /// REQ paging even with peers that speak NIP-77 (comparisons, debugging).
     pub req_only: bool,

@@ -34,6 +34,15 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+impl Refusal {
+    /// Remembered, so that the event is never fetched again: the event itself is at fault (a
+    /// bad signature, spam, a rule of the store). An import command's (or its write policy's)
+    /// refusal may be passing (a rate limit, a full disk): the next run tries again.
+    pub fn lasting(&self) -> bool {
+        !matches!(self, Refusal::ByImportCommand)
+    }
+}
+
 impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Self {
         Refusal::Rule(rejection)

@@ -19,7 +19,7 @@ impl<L: LocalStore> Engine<'_, L> {
         of: &BTreeSet<PublicKey>,
     ) -> BTreeSet<PublicKey> {
         let filters = self.author_filters(of, Kind::ContactList);
-        self.for_each_session(sessions, Phase::Fetch(&filters))
+        self.for_each_session(&mut *sessions, Phase::Fetch(&filters))
             .await;
         let mut lists = Vec::new();
         for f in &filters {

@@ -66,6 +66,11 @@ impl Session {
         }
     }
 
+    /// [`Session::alive`], in the shape `Iterator::filter` takes.
+    pub fn is_alive(session: &&mut Session) -> bool {
+        session.alive()
+    }
+
     pub fn alive(&self) -> bool {
         !self.dead
     }

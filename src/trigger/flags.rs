@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
+use crate::config::{SyncFiles, home_dir};
+use crate::dragon::script::shell_quote;
 use crate::sync::backfill::BackfillOptions;
+use crate::sync::profiles::DEFAULT_FALLBACK_RELAYS;
 
 /// Flags of `constellation backfill` (names of the original script kept).
 #[derive(Debug, Clone, clap::Args)]
@@ -20,6 +23,11 @@ pub struct BackfillArgs {
     /// events it now holds, and only those count as imported.
     #[arg(long, value_name = "COMMAND")]
     pub import_command: Option<String>,
+    /// Store over the local relay's websocket even when the station's strfry is at
+    /// ~/.zen/strfry/strfry (by default the sync then stores through its
+    /// `strfry import --no-verify`, as the original does; signatures are still checked here).
+    #[arg(long)]
+    pub no_strfry_import: bool,
     /// Sync with this peer (PeerID, reached through its /x/strfry tunnel, or ws(s):// URL); repeatable.
     /// Without --peer, peers come from the swarm folder.
     #[arg(long = "peer", value_name = "PEERID|URL")]
@@ -54,9 +62,13 @@ pub struct BackfillArgs {
     /// Print the run's stats as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Public relays asked for missing profiles (kind 0 only); repeatable.
+    /// Public relays asked for missing profiles (kind 0 only), instead of the original's
+    /// wss://relay.damus.io, wss://nos.lol and wss://relay.nostr.band; repeatable.
     #[arg(long = "fallback-relay", value_name = "URL")]
     pub fallback_relays: Vec<String>,
+    /// Ask no public relay for missing profiles (the peers only).
+    #[arg(long, conflicts_with = "fallback_relays")]
+    pub no_fallback: bool,
     /// Seconds a silent relay is waited for.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout: u64,
@@ -81,6 +93,7 @@ impl BackfillArgs {
             days: self.days,
             local_relay: self.local_relay.clone(),
             import_command: self.import_command.clone(),
+            station_import: self.station_import(),
             peers: self.peers.clone(),
             swarm_dir: self.swarm_dir.clone(),
             zen: self.zen.clone(),
@@ -90,12 +103,41 @@ impl BackfillArgs {
             dry_run: self.dry_run,
             show_hex: self.show_hex,
             progress: !self.json,
-            fallback_relays: self.fallback_relays.clone(),
+            fallback_relays: self.fallback_relays(),
             idle_timeout: self.idle_timeout,
             concurrency: self.concurrency,
             req_only: self.req_only,
             upload: !self.no_upload,
             spam: self.spam.clone(),
+        }
+    }
+}
+
+impl BackfillArgs {
+    /// The station's `strfry import --no-verify`, run in its folder as the original does, when
+    /// `~/.zen/strfry/strfry` is there (and `--no-strfry-import` is not given).
+    fn station_import(&self) -> Option<String> {
+        let zen = self.zen.clone().unwrap_or_else(|| home_dir().join(".zen"));
+        let files = SyncFiles::new(zen);
+        let binary = files.strfry_binary();
+        let executable = std::fs::metadata(&binary)
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+        (!self.no_strfry_import && executable).then(|| {
+            format!(
+                "cd {} && ./strfry import --no-verify",
+                shell_quote(&files.strfry_dir().to_string_lossy())
+            )
+        })
+    }
+
+    /// `--fallback-relay`, else the original's three, none with `--no-fallback`.
+    fn fallback_relays(&self) -> Vec<String> {
+        if self.no_fallback {
+            Vec::new()
+        } else if self.fallback_relays.is_empty() {
+            DEFAULT_FALLBACK_RELAYS.map(str::to_owned).to_vec()
+        } else {
+            self.fallback_relays.clone()
         }
     }
 }

@@ -157,6 +157,7 @@ fn round(home: &Path, peer: &str, round: usize) -> (BTreeSet<EventId>, Vec<Strin
             "--days",
             "0",
             "--no-profiles",
+            "--no-fallback",
             "--peer",
             peer,
         ])

@@ -172,6 +172,7 @@ fn status_page_shows_peers_tunnels_services_and_the_last_sync() {
         "--zen",
         zen.to_str().unwrap(),
         "--no-profiles",
+        "--no-fallback",
         "--json",
     ]);
     assert!(

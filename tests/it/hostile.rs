@@ -292,7 +292,7 @@ fn backfill_watched(
     let mut child = std::process::Command::new(common::bin())
         .arg("--home")
         .arg(home)
-        .args(["backfill", "--json"])
+        .args(["backfill", "--json", "--no-fallback"])
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

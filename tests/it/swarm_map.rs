@@ -231,6 +231,7 @@ fn three_stations_find_each_other_without_kubo_a_fourth_by_the_g1swarm_hop_and_c
     let out = a.cli_ok(&[
         "backfill",
         "--json",
+        "--no-fallback",
         "--days",
         "1",
         "--zen",
