@@ -3,6 +3,7 @@
 //! plain text; saved to a folder and mailed to the captain ([`mail`]).
 
 pub mod mail;
+pub mod note;
 pub mod svg;
 
 use std::fmt::Write as _;
