@@ -118,7 +118,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     spawn_cycles(
         home,
         config,
-        (&node, swarm_map),
+        (&node, swarm_map, daemon.bitswap.store()),
         relay.as_ref(),
         (&control_stop, &tracker),
     );
@@ -234,7 +234,7 @@ fn serve_control(
 fn spawn_cycles(
     home: &Home,
     config: &Config,
-    (node, swarm_map): (&Node, Option<Arc<SwarmMap>>),
+    (node, swarm_map, blocks): (&Node, Option<Arc<SwarmMap>>, &Arc<BlockStore>),
     relay: Option<&LocalRelay>,
     (stop, tracker): (&CancellationToken, &TaskTracker),
 ) {
@@ -244,11 +244,15 @@ fn spawn_cycles(
     }
     if config.trigger.enabled {
         // The hourly sync, so that cron is optional.
+        let lent = crate::trigger::InDaemon {
+            node: node.clone(),
+            station: relay.map(|r| r.station.clone()),
+            blocks: Some(blocks.clone()),
+        };
         tracker.spawn(crate::trigger::schedule(
             home.clone(),
             config.clone(),
-            node.clone(),
-            relay.map(|r| r.station.clone()),
+            lent,
             stop.clone(),
         ));
     }

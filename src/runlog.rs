@@ -149,7 +149,10 @@ mod tests {
         assert!(!dir.path().join("sync.log.3").exists());
         let last = std::fs::read_to_string(log.path()).unwrap();
         let tail = last.lines().last().unwrap();
-        assert!(tail.starts_with('[') && tail.contains("] [INFO] line 99 "), "{tail}");
+        assert!(
+            tail.starts_with('[') && tail.contains("] [INFO] line 99 "),
+            "{tail}"
+        );
     }
 
     #[test]

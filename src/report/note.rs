@@ -195,7 +195,15 @@ mod tests {
         let event = note(&keys, "hello".into(), now).unwrap();
         assert!(event.verify().is_ok());
         assert_eq!(event.kind, Kind::TextNote);
-        let tag: Vec<&str> = event.tags.iter().next().unwrap().as_slice().iter().map(String::as_str).collect();
+        let tag: Vec<&str> = event
+            .tags
+            .iter()
+            .next()
+            .unwrap()
+            .as_slice()
+            .iter()
+            .map(String::as_str)
+            .collect();
         assert_eq!(tag, ["expiration", "1700003600"]);
     }
 

@@ -94,7 +94,13 @@ impl<L: LocalStore> Engine<'_, L> {
         self.newly_rejected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(counts.rejected_ids.iter().filter(|(_, r)| r.lasting()).cloned());
+            .extend(
+                counts
+                    .rejected_ids
+                    .iter()
+                    .filter(|(_, r)| r.lasting())
+                    .cloned(),
+            );
         self.imported_log
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -120,8 +120,9 @@ impl BackfillArgs {
         let zen = self.zen.clone().unwrap_or_else(|| home_dir().join(".zen"));
         let files = SyncFiles::new(zen);
         let binary = files.strfry_binary();
-        let executable = std::fs::metadata(&binary)
-            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
+        let executable = std::fs::metadata(&binary).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        });
         (!self.no_strfry_import && executable).then(|| {
             format!(
                 "cd {} && ./strfry import --no-verify",

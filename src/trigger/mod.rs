@@ -3,21 +3,24 @@
 //! and writes the operators' logs. Its outcomes have distinct exit codes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+mod announce;
 pub mod flags;
 pub mod original;
 
 pub use crate::config::TriggerConfig;
 use crate::config::{Config, Home, SyncFiles};
+use crate::ipfs::store::BlockStore;
 use crate::node::Node;
 use crate::report::{self, Report};
 use crate::runlog::{Level, RunLog};
 use crate::sync::backfill::{self, BackfillOptions, RunLock};
-use original::OriginalLock;
 use crate::sync::history::History;
 use crate::sync::local::Station;
 use crate::sync::stats::{RunStats, RunStatus};
+use original::OriginalLock;
 
 /// Exit code: the run finished but some peers failed.
 pub const EXIT_PARTIAL: u8 = 2;
@@ -34,6 +37,8 @@ pub enum Outcome {
         report: Option<PathBuf>,
         /// Recipient, or why no mail went out.
         mail: Result<String, String>,
+        /// With `[report] note`: where the note went, or why it was not sent.
+        note: Option<Result<String, String>>,
     },
     Skipped(String),
     CannotRun(String),
@@ -56,8 +61,9 @@ impl Outcome {
                 stats,
                 report,
                 mail,
+                note,
             } => format!(
-                "ran: {} run {}: {} peers ok, {} failed, {} imported, {} uploaded; report {}; mail {}",
+                "ran: {} run {}: {} peers ok, {} failed, {} imported, {} uploaded; report {}; mail {}{}",
                 stats.status(),
                 stats.run_id,
                 stats.peers_ok,
@@ -70,6 +76,11 @@ impl Outcome {
                 match mail {
                     Ok(to) => format!("sent to {to}"),
                     Err(why) => format!("not sent ({why})"),
+                },
+                match note {
+                    None => String::new(),
+                    Some(Ok(what)) => format!("; note {what}"),
+                    Some(Err(why)) => format!("; note not sent ({why})"),
                 }
             ),
             Outcome::Skipped(why) => format!("skipped: {why}"),
@@ -109,7 +120,10 @@ impl Logs {
     /// A run starts: the run log begins again, the error log is rotated if full (as the
     /// original does), and the old names point at the new files.
     fn start(&self, config: &TriggerConfig) {
-        if let Err(e) = self.run.reset("Constellation Backfill Log (constellation trigger)") {
+        if let Err(e) = self
+            .run
+            .reset("Constellation Backfill Log (constellation trigger)")
+        {
             tracing::warn!("cannot write {}: {e}", self.run.path().display());
         }
         match self.errors.rotate_if_full() {
@@ -262,8 +276,8 @@ fn admit(
         Ok(Err(why)) => return Err(skip(why)),
         Err(e) => return Err(fail(format!("cannot lock {}: {e}", lock_path.display()))),
     };
-    let history = History::open(&home.history())
-        .map_err(|e| fail(crate::logging::error_line(&e.into())))?;
+    let history =
+        History::open(&home.history()).map_err(|e| fail(crate::logging::error_line(&e.into())))?;
     if force {
         return Ok(Admitted {
             ours,
@@ -298,14 +312,23 @@ fn admit(
     })
 }
 
-/// One trigger. `daemon`: the node and local relay when the daemon runs it itself.
+/// What the daemon lends a trigger it runs itself.
+pub struct InDaemon {
+    pub node: Node,
+    /// Its local relay, as found at start.
+    pub station: Option<Station>,
+    /// Its block store, where the report is added for the note's `/ipfs/<CID>` link.
+    pub blocks: Option<Arc<BlockStore>>,
+}
+
+/// One trigger. `daemon`: the node, local relay and blocks when the daemon runs it itself.
 pub async fn trigger(
     home: &Home,
     config: &Config,
     force: bool,
     mail: bool,
     args: &BackfillOptions,
-    daemon: Option<(Node, Option<Station>)>,
+    daemon: Option<InDaemon>,
 ) -> Outcome {
     let files = SyncFiles::new(args.zen_root());
     let logs = Logs::new(&config.trigger, &files);
@@ -328,8 +351,9 @@ pub async fn trigger(
         logs.error(&format!("cannot write {}: {e}", files.last_run().display()));
     }
     logs.run("run started");
+    let blocks = daemon.as_ref().and_then(|d| d.blocks.clone());
     let result = match daemon {
-        Some((node, station)) => {
+        Some(InDaemon { node, station, .. }) => {
             let context = (home, config);
             backfill::execute(context, &mut history, args, Some(node), station).await
         }
@@ -344,6 +368,39 @@ pub async fn trigger(
             return Outcome::CannotRun(why);
         }
     };
+    log_run(&stats, &logs);
+    if stats.run_id == 0 {
+        return Outcome::Ran {
+            stats: Box::new(stats),
+            report: None,
+            mail: Err("dry run: nothing recorded".to_owned()),
+            note: None,
+        };
+    }
+    let station = report::station_name(&config.report);
+    let loaded = Report::of(&history, Some(stats.run_id), station);
+    let (report, mail) = deliver((home, config), loaded, stats.run_id, mail, &logs).await;
+    let note = if config.report.note {
+        let sent = announce::publish(config, &stats, report.as_deref(), blocks.as_deref()).await;
+        match &sent {
+            Ok(what) => logs.run(&format!("run {}: note {what}", stats.run_id)),
+            Err(why) => logs.run(&format!("run {}: no note: {why}", stats.run_id)),
+        }
+        Some(sent)
+    } else {
+        None
+    };
+    Outcome::Ran {
+        stats: Box::new(stats),
+        report,
+        mail,
+        note,
+    }
+}
+
+/// The run's lines in the run log, with the original's `SYNC_*` markers (which its
+/// `sync_report.sh` reads), and each failed peer in the error log.
+fn log_run(stats: &RunStats, logs: &Logs) {
     for p in stats.peers.iter().filter(|p| !p.ok) {
         logs.error(&format!(
             "run {}: peer {} failed: {}",
@@ -364,18 +421,16 @@ pub async fn trigger(
         stats.uploaded,
         stats.duration_ms
     ));
-    let (report, mail) = if stats.run_id == 0 {
-        (None, Err("dry run: nothing recorded".to_owned()))
-    } else {
-        let station = report::station_name(&config.report);
-        let loaded = Report::of(&history, Some(stats.run_id), station);
-        deliver((home, config), loaded, stats.run_id, mail, &logs).await
-    };
-    Outcome::Ran {
-        stats: Box::new(stats),
-        report,
-        mail,
-    }
+    logs.run(&format!(
+        "SYNC_PEERS: total={} success={}",
+        stats.peers_contacted, stats.peers_ok
+    ));
+    logs.run(&format!("SYNC_HEX: count={}", stats.authors));
+    logs.run(&format!(
+        "SYNC_PROFILES: found={} missing={}",
+        stats.profiles_found, stats.profiles_missing
+    ));
+    logs.run(&format!("SYNC_IMPORT: events={}", stats.imported));
 }
 
 /// Save the report of `run_id` and mail it; failures are logged, never fatal.
@@ -450,8 +505,7 @@ pub async fn run_locked(
 pub async fn schedule(
     home: Home,
     config: Config,
-    node: Node,
-    station: Option<Station>,
+    daemon: InDaemon,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let args = match flags::parse_args(&config.trigger.backfill) {
@@ -479,7 +533,11 @@ pub async fn schedule(
             false,
             true,
             &args,
-            Some((node.clone(), station.clone())),
+            Some(InDaemon {
+                node: daemon.node.clone(),
+                station: daemon.station.clone(),
+                blocks: daemon.blocks.clone(),
+            }),
         )
         .await;
         tracing::info!("scheduled sync {}", outcome.line());

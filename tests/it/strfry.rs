@@ -16,7 +16,14 @@ use crate::common::{self};
 fn backfill(dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
     let home = dir.join("home");
     let zen = dir.join("zen");
-    let mut all = vec!["backfill", "--json", "--no-profiles", "--no-fallback", "--days", "0"];
+    let mut all = vec![
+        "backfill",
+        "--json",
+        "--no-profiles",
+        "--no-fallback",
+        "--days",
+        "0",
+    ];
     all.extend(["--zen", zen.to_str().expect("utf-8")]);
     all.extend_from_slice(args);
     let out = common::cli(&home, &all);
