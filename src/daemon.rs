@@ -248,6 +248,7 @@ fn spawn_cycles(
             node: node.clone(),
             station: relay.map(|r| r.station.clone()),
             blocks: Some(blocks.clone()),
+            relay_url: relay.map(|r| r.url.clone()),
         };
         tracker.spawn(crate::trigger::schedule(
             home.clone(),

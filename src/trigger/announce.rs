@@ -42,12 +42,14 @@ fn report_link(config: &Config, saved: &Path, blocks: &BlockStore) -> Result<Str
     ))
 }
 
-/// Publish the note of `run`; `Ok` says where it went, `Err` why it was not sent.
+/// Publish the note of `run`; `Ok` says where it went, `Err` why it was not sent. With the
+/// daemon's `blocks` the saved report is linked; the note goes to `[report] note_relay`, else
+/// to the daemon's `relay`, else to `ws://` + `[relay] listen`.
 pub(super) async fn publish(
     config: &Config,
     run: &RunStats,
     saved: Option<&Path>,
-    blocks: Option<&BlockStore>,
+    (blocks, relay): (Option<&BlockStore>, Option<&str>),
 ) -> Result<String, String> {
     if !note::worth_sending(run) {
         return Err("nothing imported and nothing failed".into());
@@ -70,6 +72,7 @@ pub(super) async fn publish(
         .report
         .note_relay
         .clone()
+        .or_else(|| relay.map(str::to_owned))
         .unwrap_or_else(|| format!("ws://{}", config.relay.listen));
     let mut client = RelayClient::connect_url(&url, NOTE_TIMEOUT, NOTE_TIMEOUT)
         .await

@@ -319,6 +319,8 @@ pub struct InDaemon {
     pub station: Option<Station>,
     /// Its block store, where the report is added for the note's `/ipfs/<CID>` link.
     pub blocks: Option<Arc<BlockStore>>,
+    /// Its local relay's URL, where the note goes unless `[report] note_relay` says otherwise.
+    pub relay_url: Option<String>,
 }
 
 /// One trigger. `daemon`: the node, local relay and blocks when the daemon runs it itself.
@@ -352,6 +354,7 @@ pub async fn trigger(
     }
     logs.run("run started");
     let blocks = daemon.as_ref().and_then(|d| d.blocks.clone());
+    let relay_url = daemon.as_ref().and_then(|d| d.relay_url.clone());
     let result = match daemon {
         Some(InDaemon { node, station, .. }) => {
             let context = (home, config);
@@ -381,7 +384,8 @@ pub async fn trigger(
     let loaded = Report::of(&history, Some(stats.run_id), station);
     let (report, mail) = deliver((home, config), loaded, stats.run_id, mail, &logs).await;
     let note = if config.report.note {
-        let sent = announce::publish(config, &stats, report.as_deref(), blocks.as_deref()).await;
+        let lent = (blocks.as_deref(), relay_url.as_deref());
+        let sent = announce::publish(config, &stats, report.as_deref(), lent).await;
         match &sent {
             Ok(what) => logs.run(&format!("run {}: note {what}", stats.run_id)),
             Err(why) => logs.run(&format!("run {}: no note: {why}", stats.run_id)),
@@ -537,6 +541,7 @@ pub async fn schedule(
                 node: daemon.node.clone(),
                 station: daemon.station.clone(),
                 blocks: daemon.blocks.clone(),
+                relay_url: daemon.relay_url.clone(),
             }),
         )
         .await;

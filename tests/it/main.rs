@@ -8,6 +8,7 @@ mod demo;
 mod dht;
 mod dht_hostile;
 mod dragon;
+mod dropin;
 mod faults;
 mod hostile;
 mod ipfs;

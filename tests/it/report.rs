@@ -82,6 +82,13 @@ impl Station {
         self.tmp.path().join("home")
     }
 
+    /// `$HOME` of its commands: nothing is read or written in the real one.
+    fn user(&self) -> PathBuf {
+        let user = self.tmp.path().join("user");
+        std::fs::create_dir_all(&user).unwrap();
+        user
+    }
+
     fn zen(&self, authors: &[&Keys]) -> String {
         let zen = self.tmp.path().join("zen");
         for (i, k) in authors.iter().enumerate() {
@@ -103,6 +110,7 @@ impl Station {
             .arg("--home")
             .arg(self.home())
             .args(&all)
+            .env("HOME", self.user())
             .env_remove("CAPTAINEMAIL")
             .stdin(Stdio::null())
             .output()
@@ -197,7 +205,11 @@ fn the_report_arrives_by_smtp_with_the_numbers_of_the_run() {
     // Saved too, with its text version; the run log has the run.
     let reports = station.tmp.path().join("reports");
     assert!(reports.join("run-1.html").exists() && reports.join("run-1.txt").exists());
-    assert!(station.log("constellation_sync.log").contains("run 1 OK"));
+    assert!(
+        station
+            .log("constellation-backfill.log")
+            .contains("run 1 OK")
+    );
 
     // `report --run 1` re-renders the same numbers.
     let again = common::cli(&station.home(), &["report", "--run", "1", "--text"]);
@@ -241,6 +253,7 @@ fn two_triggers_one_runs_and_a_killed_holder_leaves_no_lock() {
         .arg(station.home())
         .arg("trigger")
         .args(args)
+        .env("HOME", station.user())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -248,7 +261,7 @@ fn two_triggers_one_runs_and_a_killed_holder_leaves_no_lock() {
         .unwrap();
     let started = || {
         station
-            .log("constellation_sync.log")
+            .log("constellation-backfill.log")
             .contains("run started")
     };
     assert!(
@@ -307,6 +320,15 @@ fn a_recent_run_is_skipped_unless_forced() {
         "--no-mail",
     ];
     assert_eq!(station.trigger(&args).status.code(), Some(0));
+    // First the station's stamp (`_12345.sh`'s rule), then, without it, our own history.
+    let again = station.trigger(&args);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(
+        stderr(&again).contains("skipped: a sync started"),
+        "{}",
+        stderr(&again)
+    );
+    std::fs::remove_file(Path::new(&zen).join("tmp/backfill_constellation.lastrun")).unwrap();
     let again = station.trigger(&args);
     assert_eq!(again.status.code(), Some(3));
     assert!(
@@ -338,7 +360,7 @@ fn an_unreachable_relay_or_mail_server_does_not_block() {
     );
     assert!(
         station
-            .log("constellation_sync.error.log")
+            .log("constellation-backfill.error.log")
             .contains("not reachable")
     );
 
@@ -349,7 +371,7 @@ fn an_unreachable_relay_or_mail_server_does_not_block() {
     assert!(station.tmp.path().join("reports/run-1.html").exists());
     assert!(
         station
-            .log("constellation_sync.error.log")
+            .log("constellation-backfill.error.log")
             .contains("mail failed")
     );
 }
@@ -377,7 +399,7 @@ fn the_daemon_runs_the_trigger_on_its_own_schedule() {
     let history = History::open(&station.home().join("history.sqlite")).unwrap();
     let run = history.run(Some(1)).unwrap().expect("run 1");
     assert_eq!((run.peers_ok, run.imported), (1, 1));
-    // The next scheduled run, a second later, is skipped by the 50-minute rule.
-    assert!(daemon.wait_log("skipped: last run", Duration::from_secs(10)));
+    // The next scheduled run, a second later, is skipped by the 50-minute rule (the stamp).
+    assert!(daemon.wait_log("skipped: a sync started", Duration::from_secs(10)));
     assert!(history.run(Some(2)).unwrap().is_none());
 }

@@ -78,6 +78,11 @@ impl Strfry {
         strfry
     }
 
+    /// Its folder: `strfry.conf`, `db/`, `strfry.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("strfry.log")).unwrap_or_default()
     }
