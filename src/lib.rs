@@ -10,7 +10,8 @@
 //! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
 //!   and the node, so a station's `ipfs` commands keep working; `<repo>/api`.
 //! - [`install`]: the systemd units and the cron line that keep a station running.
-//! - [`trigger`]: the hourly job: checks, lock, backfill, report, mail; the backfill flags.
+//! - [`trigger`]: the hourly job: checks, locks (ours and the original sync's), backfill, report,
+//!   mail, the Nostr note; the backfill flags.
 //! - [`status`]: the loopback status page and `/api/status`, and the figures it shows.
 //! - [`report`]: the sync report (HTML with SVG charts, text) from the history, and its mail.
 //! - [`runlog`]: the operators' log files, rotated by size.

@@ -494,7 +494,7 @@ fn missing_profiles_bring_the_whole_history_then_kind_0_from_the_fallback_relays
     assert!(held.contains(&b_profile.id));
 
     // With one: a's kind 0 from it, but nothing else of it; c's is on no relay asked.
-    publish(&fallback.url, &[c_profile.clone()]);
+    publish(&fallback.url, std::slice::from_ref(&c_profile));
     let (code, stats) =
         station.backfill(&[&args[..], &["--fallback-relay", fallback.url.as_str()]].concat());
     assert_eq!(code, 0, "{stats}");
