@@ -352,7 +352,8 @@ pub async fn trigger(
     {
         logs.error(&format!("cannot write {}: {e}", files.last_run().display()));
     }
-    logs.run("run started");
+    // The original's words too: its sync_report.sh takes the run's start and end from them.
+    logs.run("run started: Starting Astroport constellation backfill process");
     let blocks = daemon.as_ref().and_then(|d| d.blocks.clone());
     let relay_url = daemon.as_ref().and_then(|d| d.relay_url.clone());
     let result = match daemon {
@@ -425,16 +426,10 @@ fn log_run(stats: &RunStats, logs: &Logs) {
         stats.uploaded,
         stats.duration_ms
     ));
-    logs.run(&format!(
-        "SYNC_PEERS: total={} success={}",
-        stats.peers_contacted, stats.peers_ok
-    ));
-    logs.run(&format!("SYNC_HEX: count={}", stats.authors));
-    logs.run(&format!(
-        "SYNC_PROFILES: found={} missing={}",
-        stats.profiles_found, stats.profiles_missing
-    ));
-    logs.run(&format!("SYNC_IMPORT: events={}", stats.imported));
+    for line in original::report_markers(stats) {
+        logs.run(&line);
+    }
+    logs.run("Backfill process completed");
 }
 
 /// Save the report of `run_id` and mail it; failures are logged, never fatal.

@@ -1,10 +1,12 @@
 //! Living next to Astroport's own sync: the lock of `backfill_constellation.sh` (`flock`, PID
-//! inside) and the last-run stamp of `_12345.sh`, honoured and held as the originals do, so that
-//! whichever sync starts first runs and the other skips.
+//! inside) and `_12345.sh`'s last-run stamp, honoured and held so that whichever sync starts
+//! first runs; and the run-log markers its `sync_report.sh` reads.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use crate::sync::stats::RunStats;
 
 /// `_12345.sh` starts no sync when its stamp is younger than this (its "50 minutes").
 pub const LAST_RUN_MIN_SECS: u64 = 3_000;
@@ -96,9 +98,79 @@ pub fn stamp_last_run(path: &Path) -> std::io::Result<()> {
     crate::atomic_file::write(path, format!("{}\n", now()).as_bytes(), 0o644)
 }
 
+/// The original's names for the kind counts of its `SYNC_STATS:` line, those its
+/// `sync_report.sh` adds into its groups.
+const SYNC_STATS_KINDS: &[(&str, &[u16])] = &[
+    ("dms", &[4]),
+    ("videos", &[21, 22]),
+    ("files", &[1063]),
+    ("voice", &[1222, 1244]),
+    ("did", &[30800]),
+    ("ore_spaces", &[30312]),
+    ("ore_meetings", &[30313]),
+    ("oracle", &[30500, 30501, 30502, 30503]),
+    ("economic_health", &[30850, 30851]),
+    ("n2_memory", &[31910]),
+    ("nip52_calendar", &[31922, 31923, 31924, 31925]),
+    ("profiles", &[0]),
+    ("text", &[1]),
+    ("contacts", &[3]),
+    ("reposts", &[6]),
+    ("reactions", &[7]),
+    ("blog", &[30023]),
+    ("analytics", &[10000]),
+    ("badge_awards", &[8]),
+    ("badge_definitions", &[30009]),
+];
+
+/// The run-log lines the original's `sync_report.sh` reads (`SYNC_STATS`, `SYNC_PEERS`,
+/// `SYNC_HEX`, `SYNC_PROFILES`, `SYNC_IMPORT`), so that it still reports on our runs.
+pub fn report_markers(stats: &RunStats) -> Vec<String> {
+    let mut kinds = format!("SYNC_STATS: events={}", stats.collected);
+    for (name, list) in SYNC_STATS_KINDS {
+        let n: u64 = list.iter().filter_map(|k| stats.kinds.get(k)).sum();
+        kinds.push_str(&format!(" {name}={n}"));
+    }
+    vec![
+        kinds,
+        format!(
+            "SYNC_PEERS: total={} success={}",
+            stats.peers_contacted, stats.peers_ok
+        ),
+        format!("SYNC_HEX: count={}", stats.authors),
+        format!(
+            "SYNC_PROFILES: found={} missing={}",
+            stats.profiles_found, stats.profiles_missing
+        ),
+        format!("SYNC_IMPORT: events={}", stats.imported),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_markers_carry_the_originals_names() {
+        let stats = RunStats {
+            collected: 9,
+            imported: 7,
+            peers_contacted: 2,
+            peers_ok: 1,
+            authors: 5,
+            kinds: [(1, 4), (21, 1), (22, 1), (30501, 1)].into_iter().collect(),
+            ..RunStats::default()
+        };
+        let lines = report_markers(&stats);
+        assert!(
+            lines[0].starts_with("SYNC_STATS: events=9 dms=0 videos=2 "),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains(" oracle=1 ") && lines[0].contains(" text=4 "));
+        assert_eq!(lines[1], "SYNC_PEERS: total=2 success=1");
+        assert_eq!(lines[4], "SYNC_IMPORT: events=7");
+    }
 
     #[test]
     fn the_lock_holds_our_pid_refuses_a_second_holder_and_goes_away() {
