@@ -1,6 +1,6 @@
 //! Kubo's keystore on disk (boxo `keystore.FSKeystore`): `<dir>/key_<base32 of the name>` holds
 //! a libp2p protobuf private key, so Kubo and we share one folder; `self` is the node key.
-//! Generate (ed25519, secp256k1), import (libp2p protobuf, PEM PKCS#8), remove, rename.
+//! Generate (ed25519, secp256k1, RSA), import (libp2p protobuf, PEM PKCS#8), remove, rename.
 
 use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -22,6 +22,13 @@ pub const MAX_KEYS: usize = 4096;
 const FILE_PREFIX: &str = "key_";
 /// libp2p's `KeyType` numbers in the protobuf `PrivateKey`.
 const KEY_TYPE_RSA: u8 = 0;
+/// Kubo's `key gen --type=rsa` size when `--size` is not given (`DefaultRSALen`), and
+/// go-libp2p's floor (`MinRsaKeyBits`): smaller keys are refused, as there.
+const DEFAULT_RSA_BITS: usize = 2048;
+const MIN_RSA_BITS: usize = 2048;
+/// Our ceiling: go-libp2p takes up to 8192 bits, but generating one takes minutes on a
+/// Raspberry Pi (seconds for 4096) while holding the API call; no station key is larger.
+const MAX_RSA_BITS: usize = 4096;
 
 /// Why a keystore operation failed; the messages are Kubo's where Kubo has one.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +45,14 @@ pub enum KeyError {
     NotFound(String),
     #[error("unrecognized key type: {0}")]
     UnknownType(String),
+    #[error("rsa keys must be >= {MIN_RSA_BITS} bits to be useful")]
+    RsaTooSmall,
     #[error(
-        "constellation cannot generate RSA keys (ring has no RSA key generation): use ed25519, or import an RSA key made elsewhere"
+        "rsa keys of {0} bits are refused: at most {MAX_RSA_BITS} (a larger one takes minutes to generate on a small board)"
     )]
-    RsaGeneration,
+    RsaTooLarge(usize),
+    #[error("generating the RSA key failed: {0}")]
+    RsaGeneration(String),
     #[error("unrecognized import format: {0}")]
     UnknownFormat(String),
     #[error("{0}")]
@@ -93,20 +104,33 @@ impl KeyName {
     }
 }
 
-/// What `key gen --type` asks for.
+/// What `key gen --type [--size]` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     Ed25519,
     Secp256k1,
-    Rsa,
+    /// An RSA key of this many modulus bits.
+    Rsa {
+        bits: usize,
+    },
 }
 
 impl KeyType {
-    pub fn parse(text: &str) -> Result<KeyType, KeyError> {
+    /// `--type` and `--size` (Kubo reads the size for RSA only, 2048 when not given).
+    pub fn parse(text: &str, size: Option<usize>) -> Result<KeyType, KeyError> {
         match text {
             "ed25519" => Ok(KeyType::Ed25519),
             "secp256k1" => Ok(KeyType::Secp256k1),
-            "rsa" => Ok(KeyType::Rsa),
+            "rsa" => {
+                let bits = size.unwrap_or(DEFAULT_RSA_BITS);
+                if bits < MIN_RSA_BITS {
+                    return Err(KeyError::RsaTooSmall);
+                }
+                if bits > MAX_RSA_BITS {
+                    return Err(KeyError::RsaTooLarge(bits));
+                }
+                Ok(KeyType::Rsa { bits })
+            }
             other => Err(KeyError::UnknownType(other.to_owned())),
         }
     }
@@ -226,7 +250,13 @@ impl Keystore {
         let key = match kind {
             KeyType::Ed25519 => Keypair::generate_ed25519(),
             KeyType::Secp256k1 => Keypair::generate_secp256k1(),
-            KeyType::Rsa => return Err(KeyError::RsaGeneration),
+            KeyType::Rsa { bits } => {
+                let bytes = generate_rsa(bits)?;
+                self.put(&name, &bytes)?;
+                return crate::identity::decode_private_key(&bytes)
+                    .map(|key| key.public().to_peer_id())
+                    .map_err(|e| KeyError::RsaGeneration(e.to_string()));
+            }
         };
         let bytes = (key.to_protobuf_encoding()).map_err(|e| KeyError::BadKey(e.to_string()))?;
         self.put(&name, &bytes)?;
@@ -359,6 +389,28 @@ impl Keystore {
     }
 }
 
+/// A new RSA key of `bits` as go-libp2p stores one: the protobuf `PrivateKey` whose `Data` is
+/// the PKCS#1 DER (`x509.MarshalPKCS1PrivateKey`), public exponent 65537. Checked by reading
+/// it back through libp2p before anything is written.
+fn generate_rsa(bits: usize) -> Result<Vec<u8>, KeyError> {
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    let failed = |e: &dyn std::fmt::Display| KeyError::RsaGeneration(e.to_string());
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| failed(&e))?;
+    let der = key.to_pkcs1_der().map_err(|e| failed(&e))?;
+    let bytes = private_key_protobuf(KEY_TYPE_RSA, der.as_bytes());
+    crate::identity::decode_private_key(&bytes).map_err(|e| failed(&e))?;
+    Ok(bytes)
+}
+
+/// `message PrivateKey { KeyType Type = 1; bytes Data = 2; }`.
+fn private_key_protobuf(key_type: u8, data: &[u8]) -> Vec<u8> {
+    use crate::ipfs::protobuf::{put_bytes_fields, put_varint_field};
+    let mut out = Vec::with_capacity(data.len() + 8);
+    put_varint_field(&mut out, 1, Some(key_type.into()));
+    put_bytes_fields(&mut out, &[(2, &Some(data.to_vec()))]);
+    out
+}
+
 fn io(path: &Path, source: std::io::Error) -> KeyError {
     KeyError::Io {
         path: path.to_owned(),
@@ -410,7 +462,7 @@ mod pem {
             let key = Keypair::rsa_from_pkcs8(&mut pkcs8)
                 .map_err(|e| bad(&format!("bad RSA key: {e}")))?;
             // libp2p's RSA PrivateKey.Data is the PKCS#1 key, which PKCS#8 wraps.
-            return Ok((key, protobuf(KEY_TYPE_RSA, private)));
+            return Ok((key, super::private_key_protobuf(KEY_TYPE_RSA, private)));
         }
         Err(bad("only Ed25519 and RSA PKCS#8 keys can be imported"))
     }
@@ -475,15 +527,6 @@ mod pem {
         };
         (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
     }
-
-    /// `message PrivateKey { KeyType Type = 1; bytes Data = 2; }`.
-    fn protobuf(key_type: u8, data: &[u8]) -> Vec<u8> {
-        use crate::ipfs::protobuf::{put_bytes_fields, put_varint_field};
-        let mut out = Vec::with_capacity(data.len() + 8);
-        put_varint_field(&mut out, 1, Some(key_type.into()));
-        put_bytes_fields(&mut out, &[(2, &Some(data.to_vec()))]);
-        out
-    }
 }
 
 #[cfg(test)]
@@ -532,9 +575,17 @@ mod tests {
             Err(KeyError::SelfKey(_))
         ));
         assert!(matches!(
-            ks.generate("r", KeyType::Rsa),
-            Err(KeyError::RsaGeneration)
+            KeyType::parse("rsa", Some(1024)),
+            Err(KeyError::RsaTooSmall)
         ));
+        assert!(matches!(
+            KeyType::parse("rsa", Some(8192)),
+            Err(KeyError::RsaTooLarge(8192))
+        ));
+        assert_eq!(
+            KeyType::parse("rsa", None).unwrap(),
+            KeyType::Rsa { bits: 2048 }
+        );
         let names: Vec<_> = ks
             .list()
             .unwrap()

@@ -124,7 +124,7 @@ impl<H: Handler> Api<H> {
             "name/publish" => keys::publish(ipfs, call).await,
             "name/resolve" => keys::resolve(ipfs, call).await,
             "key/list" | "key/ls" => keys::list(ipfs, call),
-            "key/gen" => keys::generate(ipfs, call),
+            "key/gen" => keys::generate(ipfs, call).await,
             "key/import" => keys::import(ipfs, call),
             "key/rm" => keys::rm(ipfs, call),
             "key/rename" => keys::rename(ipfs, call),

@@ -15,18 +15,20 @@ use super::pin_set::PinKind;
 use super::{Failure, Reply};
 use crate::ipfs::block::{BlockSink, BlockSource, MemoryBlocks};
 use crate::ipfs::unixfs::node::{self, NodeKind};
-use crate::ipfs::unixfs::{self, FolderLimits, Hidden};
+use crate::ipfs::unixfs::{self, FolderLimits, Hidden, Layout, Listing};
 
-/// Bounds on one `add` and one `get`: the upload bound in bytes, a station's entry count, and a
-/// depth and block count that fit 64 MiB of 256 KiB chunks with room for folders.
+/// Bounds on one `add` and on the folder one `get` unpacks to disk before its tar is written:
+/// the upload bound in bytes, a station's entry count, and a depth and block count that fit
+/// 64 MiB of 256 KiB chunks with room for folders. A `get` of one file and a `cat` stream
+/// instead, and have no such bound.
 pub const CONTENT_LIMITS: FolderLimits = FolderLimits {
     max_bytes: multipart::MAX_UPLOAD_BYTES as u64,
     max_entries: multipart::MAX_PARTS,
     max_depth: 32,
     max_blocks: 8192,
 };
-/// Largest file `cat` reads (it is held in memory): the upload bound.
-const MAX_CAT_BYTES: u64 = multipart::MAX_UPLOAD_BYTES as u64;
+/// Chunks of a streamed file waiting for the connection (each at most one block).
+const FILE_QUEUE: usize = 4;
 /// Bytes of a `get` tar stream handed to the connection at a time, and how many wait.
 const TAR_CHUNK_BYTES: usize = 256 * 1024;
 const TAR_QUEUE: usize = 4;
@@ -56,39 +58,71 @@ struct AddOptions {
     wrap: bool,
     pin: bool,
     only_hash: bool,
+    layout: Layout,
 }
 
 impl AddOptions {
     fn parse(call: &Call) -> Result<AddOptions, Failure> {
         let unsupported = |what: &str| {
             Failure::client(format!(
-                "constellation adds with Kubo's defaults only (CIDv0, size-262144, no raw leaves, no inline, no trickle, sha2-256): {what} is not supported"
+                "constellation adds with the balanced layout, sha2-256 and no inlining only: {what} is not supported"
             ))
         };
-        if call.number(&["cid-version"], 0u8)? != 0 {
-            return Err(unsupported("--cid-version=1"));
+        if call.flag(&["trickle", "t"])? {
+            return Err(unsupported("--trickle"));
         }
-        if call.flag(&["raw-leaves"])? || call.flag(&["trickle", "t"])? || call.flag(&["inline"])? {
-            return Err(unsupported("this layout option"));
+        if call.flag(&["inline"])? {
+            return Err(unsupported("--inline"));
         }
-        if call
-            .option(&["chunker", "s"])
-            .is_some_and(|c| c != "size-262144")
-        {
-            return Err(unsupported("--chunker"));
-        }
-        if call.option(&["hash"]).is_some_and(|h| h != "sha2-256") {
-            return Err(unsupported("--hash"));
+        if let Some(hash) = call.option(&["hash"]).filter(|h| *h != "sha2-256") {
+            return Err(unsupported(&format!("--hash={hash}")));
         }
         if call.flag(&["nocopy"])? || call.option(&["to-files"]).is_some() {
             return Err(unsupported("--nocopy / --to-files"));
         }
+        let cid_version = match call.number(&["cid-version"], 0u8)? {
+            0 => cid::Version::V0,
+            1 => cid::Version::V1,
+            other => {
+                return Err(Failure::client(format!("unknown CID version: {other}")));
+            }
+        };
+        // As Kubo: CIDv1 means raw leaves unless `--raw-leaves=false` says otherwise.
+        let raw_leaves = call.flag_or(&["raw-leaves"], cid_version == cid::Version::V1)?;
+        let chunk_bytes = chunk_size(call.option(&["chunker", "s"]).unwrap_or("size-262144"))?;
         Ok(AddOptions {
             wrap: call.flag(&["wrap-with-directory", "w"])?,
             pin: call.flag_or(&["pin"], true)?,
             only_hash: call.flag(&["only-hash", "n"])?,
+            layout: Layout {
+                cid_version,
+                raw_leaves,
+                chunk_bytes,
+            },
         })
     }
+}
+
+/// `--chunker=size-N` as boxo parses it; `rabin` and `buzhash` are refused by name.
+fn chunk_size(text: &str) -> Result<usize, Failure> {
+    let Some(number) = text.strip_prefix("size-") else {
+        return Err(Failure::client(format!(
+            "constellation chunks by size only (size-N): --chunker={text} is not supported"
+        )));
+    };
+    let bytes: usize = number
+        .parse()
+        .map_err(|e| Failure::client(format!("bad chunker size {number:?}: {e}")))?;
+    if bytes == 0 {
+        return Err(Failure::client("chunker size must be greater than 0"));
+    }
+    if bytes > unixfs::MAX_CHUNK_BYTES {
+        return Err(Failure::client(format!(
+            "chunker parameters may not exceed the maximum chunk size of {}",
+            unixfs::MAX_CHUNK_BYTES
+        )));
+    }
+    Ok(bytes)
 }
 
 /// `add`: the multipart upload unpacked into a scratch folder, then added as Kubo adds it.
@@ -165,9 +199,15 @@ fn build(
             true => &mut memory,
             false => &mut on_disk,
         };
-        let root = unixfs::add_path(&path, &mut DynSink(sink), &CONTENT_LIMITS, Hidden::Include)
-            .map_err(Failure::of)?
-            .root;
+        let mut sink = DynSink(sink);
+        let built = unixfs::add_path_as(
+            &path,
+            &mut sink,
+            &CONTENT_LIMITS,
+            Hidden::Include,
+            options.layout,
+        );
+        let root = built.map_err(Failure::of)?.root;
         added.push((name, root));
     }
     Ok((added, memory))
@@ -242,7 +282,7 @@ async fn list_added<S: BlockSource>(
             continue;
         }
         stack.push((cid, name.clone(), true));
-        for (child, link) in entries(source, &node).await?.into_iter().rev() {
+        for (child, link) in entries(source, &cid).await?.into_iter().rev() {
             let path = if name.is_empty() {
                 child
             } else {
@@ -262,34 +302,11 @@ async fn read_node<S: BlockSource>(source: &S, cid: &Cid) -> Result<node::Node, 
     node::read(&block).map_err(|e| Failure::normal(format!("{cid}: {e}")))
 }
 
-/// The named entries of a folder node, HAMT buckets flattened (a bucket's link name is its
-/// two hex digits; an entry's is those digits and the name).
-async fn entries<S: BlockSource>(
-    source: &S,
-    dir: &node::Node,
-) -> Result<Vec<(String, Cid)>, Failure> {
-    let mut out = Vec::new();
-    let mut pending: Vec<node::Node> = vec![dir.clone()];
-    while let Some(node) = pending.pop() {
-        for link in &node.links {
-            if node.kind != NodeKind::HamtShard {
-                out.push((link.name.clone(), link.cid));
-            } else if link.name.len() > 2 {
-                out.push((link.name[2..].to_owned(), link.cid));
-            } else {
-                pending.push(read_node(source, &link.cid).await?);
-            }
-            if out.len() + pending.len() > MAX_LS_LINKS {
-                return Err(Failure::normal(format!(
-                    "a folder of more than {MAX_LS_LINKS} entries"
-                )));
-            }
-        }
-    }
-    if dir.kind == NodeKind::HamtShard {
-        out.sort();
-    }
-    Ok(out)
+/// The entries of the folder `cid` as Kubo lists them (link order, HAMT buckets flattened).
+async fn entries<S: BlockSource>(source: &S, cid: &Cid) -> Result<Vec<(String, Cid)>, Failure> {
+    unixfs::list_links(source, cid, MAX_LS_LINKS, Listing::AsLinked)
+        .await
+        .map_err(Failure::of)
 }
 
 /// A scratch folder under `<home>/tmp`, removed when dropped.
@@ -314,37 +331,69 @@ impl Drop for Scratch {
     }
 }
 
-/// `cat`: the file's bytes, from `--offset`, at most `--length`.
+/// `cat`: the file's bytes, from `--offset`, at most `--length`, streamed as they are read.
 pub async fn cat(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let text = call.arg(0, "ipfs-path")?;
     let offset: u64 = call.number(&["offset", "o"], 0)?;
-    let length: Option<u64> = match call.option(&["length", "l"]) {
-        None => None,
-        Some(_) => Some(call.number(&["length", "l"], 0)?),
+    let end = match call.option(&["length", "l"]) {
+        None => u64::MAX,
+        Some(_) => offset.saturating_add(call.number(&["length", "l"], 0)?),
     };
     let cid = ipfs.resolve(text).await?;
     let kind = read_node(&ipfs.source(), &cid).await?.kind;
     if matches!(kind, NodeKind::Directory | NodeKind::HamtShard) {
         return Err(Failure::normal("this dag node is a directory"));
     }
-    let bytes = unixfs::cat_file(&ipfs.source(), &cid, "", MAX_CAT_BYTES)
-        .await
-        .map_err(Failure::of)?;
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let end = match length {
-        Some(n) => start
-            .saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
-            .min(bytes.len()),
-        None => bytes.len(),
-    };
-    let (chunks, receiver) = mpsc::channel(1);
-    let _ = chunks.try_send(bytes[start..end].to_vec());
     Ok(Reply::Raw {
         content_type: "text/plain",
-        chunks: receiver,
+        chunks: stream_file(ipfs, cid, offset..end, Vec::new(), Vec::new()),
     })
+}
+
+/// The bytes of the file `cid` in `range` sent to the connection by a task of its own, block by
+/// block (a window of [`unixfs::FILE_WINDOW_BLOCKS`] fetched ahead), `before` and `after` around
+/// them (a tar header, and the tar's padding and end for `get`). A reader that stalls for
+/// [`READER_STALL_TIMEOUT`] is dropped; a block that cannot be had ends the stream early.
+fn stream_file(
+    ipfs: &Ipfs,
+    cid: Cid,
+    range: std::ops::Range<u64>,
+    before: Vec<u8>,
+    after: Vec<u8>,
+) -> mpsc::Receiver<Vec<u8>> {
+    let (chunks, receiver) = mpsc::channel(FILE_QUEUE);
+    let source = ipfs.source();
+    ipfs.tracker.spawn(async move {
+        let send = async |bytes: Vec<u8>| {
+            bytes.is_empty()
+                || chunks
+                    .send_timeout(bytes, READER_STALL_TIMEOUT)
+                    .await
+                    .is_ok()
+        };
+        if !send(before).await {
+            return;
+        }
+        let mut file = match unixfs::FileStream::open(&source, &cid, range).await {
+            Ok(file) => file,
+            Err(e) => return tracing::debug!(%cid, "Kubo RPC: the file stream ended early: {e}"),
+        };
+        loop {
+            match file.next().await {
+                Ok(Some(bytes)) => {
+                    if !send(bytes).await {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return tracing::debug!(%cid, "Kubo RPC: the file stream ended early: {e}");
+                }
+            }
+        }
+        send(after).await;
+    });
+    receiver
 }
 
 /// `get`: a tar of the file or folder, named by the path's last name (the CID for `/ipfs/<cid>`).
@@ -367,25 +416,32 @@ pub async fn get(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     } else {
         name
     };
-    let scratch = Scratch::new(&ipfs.scratch, "get")?;
-    let target = scratch.path.join("content");
-    match read_node(&ipfs.source(), &cid).await?.kind {
-        NodeKind::Directory | NodeKind::HamtShard => {
-            unixfs::fetch_folder(&ipfs.source(), &cid, &target, &CONTENT_LIMITS)
-                .await
-                .map_err(Failure::of)?;
-        }
-        _ => {
-            let bytes = unixfs::cat_file(&ipfs.source(), &cid, "", MAX_CAT_BYTES)
-                .await
-                .map_err(Failure::of)?;
-            std::fs::write(&target, bytes).map_err(Failure::of)?;
-        }
-    }
-    let (chunks, receiver) = mpsc::channel(TAR_QUEUE);
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let root = read_node(&ipfs.source(), &cid).await?;
+    if !matches!(root.kind, NodeKind::Directory | NodeKind::HamtShard) {
+        // One file: its tar entry streamed as `cat` streams, whatever its size.
+        let header = super::tar::header(&name, super::tar::EntryKind::File, root.size, mtime)
+            .map_err(Failure::client)?;
+        let chunks = stream_file(
+            ipfs,
+            cid,
+            0..u64::MAX,
+            header.to_vec(),
+            super::tar::end_after_file(root.size),
+        );
+        return Ok(Reply::Raw {
+            content_type: "application/x-tar",
+            chunks,
+        });
+    }
+    let scratch = Scratch::new(&ipfs.scratch, "get")?;
+    let target = scratch.path.join("content");
+    unixfs::fetch_folder(&ipfs.source(), &cid, &target, &CONTENT_LIMITS)
+        .await
+        .map_err(Failure::of)?;
+    let (chunks, receiver) = mpsc::channel(TAR_QUEUE);
     let runtime = tokio::runtime::Handle::current();
     ipfs.tracker.spawn_blocking(move || {
         let writer = ChannelWriter { chunks, runtime };
@@ -462,7 +518,7 @@ pub async fn ls(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
         let dir = read_node(&source, &cid).await?;
         let mut links = Vec::new();
         if matches!(dir.kind, NodeKind::Directory | NodeKind::HamtShard) {
-            for (name, link) in entries(&source, &dir).await? {
+            for (name, link) in entries(&source, &cid).await? {
                 let child = read_node(&source, &link).await?;
                 links.push(LsLink {
                     name,

@@ -95,11 +95,21 @@ pub fn list(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     Ok(super::json(&KeyOutputList { keys }))
 }
 
-pub fn generate(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
+pub async fn generate(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let name = call.arg(0, "name")?;
-    let kind =
-        KeyType::parse(call.option(&["type", "t"]).unwrap_or("ed25519")).map_err(Failure::of)?;
-    let peer = ipfs.keystore.generate(name, kind).map_err(Failure::of)?;
+    let size = match call.option(&["size", "s"]) {
+        Some(_) => Some(call.number(&["size", "s"], 0usize)?),
+        None => None,
+    };
+    let kind = KeyType::parse(call.option(&["type", "t"]).unwrap_or("ed25519"), size)
+        .map_err(Failure::of)?;
+    // An RSA key takes a second or more to generate: off the async threads.
+    let keystore = ipfs.keystore.clone();
+    let owned = name.to_owned();
+    let peer = tokio::task::spawn_blocking(move || keystore.generate(&owned, kind))
+        .await
+        .map_err(|e| Failure::normal(format!("key gen stopped: {e}")))?
+        .map_err(Failure::of)?;
     Ok(super::json(&key_output(call, name, &peer)?))
 }
 

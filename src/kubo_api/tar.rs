@@ -65,6 +65,16 @@ fn octal(field: &mut [u8], value: u64) {
     field[width] = 0;
 }
 
+/// What follows a file entry of `size` bytes when it is the last: its padding, then the end of
+/// the archive (two zero blocks).
+pub fn end_after_file(size: u64) -> Vec<u8> {
+    vec![0u8; padding(size) + 2 * BLOCK]
+}
+
+fn padding(size: u64) -> usize {
+    (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
+}
+
 /// Write `root` (a file or a folder, recursively, names sorted) as entries named `name/…`, then
 /// the end of the archive.
 pub fn write_tree(
@@ -101,8 +111,7 @@ fn entry(out: &mut impl Write, path: &Path, name: &str, mtime: u64) -> std::io::
             path.display()
         )));
     }
-    let pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
-    out.write_all(&vec![0u8; pad])
+    out.write_all(&vec![0u8; padding(size)])
 }
 
 #[cfg(test)]

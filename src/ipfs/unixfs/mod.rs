@@ -7,12 +7,17 @@ mod limits;
 pub mod node;
 mod read;
 mod shape;
+mod stream;
 
 pub use build::{
-    Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, Hidden, LINKS_PER_NODE, add_path,
+    Added, BuildError, CHUNK_BYTES, HAMT_THRESHOLD_BYTES, Hidden, LINKS_PER_NODE, Layout,
+    MAX_CHUNK_BYTES, add_path, add_path_as,
 };
 pub use limits::FolderLimits;
-pub use read::{Fetched, ReadError, cat_file, fetch_folder, list_folder, resolve_path};
+pub use read::{
+    Fetched, Listing, ReadError, cat_file, fetch_folder, list_folder, list_links, resolve_path,
+};
+pub use stream::{FILE_WINDOW_BLOCKS, FileStream};
 
 #[cfg(test)]
 mod tests;

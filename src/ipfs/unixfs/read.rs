@@ -94,35 +94,34 @@ pub async fn fetch_folder<S: BlockSource>(
 }
 
 /// The bytes of the file at `path` (`a/b.txt`) below the folder `root`, at most `max_bytes`:
-/// `ipfs cat /ipfs/<root>/<path>`. A larger file is refused, not cut.
-pub async fn cat_file<S: BlockSource>(
+/// `ipfs cat /ipfs/<root>/<path>` held in memory. A larger file is refused, not cut.
+pub async fn cat_file<S: BlockSource + Sync>(
     source: &S,
     root: &Cid,
     path: &str,
     max_bytes: u64,
 ) -> Result<Vec<u8>, ReadError> {
     let cid = resolve_path(source, root, path).await?;
-    let mut walker = Walker::new(cid, String::new());
-    let (mut cache, mut out) = (None, Vec::new());
-    while walker.should_continue() {
-        let next = *walker.pending_links().0;
-        let block = checked(source, &next).await?;
-        match walker
-            .next(block.data(), &mut cache)
-            .map_err(|e| malformed(next, e))?
-        {
-            ContinuedWalk::File(segment, _, _, _, size) => {
-                if size > max_bytes {
-                    return Err(ReadError::Limit {
-                        path: path.to_owned(),
-                        what: "bytes",
-                        bound: max_bytes,
-                    });
-                }
-                out.extend_from_slice(segment.as_bytes());
-            }
-            _ => return Err(ReadError::NotFound(format!("{path} (not a file)"))),
+    let too_large = || ReadError::Limit {
+        path: path.to_owned(),
+        what: "bytes",
+        bound: max_bytes,
+    };
+    let mut file = super::stream::FileStream::open(source, &cid, 0..u64::MAX)
+        .await
+        .map_err(|e| match e {
+            ReadError::NotFound(_) => ReadError::NotFound(format!("{path} (not a file)")),
+            other => other,
+        })?;
+    if file.size() > max_bytes {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
+    while let Some(bytes) = file.next().await? {
+        if (out.len() + bytes.len()) as u64 > max_bytes {
+            return Err(too_large());
         }
+        out.extend_from_slice(&bytes);
     }
     Ok(out)
 }
@@ -142,6 +141,17 @@ pub async fn resolve_path<S: BlockSource>(
     Ok(cid)
 }
 
+/// How a folder listing treats the names it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// A mirror's: each name checked as a fetch checks it (no `/`, `.`, `..`, NUL, at most
+    /// NAME_MAX bytes), the entries sorted.
+    Checked,
+    /// `ipfs ls`'s: names as linked, a flat folder in its link order (Kubo prints them so), a
+    /// HAMT's entries sorted (its buckets' order means nothing to a reader).
+    AsLinked,
+}
+
 /// The entries (name, CID) of the folder `root` without reading below it (`ipfs ls`), flat or
 /// HAMT, at most `max_entries` of them (more is refused) and each name checked as in a fetch.
 pub async fn list_folder<S: BlockSource>(
@@ -149,20 +159,33 @@ pub async fn list_folder<S: BlockSource>(
     root: &Cid,
     max_entries: usize,
 ) -> Result<Vec<(String, Cid)>, ReadError> {
+    list_links(source, root, max_entries, Listing::Checked).await
+}
+
+/// The entries (name, CID) of the folder `root`, flat or HAMT (buckets flattened), at most
+/// `max_entries` of them (more is refused), names and order as `listing` says.
+pub async fn list_links<S: BlockSource>(
+    source: &S,
+    root: &Cid,
+    max_entries: usize,
+    listing: Listing,
+) -> Result<Vec<(String, Cid)>, ReadError> {
     use rust_unixfs::dir::NodeDescription;
     let (mut entries, mut shards, mut blocks) = (Vec::new(), vec![(*root, true)], 0usize);
+    let mut sharded_root = false;
     while let Some((cid, is_root)) = shards.pop() {
         blocks += 1;
         if blocks > max_entries.saturating_add(1) {
             return Err(limit_error("", "blocks", max_entries as u64 + 1));
         }
-        let block = source.get(&cid).await?;
+        let block = checked(source, &cid).await?;
         let (links, sharded) = match rust_unixfs::dir::describe(block.data()) {
             NodeDescription::Directory { links } if is_root => (links, false),
             NodeDescription::HamtShard { links } => (links, true),
             _ if is_root => return Err(ReadError::NotAFolder(cid)),
             _ => return Err(malformed(cid, "not a HAMT bucket")),
         };
+        sharded_root |= is_root && sharded;
         for link in links {
             let name = if sharded {
                 // Kubo's fanout of 256: two hex digits of bucket, then the name (none: a bucket).
@@ -177,9 +200,11 @@ pub async fn list_folder<S: BlockSource>(
             } else {
                 link.name
             };
-            checked_depth(Path::new(&name))?;
-            if name.contains('/') {
-                return Err(ReadError::BadName { name });
+            if listing == Listing::Checked {
+                checked_depth(Path::new(&name))?;
+                if name.contains('/') {
+                    return Err(ReadError::BadName { name });
+                }
             }
             if entries.len() >= max_entries {
                 return Err(limit_error("", "entries", max_entries as u64));
@@ -187,7 +212,9 @@ pub async fn list_folder<S: BlockSource>(
             entries.push((name, link.target));
         }
     }
-    entries.sort();
+    if listing == Listing::Checked || sharded_root {
+        entries.sort();
+    }
     Ok(entries)
 }
 
@@ -232,7 +259,7 @@ async fn lookup<S: BlockSource>(
 
 /// A block from `source` whose structure rust-unixfs can read without panicking: every block
 /// but a raw leaf is read as dag-pb.
-async fn checked<S: BlockSource>(source: &S, cid: &Cid) -> Result<Block, ReadError> {
+pub(super) async fn checked<S: BlockSource>(source: &S, cid: &Cid) -> Result<Block, ReadError> {
     let block = source.get(cid).await?;
     if cid.codec() != RAW {
         super::shape::check_dag_pb(block.data()).map_err(|e| malformed(*cid, e))?;
@@ -240,7 +267,7 @@ async fn checked<S: BlockSource>(source: &S, cid: &Cid) -> Result<Block, ReadErr
     Ok(block)
 }
 
-fn malformed(cid: Cid, error: impl std::fmt::Display) -> ReadError {
+pub(super) fn malformed(cid: Cid, error: impl std::fmt::Display) -> ReadError {
     ReadError::Malformed {
         cid,
         reason: error.to_string(),

@@ -1,0 +1,127 @@
+//! One UnixFS file read as a stream of its bytes, from an offset and for a length, with a
+//! bounded window of blocks fetched ahead: `ipfs cat` of a file of any size in bounded memory.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+
+use cid::Cid;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use rust_unixfs::file::FileReadFailed;
+use rust_unixfs::file::visit::{FileVisit, IdleFileVisit};
+
+use super::read::{ReadError, checked, malformed};
+use crate::ipfs::block::{Block, BlockSource, RAW, SourceError};
+
+/// Blocks fetched ahead of the reader, the one being read included. Eight 256 KiB chunks keep
+/// a peer on a LAN busy while the client reads; the memory a stream holds is at most this many
+/// blocks (each at most `MAX_BLOCK_BYTES`), whatever the file's size.
+pub const FILE_WINDOW_BLOCKS: usize = 8;
+
+/// The bytes of one file, in order, from a start offset to an end (both clamped to the file).
+pub struct FileStream<'a, S> {
+    source: &'a S,
+    size: u64,
+    /// The root's own bytes (a file of one block), handed out first.
+    first: Option<Vec<u8>>,
+    visit: Option<FileVisit>,
+    window: Window<'a>,
+}
+
+impl<'a, S: BlockSource + Sync> FileStream<'a, S> {
+    /// Start reading the file `cid` for the bytes in `range`. A folder or symlink is refused.
+    pub async fn open(source: &'a S, cid: &Cid, range: Range<u64>) -> Result<Self, ReadError> {
+        let block = checked(source, cid).await?;
+        let idle = IdleFileVisit::default().with_target_range(range);
+        let (bytes, size, _, visit) = if cid.codec() == RAW {
+            idle.start_from_raw(block.data())
+        } else {
+            idle.start(block.data()).map_err(|e| match e {
+                FileReadFailed::UnexpectedType(_) => {
+                    ReadError::NotFound(format!("{cid} (not a file)"))
+                }
+                other => malformed(*cid, other),
+            })?
+        };
+        Ok(FileStream {
+            source,
+            size,
+            first: (!bytes.is_empty()).then(|| bytes.to_vec()),
+            visit,
+            window: Window::default(),
+        })
+    }
+
+    /// The whole file's size in bytes, as its root says.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The next bytes of the range, `None` at its end. After an error the stream is over.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        while let Some(visit) = self.visit.take() {
+            let (next, ahead) = visit.pending_links();
+            let next = *next;
+            let ahead: Vec<Cid> = ahead.take(FILE_WINDOW_BLOCKS - 1).copied().collect();
+            for cid in std::iter::once(&next).chain(&ahead) {
+                self.window.ask(self.source, *cid);
+            }
+            let block = self.window.take(self.source, next).await?;
+            let (bytes, visit) = visit
+                .continue_walk(block.data(), &mut None)
+                .map_err(|e| malformed(next, e))?;
+            self.visit = visit;
+            if !bytes.is_empty() {
+                return Ok(Some(bytes.to_vec()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+type Fetch<'a> = Pin<Box<dyn Future<Output = (Cid, Result<Block, ReadError>)> + Send + 'a>>;
+
+/// Fetches in flight and blocks fetched but not read yet; both hold only CIDs the stream's
+/// next [`FILE_WINDOW_BLOCKS`] links name.
+#[derive(Default)]
+struct Window<'a> {
+    inflight: FuturesUnordered<Fetch<'a>>,
+    asked: HashSet<Cid>,
+    ready: HashMap<Cid, Block>,
+}
+
+impl<'a> Window<'a> {
+    fn ask<S: BlockSource + Sync>(&mut self, source: &'a S, cid: Cid) {
+        if self.ready.contains_key(&cid) || !self.asked.insert(cid) {
+            return;
+        }
+        self.inflight
+            .push(Box::pin(async move { (cid, checked(source, &cid).await) }));
+    }
+
+    async fn take<S: BlockSource + Sync>(
+        &mut self,
+        source: &'a S,
+        cid: Cid,
+    ) -> Result<Block, ReadError> {
+        if let Some(block) = self.ready.remove(&cid) {
+            return Ok(block);
+        }
+        self.ask(source, cid);
+        while let Some((got, result)) = self.inflight.next().await {
+            self.asked.remove(&got);
+            if got == cid {
+                return result;
+            }
+            if let Ok(block) = result {
+                self.ready.insert(got, block);
+            }
+        }
+        Err(SourceError::Missing(cid).into())
+    }
+}
