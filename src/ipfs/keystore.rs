@@ -435,7 +435,7 @@ mod pem {
     /// DER of the OID 1.3.101.112 (Ed25519).
     const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
     /// DER of the OID 1.2.840.113549.1.1.1 (rsaEncryption).
-    const OID_RSA: &[u8] = &[
+    pub(super) const OID_RSA: &[u8] = &[
         0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
     ];
 
@@ -559,6 +559,36 @@ mod tests {
         ] {
             assert!(KeyName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_rsa_key_is_generated_as_go_libp2p_stores_one() {
+        let (_dir, ks) = store();
+        let peer = ks
+            .generate("r", KeyType::Rsa { bits: 2048 })
+            .expect("gen rsa");
+        assert!(
+            peer.to_base58().starts_with("Qm"),
+            "RSA ids hash the key: {peer}"
+        );
+        let bytes = std::fs::read(ks.dir().join("key_oi")).expect("key file");
+        // PrivateKey { Type: RSA (0), Data: PKCS#1 RSAPrivateKey, a DER SEQUENCE }.
+        assert_eq!(&bytes[..2], &[0x08, 0x00]);
+        let der = &bytes[bytes.iter().position(|&b| b == 0x30).expect("DER")..];
+        let pkcs8_wrapped = [
+            &[0x30, 0x82][..],
+            &((der.len() + 22) as u16).to_be_bytes(),
+            &[0x02, 0x01, 0x00, 0x30, 0x0d],
+            pem::OID_RSA,
+            &[0x05, 0x00, 0x04, 0x82],
+            &(der.len() as u16).to_be_bytes(),
+            der,
+        ]
+        .concat();
+        let again = Keypair::rsa_from_pkcs8(&mut pkcs8_wrapped.clone()).expect("PKCS#1 inside");
+        assert_eq!(again.public().to_peer_id(), peer);
+        assert_eq!(ks.get("r").expect("read back").public().to_peer_id(), peer);
+        assert_eq!(ks.list().expect("list")[1].peer, peer);
     }
 
     #[test]

@@ -368,3 +368,63 @@ fn cat_reads_one_file_by_path_within_its_bound() {
     assert!(matches!(cat("nope", 64), Err(ReadError::NotFound(_))));
     assert!(matches!(cat("sub", 64), Err(ReadError::NotFound(_))));
 }
+
+#[test]
+fn a_file_streams_any_range_in_both_leaf_layouts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("file");
+    let chunk = 64 * 1024;
+    let bytes: Vec<u8> = (0..chunk * 7 / 2).map(|i| (i * 31 % 251) as u8).collect();
+    fs::write(&path, &bytes).expect("write");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for raw_leaves in [false, true] {
+        let layout = Layout {
+            cid_version: cid::Version::V1,
+            raw_leaves,
+            chunk_bytes: chunk,
+        };
+        let mut blocks = MemoryBlocks::default();
+        let root = add_path_as(
+            &path,
+            &mut blocks,
+            &FolderLimits::STATION,
+            Hidden::Skip,
+            layout,
+        )
+        .expect("add")
+        .root;
+        let read = |range: std::ops::Range<u64>| {
+            runtime.block_on(async {
+                let mut file = FileStream::open(&blocks, &root, range).await.expect("open");
+                assert_eq!(file.size(), bytes.len() as u64);
+                let mut out = Vec::new();
+                while let Some(piece) = file.next().await.expect("next") {
+                    assert!(piece.len() <= chunk, "one block at a time");
+                    out.extend(piece);
+                }
+                out
+            })
+        };
+        let n = bytes.len() as u64;
+        let c = chunk as u64;
+        for (start, end) in [
+            (0, u64::MAX),
+            (0, 10),
+            (c - 6, c + 20),
+            (c * 2 + 1, n - 3),
+            (n - 5, n + 100),
+            (n, n + 10),
+            (7, 7),
+        ] {
+            let want =
+                &bytes[(start.min(n) as usize)..(end.min(n) as usize).max(start.min(n) as usize)];
+            assert_eq!(
+                read(start..end),
+                want,
+                "{start}..{end}, raw leaves {raw_leaves}"
+            );
+        }
+    }
+}
