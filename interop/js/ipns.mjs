@@ -1,6 +1,7 @@
 // An independent IPNS implementation (npm `ipns`, js-libp2p keys) driven by one command per run,
 // for constellation's interop tests; prints one JSON line on stdout ({"ok":false,...} on refusal).
 //   keygen Ed25519|RSA                          -> {private_key (protobuf, base64), peer_id}
+//   peerid KEY                                  -> {peer_id} of a private key (protobuf, base64)
 //   sign KEY VALUE SEQ EXPIRATION_RFC3339 [v2]  -> {record (base64)}; v2: no V1 fields
 //   validate PEER_ID RECORD                     -> {value, sequence, validity, ttl_ns} or refusal
 //   select PEER_ID RECORD...                    -> {best: index}
@@ -20,6 +21,9 @@ async function run ([cmd, ...args]) {
   if (cmd === 'keygen') {
     const key = args[0] === 'RSA' ? await generateKeyPair('RSA', 2048) : await generateKeyPair('Ed25519')
     return { private_key: b64(privateKeyToProtobuf(key)), peer_id: peerIdFromPrivateKey(key).toString() }
+  }
+  if (cmd === 'peerid') {
+    return { peer_id: peerIdFromPrivateKey(privateKeyFromProtobuf(unb64(args[0]))).toString() }
   }
   if (cmd === 'sign') {
     const [key, value, seq, expiration, mode] = args

@@ -61,7 +61,10 @@ def opts(args):
     out = {}
     for arg in args:
         key, _, value = arg.partition("=")
-        out[key] = {"true": True, "false": False}.get(value, value)
+        if value.isdigit():
+            out[key] = int(value)
+        else:
+            out[key] = {"true": True, "false": False}.get(value, value)
     return out
 
 
@@ -88,8 +91,9 @@ async def run_ipfs(ipfs, op, args):
         return await ipfs.name.resolve(args[0])
     if op == "key_list":
         return await ipfs.key.list(long=True)
-    if op == "key_gen":
-        return await ipfs.key.gen(args[0], type=args[1] if len(args) > 1 else "ed25519")
+    if op == "key_gen":  # key_gen NAME [TYPE [SIZE]]
+        kind = args[1] if len(args) > 1 else "ed25519"
+        return await ipfs.key.gen(args[0], type=kind, size=int(args[2]) if len(args) > 2 else 2048)
     if op == "key_import":  # key_import NAME FILE [FORMAT]
         fmt = args[2] if len(args) > 2 else "libp2p-protobuf-cleartext"
         return await ipfs.key.key_import(args[1], args[0], format=fmt)
@@ -103,6 +107,11 @@ async def run_ipfs(ipfs, op, args):
         return await ipfs.pin.ls()
     if op == "pin_rm":
         return await ipfs.pin.rm(args[0])
+    if op == "repo_gc":
+        return [entry async for entry in ipfs.repo.gc()]
+    if op == "findprovs":  # findprovs CID [COUNT]
+        count = int(args[1]) if len(args) > 1 else 20
+        return [entry async for entry in ipfs.routing.findprovs(args[0], numproviders=count)]
     if op == "repo_stat":
         return await ipfs.repo.stat()
     raise SystemExit(f"unknown op {op}")

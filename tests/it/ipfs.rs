@@ -203,14 +203,20 @@ fn a_folder_added_by_kubo_reads_back_byte_for_byte_from_its_blocks() {
 }
 
 /// One run of the js IPNS implementation (`interop/js/ipns.mjs`).
-fn js(args: &[&str]) -> Value {
+pub fn js(args: &[&str]) -> Value {
+    js_script("ipns.mjs", args)
+}
+
+/// One run of a script of `interop/js` (its one JSON line).
+pub fn js_script(script: &str, args: &[&str]) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/js");
     assert!(
-        dir.join("node_modules/ipns").is_dir(),
-        "npm ipns missing: run ./test (npm ci in interop/js)"
+        dir.join("node_modules/ipns").is_dir()
+            && dir.join("node_modules/ipfs-unixfs-importer").is_dir(),
+        "npm packages missing: run ./test (npm ci in interop/js)"
     );
     let out = Command::new("node")
-        .arg(dir.join("ipns.mjs"))
+        .arg(dir.join(script))
         .args(args)
         .output()
         .expect("node");
@@ -219,13 +225,13 @@ fn js(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-fn js_ok(args: &[&str]) -> Value {
+pub fn js_ok(args: &[&str]) -> Value {
     let reply = js(args);
     assert_eq!(reply["ok"], true, "js {args:?}: {reply}");
     reply
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }

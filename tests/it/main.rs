@@ -15,6 +15,7 @@ mod ipfs;
 mod keeper;
 mod kubo;
 mod kubo_api;
+mod kubo_api_content;
 mod kubo_api_ipfs;
 mod nat;
 mod relay;
