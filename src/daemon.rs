@@ -386,6 +386,7 @@ fn kubo_ipfs(
         scratch,
         repo_path: kubo_repo.map_or_else(|| home.root().to_owned(), std::path::Path::to_owned),
         tracker: tracker.clone(),
+        content_lock: Default::default(),
     }))
 }
 

@@ -104,6 +104,18 @@ impl BlockStore {
         }
     }
 
+    /// The CIDs of every block held (from their file names), for `repo gc`.
+    pub fn cids(&self) -> std::io::Result<Vec<Cid>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if let Some(cid) = name.to_str().and_then(|n| Cid::try_from(n).ok()) {
+                out.push(cid);
+            }
+        }
+        Ok(out)
+    }
+
     /// Drop a block (absent is fine).
     pub fn remove(&self, cid: &Cid) {
         let mut total = self.lock_total();

@@ -14,7 +14,7 @@ use super::call::Call;
 use super::ipfs::Ipfs;
 use super::wire::{self, KUBO_REPO_VERSION, nil_if_empty};
 use super::{Failure, Reply, json, line};
-use super::{files, keys, pins};
+use super::{files, gc, keys, pins};
 use crate::control::{Handler, Request};
 use crate::node::{Node, NodeInfo, Origin, PeerInfo};
 use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo, addr};
@@ -132,6 +132,7 @@ impl<H: Handler> Api<H> {
             "pin/ls" => pins::ls(ipfs, call).await,
             "pin/rm" => pins::rm(ipfs, call).await,
             "repo/stat" => pins::repo_stat(ipfs),
+            "repo/gc" => gc::gc(ipfs, call).await,
             other => Err(self.missing(other)),
         }
     }

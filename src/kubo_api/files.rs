@@ -128,6 +128,7 @@ fn chunk_size(text: &str) -> Result<usize, Failure> {
 /// `add`: the multipart upload unpacked into a scratch folder, then added as Kubo adds it.
 pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     let options = AddOptions::parse(call)?;
+    let _no_gc_meanwhile = ipfs.content_lock.read().await;
     let content_type = call.content_type.as_deref().unwrap_or("");
     let boundary = multipart::boundary(content_type).map_err(Failure::client)?;
     let parts = multipart::parse(&call.body, &boundary).map_err(Failure::client)?;

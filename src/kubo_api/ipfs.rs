@@ -34,6 +34,9 @@ pub struct Ipfs {
     /// Shown by `repo stat`.
     pub repo_path: PathBuf,
     pub tracker: TaskTracker,
+    /// Held shared by `add` and `pin add` (blocks written, not pinned yet) and exclusively by
+    /// `repo gc`, so a collection never removes what is being added.
+    pub content_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A content path once resolved: its root CID and the names below it.

@@ -5,6 +5,7 @@
 pub mod call;
 pub mod commands;
 pub mod files;
+pub mod gc;
 pub mod guard;
 pub mod ipfs;
 pub mod keys;

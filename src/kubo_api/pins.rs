@@ -50,6 +50,7 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
     call.arg(0, "ipfs-path")?;
     let recursive = call.flag_or(&["recursive", "r"], true)?;
     let name = call.option(&["name"]).unwrap_or("");
+    let _no_gc_meanwhile = ipfs.content_lock.read().await;
     let mut pinned = Vec::new();
     for text in &call.args {
         let cid = ipfs.resolve(text).await?;

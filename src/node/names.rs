@@ -10,6 +10,9 @@ use libp2p::identity::Keypair;
 use crate::ipfs::ipns::{IpnsError, IpnsRecord};
 use crate::node::{Node, NodeError};
 
+/// Names whose values `kept_values` reads at most: a station publishes two (its folder and
+/// the map) and a few of its users' keys; more files than this are not ours.
+const MAX_KEPT_NAMES: usize = crate::ipfs::keystore::MAX_KEYS;
 /// A record file larger than this is not ours (ours are < 1 KiB, RSA keys included).
 const MAX_RECORD_FILE_BYTES: u64 = 16 * 1024;
 
@@ -99,6 +102,22 @@ impl Names {
             Ok(()) | Err(IpnsError::Expired(_)) => Ok(Some(record)),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The value of the last record of every name we publish (expired ones too): what the
+    /// store must keep for the peers that fetch it (`repo gc`). Unreadable files are skipped.
+    pub fn kept_values(&self) -> Vec<Vec<u8>> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        (entries.flatten())
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name: PeerId = file.strip_suffix(".ipns")?.parse().ok()?;
+                Some(self.last(&name).ok()??.value().to_vec())
+            })
+            .take(MAX_KEPT_NAMES)
+            .collect()
     }
 
     fn path_of(&self, name: &PeerId) -> PathBuf {

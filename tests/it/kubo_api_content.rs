@@ -337,3 +337,88 @@ fn an_rsa_key_made_here_has_the_id_js_libp2p_derives_and_its_record_validates_in
         "{checked}"
     );
 }
+
+/// The CIDv1 (raw) of a CID's multihash: how Kubo's `repo gc` names every block it removes.
+fn gc_key(cid: &str) -> String {
+    let cid: cid::Cid = cid.parse().unwrap();
+    cid::Cid::new_v1(0x55, *cid.hash()).to_string()
+}
+
+#[test]
+fn repo_gc_removes_what_no_pin_reaches_and_keeps_our_published_folder() {
+    use crate::swarm_map::{start_station, station_config};
+    let tmp = tempfile::tempdir().unwrap();
+    let api_config = "[kubo_api]\nenabled = true\nlisten = \"/ip4/127.0.0.1/tcp/0\"\n";
+    let s = start_station(tmp.path(), "s", &station_config(None, api_config), None);
+    let api = api_of(&s.daemon);
+    let own = format!("/ipns/{}", s.id());
+    let mut folder = Value::Null;
+    let published = crate::common::wait_until(std::time::Duration::from_secs(60), || {
+        folder = ipfs(&api, None, &["name_resolve", &own]);
+        folder["result"]["Path"].is_string()
+    });
+    assert!(published, "our folder is published: {folder}");
+    let folder = folder["result"]["Path"].as_str().unwrap().to_owned();
+
+    let add = |name: &str, len: usize, seed: u64, pin: &str| {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, payload(len, seed)).unwrap();
+        let added = ok(ipfs(
+            &api,
+            None,
+            &["add", file.to_str().unwrap(), "--", pin],
+        ));
+        added[0]["Hash"].as_str().unwrap().to_owned()
+    };
+    let pinned = add("pinned", 600_000, 1, "pin=true");
+    let loose = add("loose", 300_000, 2, "pin=false");
+    let unpinned = add("unpinned", 300_000, 3, "pin=true");
+    ok(ipfs(&api, None, &["pin_rm", &unpinned]));
+    let objects = |api: &str| {
+        ok(ipfs(api, None, &["repo_stat"]))["NumObjects"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = objects(&api);
+
+    let removed = ok(ipfs(&api, None, &["repo_gc"]));
+    let keys: Vec<&str> = (removed.as_array().unwrap().iter())
+        .map(|e| e["Key"]["/"].as_str().unwrap_or_else(|| panic!("{e}")))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        6,
+        "two leaves and a root of each unpinned file: {removed}"
+    );
+    for root in [&loose, &unpinned] {
+        assert!(
+            keys.contains(&gc_key(root).as_str()),
+            "{root} removed: {keys:?}"
+        );
+    }
+    assert!(!keys.contains(&gc_key(&pinned).as_str()));
+    assert!(
+        keys.iter().all(|k| k.starts_with("bafkrei")),
+        "Kubo's keys: {keys:?}"
+    );
+    assert_eq!(objects(&api), before - 6);
+
+    let bytes = hex::decode(ok(ipfs(&api, None, &["cat", &pinned])).as_str().unwrap()).unwrap();
+    assert_eq!(
+        sha256(&bytes),
+        sha256(&payload(600_000, 1)),
+        "the pinned file is whole"
+    );
+    let station = ok(ipfs(&api, None, &["cat", &format!("{folder}/12345.json")]));
+    assert!(
+        !station.as_str().unwrap().is_empty(),
+        "our published folder survived"
+    );
+    let gone = ipfs(&api, None, &["cat", &loose]);
+    assert!(
+        gone.get("error").is_some(),
+        "an unpinned file is gone: {gone}"
+    );
+    let again = ok(ipfs(&api, None, &["repo_gc"]));
+    assert_eq!(again, serde_json::json!([]), "nothing more to collect");
+}
