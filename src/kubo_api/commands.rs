@@ -14,7 +14,7 @@ use super::call::Call;
 use super::ipfs::Ipfs;
 use super::wire::{self, KUBO_REPO_VERSION, nil_if_empty};
 use super::{Failure, Reply, json, line};
-use super::{files, gc, keys, pins};
+use super::{files, gc, keys, pins, providing};
 use crate::control::{Handler, Request};
 use crate::node::{Node, NodeInfo, Origin, PeerInfo};
 use crate::tunnel::{CloseFilter, ForwardSpec, ListenSpec, StreamInfo, TunnelInfo, addr};
@@ -133,6 +133,8 @@ impl<H: Handler> Api<H> {
             "pin/rm" => pins::rm(ipfs, call).await,
             "repo/stat" => pins::repo_stat(ipfs),
             "repo/gc" => gc::gc(ipfs, call).await,
+            "routing/findprovs" | "dht/findprovs" => providing::findprovs(ipfs, call).await,
+            "routing/provide" | "dht/provide" => providing::provide(ipfs, call).await,
             other => Err(self.missing(other)),
         }
     }

@@ -149,7 +149,7 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
         .map_err(|e| Failure::normal(format!("add stopped: {e}")))?;
     drop(scratch);
     let (added, memory) = built?;
-    let mut body = Vec::new();
+    let (mut body, mut provided) = (Vec::new(), Vec::new());
     for (name, root) in &added {
         let mut events = match options.only_hash {
             true => list_added(&memory, root, name).await?,
@@ -159,12 +159,21 @@ pub async fn add(ipfs: &Ipfs, call: &Call) -> Result<Reply, Failure> {
             events.iter_mut().for_each(|e| e.name.clone_from(&e.hash));
         }
         events.iter().for_each(|e| body.extend(super::line(e)));
+        provided.extend(
+            events
+                .iter()
+                .rev()
+                .filter_map(|e| Cid::try_from(e.hash.as_str()).ok()),
+        );
     }
     // Each root is pinned (Kubo pins what it adds, `--pin=false` aside).
     for (_, root) in added.iter().filter(|_| options.pin && !options.only_hash) {
         ipfs.pins
             .add(*root, PinKind::Recursive, "")
             .map_err(Failure::of)?;
+    }
+    if !options.only_hash {
+        super::providing::provide_added(ipfs, provided);
     }
     Ok(Reply::Ndjson(body))
 }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod multipart;
 pub mod pin_set;
 pub mod pins;
+pub mod providing;
 pub mod repo;
 pub mod server;
 pub mod tar;

@@ -11,6 +11,7 @@ pub mod names;
 pub mod nat;
 pub mod options;
 pub mod pinger;
+pub mod providers;
 pub mod records;
 pub mod routing;
 pub mod swarm;
@@ -225,6 +226,17 @@ enum Command {
     Disconnect {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
+    },
+    /// GET_PROVIDERS of a multihash (`providers`).
+    FindProviders {
+        key: Vec<u8>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// ADD_PROVIDER of a multihash (`providers`).
+    Provide {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -738,6 +750,8 @@ impl EventLoop {
             Command::Disconnect { peer, reply } => {
                 let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
             }
+            Command::FindProviders { key, limit, reply } => self.find_providers(key, limit, reply),
+            Command::Provide { key, reply } => self.provide(key, reply),
         }
     }
 

@@ -1,6 +1,6 @@
-//! DHT records (Kubo's GET_VALUE / PUT_VALUE) on both tables, for IPNS: puts and gets in flight
-//! with their callers, and the check of records other peers put to us (server mode) before any
-//! is stored: only valid IPNS records, and never one older than what we hold.
+//! DHT records (Kubo's GET_VALUE / PUT_VALUE for IPNS, GET_PROVIDERS / ADD_PROVIDER for content)
+//! on both tables: queries in flight with their callers, and the check of records other peers
+//! put to us (server mode) before any is stored: valid IPNS records, never older than ours.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +35,13 @@ enum Pending {
         reply: oneshot::Sender<Vec<Vec<u8>>>,
         tables: usize,
         values: Vec<Vec<u8>>,
+    },
+    /// GET_PROVIDERS: answered once `limit` providers are found or both tables are done.
+    Providers {
+        reply: Option<oneshot::Sender<Vec<PeerId>>>,
+        tables: usize,
+        found: Vec<PeerId>,
+        limit: usize,
     },
 }
 
@@ -140,6 +147,61 @@ impl Records {
         }
     }
 
+    /// GET_PROVIDERS `key` (a multihash) on every table; `reply` gets the providers found (at
+    /// most `limit`), as soon as there are `limit`, else once both tables are done.
+    pub fn providers(
+        &mut self,
+        tables: [(Table, &mut Toggle<Kad>); 2],
+        key: Vec<u8>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    ) {
+        let key = kad::RecordKey::new(&key);
+        match self.start(tables, |kad: &mut Kad| Ok(kad.get_providers(key.clone()))) {
+            Ok((id, tables)) => {
+                let pending = Pending::Providers {
+                    reply: Some(reply),
+                    tables,
+                    found: Vec::new(),
+                    limit,
+                };
+                self.pending.insert(id, pending);
+            }
+            Err(e) => {
+                tracing::debug!("DHT GET_PROVIDERS not started: {e}");
+                let _ = reply.send(Vec::new());
+            }
+        }
+    }
+
+    /// ADD_PROVIDER `key` (a multihash) to the closest peers of every table, kept in our own
+    /// store too (and republished by Kad); `reply` as for a put.
+    pub fn provide(
+        &mut self,
+        tables: [(Table, &mut Toggle<Kad>); 2],
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) {
+        let key = kad::RecordKey::new(&key);
+        let run = |kad: &mut Kad| {
+            kad.start_providing(key.clone())
+                .map_err(|e| format!("{e:?}"))
+        };
+        match self.start(tables, run) {
+            Ok((id, tables)) => {
+                let pending = Pending::Put {
+                    reply: Some(reply),
+                    tables,
+                    error: None,
+                };
+                self.pending.insert(id, pending);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
     /// Feed a Kad event; returns true when it belonged to one of our queries.
     pub fn on_event(&mut self, table: Table, event: &kad::Event) -> bool {
         let kad::Event::OutboundQueryProgressed {
@@ -152,15 +214,44 @@ impl Records {
             return false;
         };
         let finished = match (self.pending.get_mut(&pending_id), result) {
-            (Some(Pending::Put { error, .. }), kad::QueryResult::PutRecord(result)) => {
-                if let Err(e) = result {
-                    *error = Some(format!("{e:?}"));
-                } else if let Some(Pending::Put { reply, .. }) = self.pending.get_mut(&pending_id)
+            (Some(Pending::Put { error, reply, .. }), kad::QueryResult::PutRecord(result)) => {
+                put_answered(
+                    reply,
+                    error,
+                    result.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")),
+                );
+                true
+            }
+            (Some(Pending::Put { error, reply, .. }), kad::QueryResult::StartProviding(result)) => {
+                put_answered(
+                    reply,
+                    error,
+                    result.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")),
+                );
+                true
+            }
+            (
+                Some(Pending::Providers {
+                    reply,
+                    found,
+                    limit,
+                    ..
+                }),
+                kad::QueryResult::GetProviders(result),
+            ) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    for peer in providers {
+                        if found.len() < *limit && !found.contains(peer) {
+                            found.push(*peer);
+                        }
+                    }
+                }
+                if found.len() >= *limit
                     && let Some(reply) = reply.take()
                 {
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.send(found.clone());
                 }
-                true
+                step.last
             }
             (Some(Pending::Get { values, .. }), kad::QueryResult::GetRecord(result)) => {
                 if let Ok(kad::GetRecordOk::FoundRecord(found)) = result
@@ -182,7 +273,11 @@ impl Records {
     /// One table is done with `id`: reply once both are.
     fn finish_table(&mut self, id: u64) {
         let done = match self.pending.get_mut(&id) {
-            Some(Pending::Put { tables, .. } | Pending::Get { tables, .. }) => {
+            Some(
+                Pending::Put { tables, .. }
+                | Pending::Get { tables, .. }
+                | Pending::Providers { tables, .. },
+            ) => {
                 *tables -= 1;
                 *tables == 0
             }
@@ -202,7 +297,32 @@ impl Records {
             Some(Pending::Get { reply, values, .. }) => {
                 let _ = reply.send(values);
             }
-            Some(Pending::Put { reply: None, .. }) | None => {}
+            Some(Pending::Providers {
+                reply: Some(reply),
+                found,
+                ..
+            }) => {
+                let _ = reply.send(found);
+            }
+            Some(Pending::Put { reply: None, .. } | Pending::Providers { reply: None, .. })
+            | None => {}
+        }
+    }
+}
+
+/// A put's (or provide's) answer from one table: the first success replies at once; an error is
+/// kept for the reply sent once every table is done.
+fn put_answered(
+    reply: &mut Option<oneshot::Sender<Result<(), String>>>,
+    error: &mut Option<String>,
+    result: Result<(), String>,
+) {
+    match result {
+        Err(e) => *error = Some(e),
+        Ok(()) => {
+            if let Some(reply) = reply.take() {
+                let _ = reply.send(Ok(()));
+            }
         }
     }
 }

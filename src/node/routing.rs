@@ -31,6 +31,9 @@ const MAX_PACKET_SIZE: usize = 64 * 1024;
 const MAX_RECORDS: usize = 256;
 /// Largest record value stored: the IPNS spec's 10 KiB limit.
 const MAX_RECORD_BYTES: usize = 10 * 1024;
+/// How often Kad announces again what we provide: Kubo's `Reprovider.Interval` default (22 h),
+/// within the 48 h a provider record lives on the peers that hold it (Kad's default TTL, Kubo's).
+const REPROVIDE_INTERVAL: Duration = Duration::from_secs(22 * 3600);
 /// Keys with provider records (ours and others'); each keeps at most k providers.
 const MAX_PROVIDER_KEYS: usize = 1024;
 
@@ -76,6 +79,7 @@ fn kad_config(protocol: StreamProtocol) -> kad::Config {
         .set_parallelism(PARALLELISM)
         .set_max_packet_size(MAX_PACKET_SIZE)
         .set_query_timeout(FIND_PEER_TIMEOUT)
+        .set_provider_publication_interval(Some(REPROVIDE_INTERVAL))
         // Records and provider records put to us are checked before they are stored
         // (`records::accept_inbound`), as Kubo's validators do.
         .set_record_filtering(kad::StoreInserts::FilterBoth);

@@ -17,6 +17,7 @@ mod kubo;
 mod kubo_api;
 mod kubo_api_content;
 mod kubo_api_ipfs;
+mod kubo_api_providers;
 mod nat;
 mod relay;
 mod report;

@@ -33,6 +33,9 @@ pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_WANTS: usize = 256;
 /// Providers one want is sent to (Kubo broadcasts to its connected peers; a station has tens).
 pub const MAX_PROVIDERS: usize = 32;
+/// Providers looked up in the DHT when no connected peer has a block: a few are enough (the
+/// first that answers gives the block); each is dialled, so more would cost connections.
+const MAX_DHT_PROVIDERS: usize = 5;
 /// Inbound bitswap streams handled at once, over all peers; more wait in the inbound queue.
 const MAX_INBOUND_STREAMS: usize = 64;
 /// A peer that opens a stream and then says nothing for this long is dropped.
@@ -162,11 +165,31 @@ impl Bitswap {
     }
 
     /// The block `cid`, from the store or else from `providers` (none given: every connected
-    /// peer, as Kubo broadcasts). A fetched block is checked, then kept in the store.
+    /// peer, as Kubo broadcasts, then the providers the DHT names when none of them has it).
+    /// A fetched block is checked, then kept in the store.
     pub async fn get_block(&self, cid: &Cid, providers: &[PeerId]) -> Result<Block, BitswapError> {
         if let Ok(Some(block)) = self.store.get_local(cid) {
             return Ok(block);
         }
+        let asked = self.ask(cid, providers).await;
+        if !providers.is_empty()
+            || !matches!(
+                asked,
+                Err(BitswapError::NoProviders(_) | BitswapError::NotFound(_))
+            )
+        {
+            return asked;
+        }
+        let found = (self.node.find_providers(cid, MAX_DHT_PROVIDERS).await).unwrap_or_default();
+        if found.is_empty() {
+            return asked;
+        }
+        tracing::debug!(%cid, "asking the {} providers the DHT names", found.len());
+        self.ask(cid, &found).await
+    }
+
+    /// The block `cid` from `providers` (none given: every connected peer).
+    async fn ask(&self, cid: &Cid, providers: &[PeerId]) -> Result<Block, BitswapError> {
         let mut providers = providers.to_vec();
         if providers.is_empty() {
             let info = self.node.info().await?;
