@@ -37,12 +37,15 @@ fn samples(root: &Path, chunk: usize) -> PathBuf {
     dir
 }
 
+/// (name, CID) of each top-level sample, sorted.
+type Roots = Vec<(String, String)>;
+
 /// The top-level roots of `add` (each sample by name) in one layout, ours and Helia's.
 fn roots(
     api: &str,
     dir: &Path,
     layout: (u8, bool, usize),
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Roots, Roots) {
     let (version, raw, chunk) = layout;
     let mut names: Vec<String> = (std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -93,7 +96,7 @@ fn pick(
     entries: &Value,
     names: &[String],
     each: impl Fn(&Value) -> (String, String),
-) -> Vec<(String, String)> {
+) -> Roots {
     let all = entries
         .as_array()
         .unwrap_or_else(|| panic!("no entries: {entries}"));
