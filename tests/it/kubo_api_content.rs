@@ -41,11 +41,7 @@ fn samples(root: &Path, chunk: usize) -> PathBuf {
 type Roots = Vec<(String, String)>;
 
 /// The top-level roots of `add` (each sample by name) in one layout, ours and Helia's.
-fn roots(
-    api: &str,
-    dir: &Path,
-    layout: (u8, bool, usize),
-) -> (Roots, Roots) {
+fn roots(api: &str, dir: &Path, layout: (u8, bool, usize)) -> (Roots, Roots) {
     let (version, raw, chunk) = layout;
     let mut names: Vec<String> = (std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -92,11 +88,7 @@ fn roots(
 }
 
 /// The (name, cid) pairs of `entries` whose name is one of `names`, sorted.
-fn pick(
-    entries: &Value,
-    names: &[String],
-    each: impl Fn(&Value) -> (String, String),
-) -> Roots {
+fn pick(entries: &Value, names: &[String], each: impl Fn(&Value) -> (String, String)) -> Roots {
     let all = entries
         .as_array()
         .unwrap_or_else(|| panic!("no entries: {entries}"));

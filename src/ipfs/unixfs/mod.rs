@@ -14,10 +14,8 @@ pub use build::{
     MAX_CHUNK_BYTES, add_path, add_path_as,
 };
 pub use limits::FolderLimits;
-pub use read::{
-    Fetched, Listing, ReadError, cat_file, fetch_folder, list_folder, list_links, resolve_path,
-};
-pub use stream::{FILE_WINDOW_BLOCKS, FileStream};
+pub use read::{Fetched, Listing, ReadError, fetch_folder, list_folder, list_links, resolve_path};
+pub use stream::{FILE_WINDOW_BLOCKS, FileStream, cat_file};
 
 #[cfg(test)]
 mod tests;

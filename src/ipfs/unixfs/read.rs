@@ -1,6 +1,6 @@
 //! Read a UnixFS DAG from a block source: a whole folder into a fresh temp folder that then
-//! replaces the target in one rename (a crash leaves the previous copy), or one small file by
-//! path. Names, sizes, depth and block counts are checked before anything is written.
+//! replaces the target in one rename (a crash leaves the previous copy), a folder's listing, a
+//! path's CID. Names, sizes, depth and block counts are checked before anything is written.
 
 use std::fs;
 use std::io::Write;
@@ -91,39 +91,6 @@ pub async fn fetch_folder<S: BlockSource>(
         let _ = fs::remove_dir_all(&temp);
     }
     done.map(|()| folder.fetched)
-}
-
-/// The bytes of the file at `path` (`a/b.txt`) below the folder `root`, at most `max_bytes`:
-/// `ipfs cat /ipfs/<root>/<path>` held in memory. A larger file is refused, not cut.
-pub async fn cat_file<S: BlockSource + Sync>(
-    source: &S,
-    root: &Cid,
-    path: &str,
-    max_bytes: u64,
-) -> Result<Vec<u8>, ReadError> {
-    let cid = resolve_path(source, root, path).await?;
-    let too_large = || ReadError::Limit {
-        path: path.to_owned(),
-        what: "bytes",
-        bound: max_bytes,
-    };
-    let mut file = super::stream::FileStream::open(source, &cid, 0..u64::MAX)
-        .await
-        .map_err(|e| match e {
-            ReadError::NotFound(_) => ReadError::NotFound(format!("{path} (not a file)")),
-            other => other,
-        })?;
-    if file.size() > max_bytes {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
-    while let Some(bytes) = file.next().await? {
-        if (out.len() + bytes.len()) as u64 > max_bytes {
-            return Err(too_large());
-        }
-        out.extend_from_slice(&bytes);
-    }
-    Ok(out)
 }
 
 /// The CID at `path` (`a/b.txt`, names split on `/`) below the folder `root`.

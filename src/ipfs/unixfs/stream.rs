@@ -1,5 +1,5 @@
 //! One UnixFS file read as a stream of its bytes, from an offset and for a length, with a
-//! bounded window of blocks fetched ahead: `ipfs cat` of a file of any size in bounded memory.
+//! bounded window of blocks fetched ahead (`ipfs cat` of any size); or one small file whole.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -12,7 +12,7 @@ use futures::stream::FuturesUnordered;
 use rust_unixfs::file::FileReadFailed;
 use rust_unixfs::file::visit::{FileVisit, IdleFileVisit};
 
-use super::read::{ReadError, checked, malformed};
+use super::read::{ReadError, checked, malformed, resolve_path};
 use crate::ipfs::block::{Block, BlockSource, RAW, SourceError};
 
 /// Blocks fetched ahead of the reader, the one being read included. Eight 256 KiB chunks keep
@@ -82,6 +82,39 @@ impl<'a, S: BlockSource + Sync> FileStream<'a, S> {
         }
         Ok(None)
     }
+}
+
+/// The bytes of the file at `path` (`a/b.txt`) below the folder `root`, at most `max_bytes`:
+/// `ipfs cat /ipfs/<root>/<path>` held in memory. A larger file is refused, not cut.
+pub async fn cat_file<S: BlockSource + Sync>(
+    source: &S,
+    root: &Cid,
+    path: &str,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let cid = resolve_path(source, root, path).await?;
+    let too_large = || ReadError::Limit {
+        path: path.to_owned(),
+        what: "bytes",
+        bound: max_bytes,
+    };
+    let mut file = FileStream::open(source, &cid, 0..u64::MAX)
+        .await
+        .map_err(|e| match e {
+            ReadError::NotFound(_) => ReadError::NotFound(format!("{path} (not a file)")),
+            other => other,
+        })?;
+    if file.size() > max_bytes {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
+    while let Some(bytes) = file.next().await? {
+        if (out.len() + bytes.len()) as u64 > max_bytes {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
 }
 
 type Fetch<'a> = Pin<Box<dyn Future<Output = (Cid, Result<Block, ReadError>)> + Send + 'a>>;
