@@ -19,10 +19,15 @@ use crate::ipfs::block::{Block, BlockSource, RAW, SourceError};
 /// a peer on a LAN busy while the client reads; the memory a stream holds is at most this many
 /// blocks (each at most `MAX_BLOCK_BYTES`), whatever the file's size.
 pub const FILE_WINDOW_BLOCKS: usize = 8;
+/// Links waiting to be read in one file. Kubo's balanced tree keeps at most 174 per level
+/// pending (under a thousand for a 10 GiB file); one node linking a whole block of leaves holds
+/// about 50,000. A hostile DAG that nests more is refused here rather than grown in memory.
+const MAX_PENDING_LINKS: usize = 65_536;
 
 /// The bytes of one file, in order, from a start offset to an end (both clamped to the file).
 pub struct FileStream<'a, S> {
     source: &'a S,
+    root: Cid,
     size: u64,
     /// The root's own bytes (a file of one block), handed out first.
     first: Option<Vec<u8>>,
@@ -47,6 +52,7 @@ impl<'a, S: BlockSource + Sync> FileStream<'a, S> {
         };
         Ok(FileStream {
             source,
+            root: *cid,
             size,
             first: (!bytes.is_empty()).then(|| bytes.to_vec()),
             visit,
@@ -66,6 +72,13 @@ impl<'a, S: BlockSource + Sync> FileStream<'a, S> {
         }
         while let Some(visit) = self.visit.take() {
             let (next, ahead) = visit.pending_links();
+            if ahead.size_hint().0 >= MAX_PENDING_LINKS {
+                return Err(ReadError::Limit {
+                    path: self.root.to_string(),
+                    what: "pending links",
+                    bound: MAX_PENDING_LINKS as u64,
+                });
+            }
             let next = *next;
             let ahead: Vec<Cid> = ahead.take(FILE_WINDOW_BLOCKS - 1).copied().collect();
             for cid in std::iter::once(&next).chain(&ahead) {

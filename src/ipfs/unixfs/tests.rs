@@ -428,3 +428,43 @@ fn a_file_streams_any_range_in_both_leaf_layouts() {
         }
     }
 }
+
+#[test]
+fn a_file_nesting_more_pending_links_than_the_bound_is_refused_not_grown() {
+    const WIDE: usize = 33_000;
+    let mut blocks = MemoryBlocks::default();
+    let leaf = file_leaf(&mut blocks, b"x");
+    let leaves: Vec<(Cid, &[u8])> = vec![(leaf, &b""[..]); WIDE];
+    let inner = node(
+        &mut blocks,
+        &leaves,
+        unixfs(FILE, &[], Some(WIDE as u64), &vec![1; WIDE]),
+    );
+    let mut links = leaves.clone();
+    links[0].0 = inner;
+    let mut sizes = vec![1u64; WIDE];
+    sizes[0] = WIDE as u64;
+    let total = sizes.iter().sum();
+    let root = node(&mut blocks, &links, unixfs(FILE, &[], Some(total), &sizes));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let result = runtime.block_on(async {
+        let mut file = FileStream::open(&blocks, &root, 0..u64::MAX).await?;
+        let mut read = 0;
+        while let Some(bytes) = file.next().await? {
+            read += bytes.len();
+        }
+        Ok::<usize, ReadError>(read)
+    });
+    assert!(
+        matches!(
+            result,
+            Err(ReadError::Limit {
+                what: "pending links",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
