@@ -78,7 +78,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     };
     let control_stop = CancellationToken::new();
     let map_ctx = map_context(
-        home,
+        (home, kubo_repo.as_deref()),
         config,
         (&node, &bitswap),
         &names,
@@ -177,7 +177,7 @@ async fn start_options(
 
 /// What the swarm map works with: the node, its blocks and names, its key, our folder.
 fn map_context(
-    home: &Home,
+    (home, kubo_repo): (&Home, Option<&std::path::Path>),
     config: &Config,
     (node, bitswap): (&Node, &Bitswap),
     names: &Arc<Names>,
@@ -195,6 +195,9 @@ fn map_context(
         ),
         config: config.swarm_map.clone(),
         state: home.swarm_map_state(),
+        keystores: (kubo_repo.map(|r| r.join("keystore")).into_iter())
+            .chain([home.keystore()])
+            .collect(),
         relay_url: relay.map(|r| r.url.clone()),
         progress: Default::default(),
     }

@@ -29,7 +29,7 @@ pub fn refresh(ctx: &Context, json: bool) -> anyhow::Result<()> {
     let socket = ctx.home.control_socket();
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} stations  {msg}")
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} stations  {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message("finding peers");
@@ -70,7 +70,8 @@ fn show(bar: &indicatif::ProgressBar, p: &Progress) {
         return;
     }
     bar.set_length(p.queued as u64);
-    bar.set_position(p.visited.saturating_sub(1) as u64);
+    // `visited` counts the stations done; the one being visited is named in the message.
+    bar.set_position(p.visited as u64);
     if let Some(station) = &p.station {
         bar.set_message(station.clone());
     }
@@ -133,6 +134,7 @@ fn format_report(r: &CycleReport) -> String {
     for (what, value) in [
         ("published", &r.published),
         ("map published", &r.map_published),
+        ("map key", &r.map_key),
     ] {
         if let Some(value) = value {
             out.push_str(&format!("{what}\t{value}\n"));

@@ -344,26 +344,7 @@ impl Keystore {
     }
 
     fn read(&self, name: &KeyName) -> Result<Keypair, KeyError> {
-        let path = self.dir.join(name.file_name());
-        let bytes = match crate::atomic_file::read_bounded(&path, MAX_KEY_FILE_BYTES) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(KeyError::NotFound(name.0.clone()));
-            }
-            Err(e) if e.kind() == ErrorKind::FileTooLarge => {
-                return Err(KeyError::BadKey(format!(
-                    "{}: over {MAX_KEY_FILE_BYTES} bytes, not a key",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(io(&path, e)),
-        };
-        crate::identity::decode_private_key(&bytes).map_err(|e| {
-            KeyError::BadKey(format!(
-                "cannot deserialize private key file {}: {e}",
-                path.display()
-            ))
-        })
+        read_key(&self.dir, name)
     }
 
     /// Write a new key file, mode 0600: a temp file, synced, then linked to its name (which
@@ -409,6 +390,41 @@ fn private_key_protobuf(key_type: u8, data: &[u8]) -> Vec<u8> {
     put_varint_field(&mut out, 1, Some(key_type.into()));
     put_bytes_fields(&mut out, &[(2, &Some(data.to_vec()))]);
     out
+}
+
+/// The key `name` of the keystore at `dir`, read without opening the keystore (which would
+/// create the folder): `None` when the folder or the key is not there. The swarm map looks up
+/// `MySwarm_<ID>` this way, in Kubo's keystore as in ours.
+pub fn find_in(dir: &Path, name: &str) -> Result<Option<Keypair>, KeyError> {
+    match read_key(dir, &KeyName::parse(name)?) {
+        Ok(key) => Ok(Some(key)),
+        Err(KeyError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The key file of `name` in `dir`, bounded and decoded.
+fn read_key(dir: &Path, name: &KeyName) -> Result<Keypair, KeyError> {
+    let path = dir.join(name.file_name());
+    let bytes = match crate::atomic_file::read_bounded(&path, MAX_KEY_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(KeyError::NotFound(name.0.clone()));
+        }
+        Err(e) if e.kind() == ErrorKind::FileTooLarge => {
+            return Err(KeyError::BadKey(format!(
+                "{}: over {MAX_KEY_FILE_BYTES} bytes, not a key",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(io(&path, e)),
+    };
+    crate::identity::decode_private_key(&bytes).map_err(|e| {
+        KeyError::BadKey(format!(
+            "cannot deserialize private key file {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn io(path: &Path, source: std::io::Error) -> KeyError {

@@ -210,9 +210,10 @@ enum Command {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Each answer on `reply` as it comes; closed when the query is done.
     GetRecords {
         key: Vec<u8>,
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
+        reply: mpsc::Sender<Vec<u8>>,
     },
     /// Answer once `peer` has a direct connection, or cannot get one soon.
     WaitDirect {
@@ -490,14 +491,24 @@ impl Node {
         }
     }
 
-    /// Resolve `/ipns/<name>` through the DHT: every answer within
-    /// [`records::RESOLVE_TIMEOUT`] is validated for `name`, and the best valid one returned.
+    /// Resolve `/ipns/<name>` through the DHT: the answers are validated for `name` and the
+    /// best valid one returned. Answers are taken until the query ends, or until
+    /// [`records::RESOLVE_SETTLE`] after the first valid one, within
+    /// [`records::RESOLVE_TIMEOUT`] in all.
     pub async fn resolve_ipns(&self, name: PeerId) -> Result<IpnsRecord, NodeError> {
         let key = ipns::routing_key(&name);
-        let get = self.send(|reply| Command::GetRecords { key, reply });
-        let values = tokio::time::timeout(records::RESOLVE_TIMEOUT + DIAL_WAIT, get)
-            .await
-            .unwrap_or(Ok(Vec::new()))?;
+        let (reply, mut answers) = mpsc::channel(records::MAX_ANSWERS);
+        (self.commands.send(Command::GetRecords { key, reply }).await)
+            .map_err(|_| NodeError::Stopped)?;
+        let deadline = tokio::time::Instant::now() + records::RESOLVE_TIMEOUT + DIAL_WAIT;
+        let (mut values, mut until) = (Vec::new(), deadline);
+        while let Ok(Some(value)) = tokio::time::timeout_at(until, answers.recv()).await {
+            let valid = records::best_valid(&name, std::slice::from_ref(&value)).0;
+            if valid.is_some() && until == deadline {
+                until = deadline.min(tokio::time::Instant::now() + records::RESOLVE_SETTLE);
+            }
+            values.push(value);
+        }
         let (best, refused) = records::best_valid(&name, &values);
         for e in &refused {
             tracing::warn!(%name, "IPNS record from the DHT refused: {e}");

@@ -9,7 +9,7 @@ use chrono::Utc;
 use libp2p::PeerId;
 use libp2p::kad::{self, store::RecordStore};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::routing::{Kad, Table};
 use crate::ipfs::ipns::{self, IpnsError, IpnsRecord};
@@ -19,6 +19,11 @@ use crate::ipfs::ipns::{self, IpnsError, IpnsRecord};
 pub const RESOLVE_TIMEOUT: Duration = super::routing::FIND_PEER_TIMEOUT;
 /// Answers kept per GET_VALUE (Kubo asks for 16, as the Amino DHT's "quorum" for IPNS).
 pub const MAX_ANSWERS: usize = 16;
+/// How long a resolve still waits for better answers once it holds a valid record. Answers
+/// of peers that are up come within a round trip or two; without this bound one stalled
+/// peer among the closest (a stopped station, a NAT mapping gone) holds every resolve until
+/// the DHT gives up on it ([`RESOLVE_TIMEOUT`]), and the map's probes time out behind it.
+pub const RESOLVE_SETTLE: Duration = Duration::from_secs(2);
 /// Puts and gets in flight, over both tables; more callers get an error.
 const MAX_QUERIES: usize = 64;
 /// The key namespace we accept records in.
@@ -31,10 +36,11 @@ enum Pending {
         tables: usize,
         error: Option<String>,
     },
+    /// Each answer is sent as it arrives; the channel closes when both tables are done.
     Get {
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
+        reply: mpsc::Sender<Vec<u8>>,
         tables: usize,
-        values: Vec<Vec<u8>>,
+        sent: usize,
     },
     /// GET_PROVIDERS: answered once `limit` providers are found or both tables are done.
     Providers {
@@ -122,13 +128,14 @@ impl Records {
         }
     }
 
-    /// GET_VALUE `key` on every table; `reply` gets every value found (unchecked), at most
-    /// [`MAX_ANSWERS`], once both tables are done.
+    /// GET_VALUE `key` on every table; `reply` gets each value found (unchecked) as it comes,
+    /// at most [`MAX_ANSWERS`] (a channel of that capacity), and closes once both tables are
+    /// done (or at once, when none could start).
     pub fn get(
         &mut self,
         tables: [(Table, &mut Toggle<Kad>); 2],
         key: Vec<u8>,
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
+        reply: mpsc::Sender<Vec<u8>>,
     ) {
         let key = kad::RecordKey::new(&key);
         match self.start(tables, |kad: &mut Kad| Ok(kad.get_record(key.clone()))) {
@@ -136,14 +143,11 @@ impl Records {
                 let pending = Pending::Get {
                     reply,
                     tables,
-                    values: Vec::new(),
+                    sent: 0,
                 };
                 self.pending.insert(id, pending);
             }
-            Err(e) => {
-                tracing::warn!("DHT GET_VALUE not started: {e}");
-                let _ = reply.send(Vec::new());
-            }
+            Err(e) => tracing::warn!("DHT GET_VALUE not started: {e}"),
         }
     }
 
@@ -253,11 +257,14 @@ impl Records {
                 }
                 step.last
             }
-            (Some(Pending::Get { values, .. }), kad::QueryResult::GetRecord(result)) => {
+            (Some(Pending::Get { reply, sent, .. }), kad::QueryResult::GetRecord(result)) => {
                 if let Ok(kad::GetRecordOk::FoundRecord(found)) = result
-                    && values.len() < MAX_ANSWERS
+                    && *sent < MAX_ANSWERS
                 {
-                    values.push(found.record.value.clone());
+                    // The channel holds MAX_ANSWERS: this never finds it full; a caller that
+                    // stopped listening (it settled) just drops the rest.
+                    let _ = reply.try_send(found.record.value.clone());
+                    *sent += 1;
                 }
                 step.last
             }
@@ -294,9 +301,6 @@ impl Records {
             }) => {
                 let _ = reply.send(Err(error.unwrap_or_else(|| "no peer stored it".into())));
             }
-            Some(Pending::Get { reply, values, .. }) => {
-                let _ = reply.send(values);
-            }
             Some(Pending::Providers {
                 reply: Some(reply),
                 found,
@@ -304,7 +308,12 @@ impl Records {
             }) => {
                 let _ = reply.send(found);
             }
-            Some(Pending::Put { reply: None, .. } | Pending::Providers { reply: None, .. })
+            // Dropping a Get's sender closes the caller's channel: no more answers.
+            Some(
+                Pending::Put { reply: None, .. }
+                | Pending::Providers { reply: None, .. }
+                | Pending::Get { .. },
+            )
             | None => {}
         }
     }

@@ -311,11 +311,7 @@ impl super::EventLoop {
         self.records.put(tables, key, value, reply);
     }
 
-    pub(super) fn get_records(
-        &mut self,
-        key: Vec<u8>,
-        reply: tokio::sync::oneshot::Sender<Vec<Vec<u8>>>,
-    ) {
+    pub(super) fn get_records(&mut self, key: Vec<u8>, reply: tokio::sync::mpsc::Sender<Vec<u8>>) {
         let behaviour = self.swarm.behaviour_mut();
         let tables = [
             (Table::Wan, &mut behaviour.kad),

@@ -24,6 +24,9 @@ pub struct Context {
     /// Where the origin of each mirrored station (direct, or through whose map) is kept:
     /// `<home>/swarm_map.json`, read by `swarm map`.
     pub state: PathBuf,
+    /// Kubo-format keystores where `MySwarm_<ID>` is looked for before the PEM file: the Kubo
+    /// repo's (with `--kubo-repo`), then ours.
+    pub keystores: Vec<PathBuf>,
     /// Our relay's URL, for `myRELAY` of the `12345.json` we write.
     pub relay_url: Option<String>,
     /// Where the running cycle says how far it is.
@@ -59,6 +62,9 @@ pub struct CycleReport {
     /// `/ipfs/<cid>` of our folder and of our map, when published this cycle.
     pub published: Option<String>,
     pub map_published: Option<String>,
+    /// Where the `MySwarm_<ID>` key of the map was found (a keystore, or the PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_key: Option<String>,
     pub secs: f64,
 }
 

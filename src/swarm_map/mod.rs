@@ -39,12 +39,12 @@ impl SwarmMap {
         }
     }
 
-    /// One whole cycle now (waits for a running one to end first).
     /// How far the running cycle is (`running: false` between cycles).
     pub fn progress(&self) -> Progress {
         self.ctx.progress.get()
     }
 
+    /// One whole cycle now (waits for a running one to end first).
     pub async fn refresh(&self) -> CycleReport {
         let _one = self.running.lock().await;
         let started = std::time::Instant::now();

@@ -53,15 +53,16 @@ pub async fn publish_all(ctx: &Context, unsent: &Unsent, report: &mut CycleRepor
         // Between cycles only our folder is checked; the map changes with a cycle.
         return;
     }
-    let key_path = ctx.zen.myswarm_key();
-    let key = match read_myswarm_key(&key_path) {
-        Ok(Some(key)) => key,
+    let key = match find_myswarm_key(ctx) {
+        Ok(Some(found)) => found,
         Ok(None) => return,
         Err(e) => {
             tracing::warn!("swarm map: the map is not published: {e}");
             return;
         }
     };
+    tracing::info!(source = %key.source, "swarm map: the map's key is {}", key.source);
+    report.map_key = Some(key.source.to_string());
     let limits = FolderLimits {
         max_bytes: ctx.config.max_map_bytes,
         max_entries: MAX_MAP_ADD_ENTRIES,
@@ -69,7 +70,7 @@ pub async fn publish_all(ctx: &Context, unsent: &Unsent, report: &mut CycleRepor
         max_blocks: usize::MAX,
     };
     let swarm = ctx.zen.swarm().to_owned();
-    match publish_folder(ctx, unsent, &key, &swarm, limits).await {
+    match publish_folder(ctx, unsent, &key.key, &swarm, limits).await {
         Ok(value) => report.map_published = value,
         Err(e) => tracing::warn!("swarm map: the map is not published: {e}"),
     }
@@ -108,10 +109,10 @@ fn write_station_files(ctx: &Context, own: &Path) -> Result<(), OwnError> {
     };
     let now = now_secs();
     if ours {
-        let g1swarm = read_myswarm_key(&ctx.zen.myswarm_key())
+        let g1swarm = find_myswarm_key(ctx)
             .ok()
             .flatten()
-            .map(|k| PeerId::from(k.public()));
+            .map(|found| PeerId::from(found.key.public()));
         let file = OwnStation {
             peer: ctx.node.peer_id(),
             hostname: hostname(),
@@ -213,6 +214,56 @@ fn due(ctx: &Context, name: &PeerId, value: &str, lifetime: Duration) -> Result<
     Ok(left < half)
 }
 
+/// The key our map is published under, and where it was found.
+pub struct MySwarmKey {
+    pub key: Keypair,
+    pub source: KeySource,
+}
+
+/// Where the `MySwarm_<ID>` key came from: a Kubo-format keystore (where `_12345.sh`'s `ipfs key
+/// import` puts it) or Astroport's PEM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Keystore { name: String, dir: PathBuf },
+    PemFile(PathBuf),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Keystore { name, dir } => {
+                write!(f, "{name} of the keystore {}", dir.display())
+            }
+            KeySource::PemFile(path) => write!(f, "the PEM file {}", path.display()),
+        }
+    }
+}
+
+/// The `MySwarm_<our ID>` key: in the keystores first (the Kubo repo's, then ours), as
+/// `_12345.sh` finds it with `ipfs key list`, else in Astroport's `myswarm_secret.ipns`. A key
+/// file of a keystore that does not read is logged and the next place is tried.
+pub fn find_myswarm_key(ctx: &Context) -> Result<Option<MySwarmKey>, OwnError> {
+    let name = format!("MySwarm_{}", ctx.node.peer_id());
+    find_key(&ctx.keystores, &name, &ctx.zen.myswarm_key())
+}
+
+fn find_key(keystores: &[PathBuf], name: &str, pem: &Path) -> Result<Option<MySwarmKey>, OwnError> {
+    for dir in keystores {
+        match crate::ipfs::keystore::find_in(dir, name) {
+            Ok(Some(key)) => {
+                let (name, dir) = (name.to_owned(), dir.clone());
+                let source = KeySource::Keystore { name, dir };
+                return Ok(Some(MySwarmKey { key, source }));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(keystore = %dir.display(), "swarm map: {name}: {e}"),
+        }
+    }
+    let key = read_myswarm_key(pem)?;
+    let source = KeySource::PemFile(pem.to_owned());
+    Ok(key.map(|key| MySwarmKey { key, source }))
+}
+
 /// The `MySwarm_<ID>` key from Astroport's `myswarm_secret.ipns` (PEM PKCS#8 Ed25519, what
 /// `ipfs key import -f pem-pkcs8-cleartext` reads); `None` when the file does not exist.
 pub fn read_myswarm_key(path: &Path) -> Result<Option<Keypair>, OwnError> {
@@ -268,5 +319,38 @@ mod tests {
         )
         .unwrap();
         assert!(read_myswarm_key(&path).is_err());
+    }
+
+    #[test]
+    fn the_first_keystore_with_a_readable_key_wins_then_the_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broken, good) = (dir.path().join("broken"), dir.path().join("good"));
+        let pem = dir.path().join("myswarm_secret.ipns");
+        let keystores = [broken.clone(), good.clone()];
+        assert!(find_key(&keystores, "MySwarm_x", &pem).unwrap().is_none());
+        assert!(!broken.exists(), "a lookup creates no keystore");
+        std::fs::write(&pem, myswarm_key_pem(&[7u8; 32])).unwrap();
+        let found = find_key(&keystores, "MySwarm_x", &pem).unwrap().unwrap();
+        assert_eq!(found.source, KeySource::PemFile(pem.clone()));
+        // boxo's file name for `MySwarm_x`; the first keystore's file is no key.
+        for (dir, bytes) in [(&broken, b"not a key".to_vec()), (&good, key(9))] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("key_jv4vg53bojwv66a"), bytes).unwrap();
+        }
+        let found = find_key(&keystores, "MySwarm_x", &pem).unwrap().unwrap();
+        let expected = KeySource::Keystore {
+            name: "MySwarm_x".into(),
+            dir: good,
+        };
+        assert_eq!(found.source, expected);
+        assert_eq!(
+            found.key.public(),
+            Keypair::ed25519_from_bytes([9u8; 32]).unwrap().public()
+        );
+    }
+
+    fn key(seed: u8) -> Vec<u8> {
+        let key = Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+        key.to_protobuf_encoding().unwrap()
     }
 }

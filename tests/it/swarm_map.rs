@@ -64,6 +64,21 @@ impl Station {
             self.daemon.log()
         );
     }
+    /// Wait until the station's start-up cycle is over and the last record of its folder went
+    /// out (bounded). Only then is its folder, so its CID, fixed until its next hourly cycle:
+    /// the cycle rewrites the moats and publishes again, so a peer that mirrored the folder
+    /// published first would hold blocks of an older CID than the DHT names.
+    pub fn wait_settled(&self) {
+        let id = self.id();
+        let any = format!("/ipns/{id} -> /ipfs/");
+        let published = format!("published {any}");
+        let settled = common::wait_until(Duration::from_secs(60), || {
+            let log = self.daemon.log();
+            let last_published = log.rfind(&published).map(|at| at + "published ".len());
+            log.contains("swarm map cycle done") && last_published == log.rfind(&any)
+        });
+        assert!(settled, "{id} never settled:\n{}", self.daemon.log());
+    }
     pub fn map(&self) -> serde_json::Value {
         serde_json::from_str(&self.cli_ok(&["swarm", "map", "--json"])).expect("map JSON")
     }
@@ -160,7 +175,7 @@ fn three_stations_find_each_other_without_kubo_a_fourth_by_the_g1swarm_hop_and_c
     let c = start_station(tmp.path(), "c", &station_config(Some(&boot), ""), None);
     let mut d = start_station(tmp.path(), "d", &station_config(Some(&boot), ""), None);
     for s in [&b, &c, &d] {
-        s.wait_published();
+        s.wait_settled();
     }
     // Our minimal 12345.json: a loopback myRELAY (reached by tunnel) and the scripts' slugs.
     let file: serde_json::Value =
@@ -207,7 +222,18 @@ fn three_stations_find_each_other_without_kubo_a_fourth_by_the_g1swarm_hop_and_c
     };
     assert_eq!(via_of(d.id()), Some(serde_json::json!(b.id())), "{map:#}");
     assert_eq!(via_of(b.id()), Some(serde_json::Value::Null), "{map:#}");
+    let relay_of = |s: &Station| {
+        let entry = map.as_array().unwrap().iter().find(|e| e["id"] == s.id());
+        entry.map(|e| e["myRELAY"].clone())
+    };
+    for s in [&b, &c] {
+        assert_eq!(relay_of(s), Some(serde_json::json!(s.relay())), "{map:#}");
+    }
     for entry in map.as_array().unwrap() {
+        assert!(
+            entry["hostname"].as_str().is_some_and(|h| !h.is_empty()),
+            "{map:#}"
+        );
         assert_eq!(entry["services"], serde_json::json!(["strfry"]), "{map:#}");
         assert!(entry["moats_age_secs"].as_u64().unwrap() < 600, "{map:#}");
     }
@@ -279,7 +305,7 @@ fn the_folder_a_daemon_publishes_has_kubo_s_cid_and_kubo_downloads_it() {
         &station_config(Some(&kubo.addr()), ""),
         None,
     );
-    s.wait_published();
+    s.wait_settled();
     let cid = published_cid(&s);
     // `ipfs add -rwq ~/.zen/tmp/<ID>/*` on Kubo gives the CID we published.
     let kubo_cid = kubo_add(&tmp.path().join("hash-repo"), &[&s.own()], true).remove(0);
@@ -304,4 +330,231 @@ fn the_folder_a_daemon_publishes_has_kubo_s_cid_and_kubo_downloads_it() {
         ),
         Err(e) => assert_eq!(Err(e), download("not-a-cid").map(|_| ())),
     }
+}
+
+/// Shell-quote one word for `script -c` (its command line goes through `sh -c`).
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `constellation swarm refresh` of `station` under a real pseudo-terminal: util-linux `script`
+/// (in `bsdutils`, essential on Debian) gives the command a pty and copies what it draws, stdout
+/// and stderr together as a terminal shows them.
+fn refresh_on_a_tty(station: &Station) -> String {
+    let words = [
+        common::bin(),
+        "--home".into(),
+        station.daemon.home.to_str().unwrap().to_owned(),
+        "swarm".into(),
+        "refresh".into(),
+    ];
+    let line: Vec<String> = words.iter().map(|w| sh_quote(w)).collect();
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &line.join(" "), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env("HOME", &station.user)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script(1)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stop or resume a station's process (`kill -STOP` / `-CONT`): a stopped one keeps its
+/// connections (the kernel still acknowledges) but answers nothing.
+fn signal(station: &Station, sig: &str) {
+    let pid = station.daemon.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn swarm_refresh_draws_its_bar_on_a_terminal_and_nothing_through_a_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Probes bounded at 3 s: the stopped station below holds the cycle that long.
+    // A publishes nothing: a PUT_VALUE first asks the closest peers, the stopped one among
+    // them, and would hold each refresh until kad gives up on it.
+    let config = |boot: Option<&str>| {
+        let extra = if boot.is_none() {
+            "publish = false\n"
+        } else {
+            ""
+        };
+        station_config(boot, extra)
+            .replace("probe_timeout_secs = 15", "probe_timeout_secs = 3")
+            .replace(
+                "probe_timeout_empty_secs = 15",
+                "probe_timeout_empty_secs = 3",
+            )
+    };
+    let a = start_station(tmp.path(), "a", &config(None), None);
+    let boot = a.daemon.addr();
+    // B, then C (so B never mirrored C: only C holds C's blocks), both connected to A.
+    let b = start_station(tmp.path(), "b", &config(Some(&boot)), None);
+    b.wait_settled();
+    let c = start_station(tmp.path(), "c", &config(Some(&boot)), None);
+    c.wait_settled();
+    // C stops answering: A's cycle visits B and C, and waits on C until its probe bound.
+    signal(&c, "-STOP");
+    let tty = refresh_on_a_tty(&a);
+    let piped = a.daemon.cli(&["swarm", "refresh"]);
+    signal(&c, "-CONT");
+
+    // On the terminal: the bar (its style `{bar:30} {pos}/{len} stations  {wide_msg}`), two
+    // stations queued, the one being waited on named (cut to the terminal's width), then the
+    // report. B was fetched (a stalled peer does not hold the other probes), C was not.
+    let waiting_on_c = [0, 1].map(|pos| format!("{pos}/2 stations  {}", &c.id()[..20]));
+    assert!(
+        waiting_on_c
+            .iter()
+            .any(|frame| tty.contains(frame.as_str())),
+        "no bar frame naming C in the terminal output:\n{tty:?}"
+    );
+    assert!(tty.contains('░'), "no bar drawn:\n{tty:?}");
+    assert!(tty.contains("probed 2, fetched 1,"), "{tty:?}");
+    // Through a pipe: the same report, and not one byte of the bar.
+    assert!(piped.status.success(), "{piped:?}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&piped.stderr),
+    );
+    assert!(stdout.starts_with("probed 2, fetched 1,"), "{stdout}");
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("stations") && !text.contains('░') && !text.contains('\x1b'),
+            "bar bytes through a pipe: {text:?}"
+        );
+    }
+}
+
+/// The PeerID the `g1swarm` of a station's own `12345.json` names (its map's key).
+fn g1swarm_of(station_dir: &Path) -> String {
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(station_dir.join("12345.json")).unwrap()).unwrap();
+    let g1swarm = file["g1swarm"].as_str().expect("g1swarm").to_owned();
+    g1swarm.trim_start_matches("/ipns/").to_owned()
+}
+
+#[test]
+fn the_myswarm_key_comes_from_the_kubo_keystore_then_ours_then_the_pem_file() {
+    use constellation::swarm_map::own::myswarm_key_pem;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("ipfs");
+    let id = crate::kubo_api::kubo_repo(&repo, "{}");
+    let (captain, node) = ("ca".repeat(32), "de".repeat(32));
+    let extra = format!(
+        "enabled = true\nmy_relay = \"wss://relay.example\"\ncaptain_hex = \"{captain}\"\n\
+         node_hex = \"{node}\"\n[kubo_api]\nenabled = false\n"
+    );
+    let home = common::home_with(&tmp.path().join("home"), &station_config(None, &extra));
+    let user = tmp.path().join("user");
+    std::fs::create_dir_all(user.join(".zen/game")).unwrap();
+    // One key in each place, as `_12345.sh` leaves them: `ipfs key import MySwarm_<ID>` into
+    // Kubo's keystore (a libp2p protobuf key in `key_<base32 of the name>`, written here by
+    // hand as boxo writes it), and the PEM it was imported from; our keystore holds a third.
+    let name = format!("MySwarm_{id}");
+    let key_file = |dir: &Path| {
+        let encoded = data_encoding::BASE32_NOPAD.encode(name.as_bytes());
+        dir.join("keystore")
+            .join(format!("key_{}", encoded.to_ascii_lowercase()))
+    };
+    let key_of = |seed: u8| libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    let import = |dir: &Path, seed: u8| {
+        let file = key_file(dir);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, key_of(seed).to_protobuf_encoding().unwrap()).unwrap();
+        key_of(seed).public().to_peer_id().to_string()
+    };
+    let in_kubo = import(&repo, 1);
+    let in_ours = import(&home, 3);
+    std::fs::write(
+        user.join(".zen/game/myswarm_secret.ipns"),
+        myswarm_key_pem(&[2; 32]),
+    )
+    .unwrap();
+    let in_pem = key_of(2).public().to_peer_id().to_string();
+    let repo_flag = repo.to_str().unwrap();
+    let daemon = Daemon::start_with_env(
+        &home,
+        &["--kubo-repo", repo_flag],
+        &[("HOME", user.to_str().unwrap())],
+    );
+    assert_eq!(daemon.peer_id, id);
+    let station = Station { daemon, user };
+    let cases = [
+        (
+            in_kubo,
+            format!("{name} of the keystore {repo_flag}/keystore"),
+        ),
+        (
+            in_ours,
+            format!("{name} of the keystore {}/keystore", home.display()),
+        ),
+        (in_pem, "the PEM file ".to_owned()),
+    ];
+    for (i, (key, source)) in cases.into_iter().enumerate() {
+        let report = station.refresh();
+        assert!(report["map_published"].as_str().is_some(), "{report:#}");
+        let said = report["map_key"].as_str().unwrap_or_default();
+        assert!(said.starts_with(&source), "{said:?} is not {source:?}");
+        assert_eq!(g1swarm_of(&station.own()), key, "case {i}: {report:#}");
+        let log = station.daemon.log();
+        assert!(log.contains(&format!("the map's key is {said}")), "{log}");
+        if i == 0 {
+            // The minimal 12345.json we write when no Astroport does.
+            let file: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(station.own().join("12345.json")).unwrap())
+                    .unwrap();
+            for field in ["version", "created", "date", "hostname"] {
+                assert!(file[field].is_string(), "{field}: {file:#}");
+            }
+            assert_eq!(file["ipfsnodeid"], id.as_str());
+            assert_eq!(file["myRELAY"], "wss://relay.example");
+            assert_eq!(file["captainHEX"], captain.as_str());
+            assert_eq!(file["NODEHEX"], node.as_str());
+            assert_eq!(file["dragon_services"], "");
+        }
+        // The next place is used once this one has no key.
+        let _ = std::fs::remove_file(key_file([&repo, &home][i.min(1)]));
+    }
+}
+
+#[test]
+fn the_map_stays_off_while_a_kubo_daemon_serves_the_repo_and_runs_once_none_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The station's Kubo repo ($IPFS_PATH) with an `api` file naming an address that answers,
+    // as a running Kubo daemon leaves it.
+    let repo = tmp.path().join("ipfs");
+    std::fs::create_dir_all(&repo).unwrap();
+    let kubo_api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = kubo_api.local_addr().unwrap().port();
+    std::fs::write(repo.join("api"), format!("/ip4/127.0.0.1/tcp/{port}")).unwrap();
+    let home = common::home_with(&tmp.path().join("home"), &station_config(None, ""));
+    let user = tmp.path().join("user");
+    std::fs::create_dir_all(&user).unwrap();
+    let env = [
+        ("HOME", user.to_str().unwrap()),
+        ("IPFS_PATH", repo.to_str().unwrap()),
+    ];
+    let mut daemon = Daemon::start_with_env(&home, &[], &env);
+    let refused = daemon.cli(&["swarm", "refresh"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("the swarm map is off"), "{stderr}");
+    assert!(daemon.log().contains("swarm map off"), "{}", daemon.log());
+    // Kubo keeps the folders: we wrote nothing there.
+    let own = user.join(".zen/tmp").join(&daemon.peer_id);
+    assert!(!own.exists() && !user.join(".zen/tmp/swarm").exists());
+    daemon.stop();
+
+    // Kubo is gone (its `api` file stays behind, stale): the map is on, our folder written.
+    drop(kubo_api);
+    let daemon = Daemon::start_with_env(&home, &[], &env);
+    let report: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["swarm", "refresh", "--json"])).unwrap();
+    assert_eq!(report["probed"], 0, "{report:#}");
+    assert!(own.join("12345.json").is_file() && own.join("_MySwarm.moats").is_file());
 }
