@@ -6,6 +6,7 @@
 //! Prints a markdown table. A script, not a test: `interop/bench/relay.sh` builds and runs it.
 //!
 //! Usage: relay_bench [--events N] [--bin PATH] [--strfry PATH] [--python PATH] [--localrelay]
+//!   [--baseline PATH] (another build of ours, e.g. before a change, as a third column)
 
 #[path = "bench_common/mod.rs"]
 mod bench_common;
@@ -269,6 +270,15 @@ fn main() {
         ours(&bin, &tmp.path().join("relay.sqlite")),
         strfry(&strfry_bin),
     ];
+    // A second build of ours (the one before a change), as a third column of the same run.
+    let baseline = arg(&args, "--baseline", "");
+    if !baseline.is_empty() {
+        let dir = tmp.path().join("baseline");
+        std::fs::create_dir_all(&dir).expect("baseline dir");
+        let mut relay = ours(&baseline, &dir.join("relay.sqlite"));
+        relay.name = "constellation (baseline)";
+        relays.push(relay);
+    }
     if args.iter().any(|a| a == "--localrelay") {
         relays.push(local_relay(&python));
     }

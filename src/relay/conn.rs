@@ -100,33 +100,68 @@ async fn accept(stream: Replay, config: &RelayConfig) -> anyhow::Result<Ws> {
     Ok(tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)).await?)
 }
 
+/// Messages handed to the websocket between two flushes: a REQ's events leave in a few large
+/// writes instead of one syscall (and one TCP segment) each. Bounded so that a steady stream
+/// of live events is still flushed every few dozen messages; the websocket's own write buffer
+/// (128 KiB) writes through on its own when a batch of large events passes it.
+const MAX_BATCH: usize = 64;
+
 /// Sends the outbox's messages in order until it closes (then closes the websocket) or the
-/// connection is gone; a failed send marks it gone.
+/// connection is gone; a failed send marks it gone. Whatever is queued when one message is
+/// taken goes out with it, in one flush.
 async fn write_out(
     mut sink: futures::stream::SplitSink<Ws, Message>,
     mut queue: Drain,
     gone: CancellationToken,
 ) {
     loop {
-        let message = tokio::select! {
+        let first = tokio::select! {
             _ = gone.cancelled() => return,
             m = queue.recv() => match m {
                 Some(m) => m,
                 None => break,
             },
         };
-        let cost = Drain::cost(&message);
-        let sent = tokio::select! {
+        let written = tokio::select! {
             _ = gone.cancelled() => return,
-            r = sink.send(message) => r,
+            r = write_batch(&mut sink, &mut queue, first) => r,
         };
-        queue.written(cost);
-        if sent.is_err() {
+        if written.is_err() {
             gone.cancel();
             return;
         }
     }
     let _ = sink.close().await;
+}
+
+/// Feed `first` and what else is queued (up to [`MAX_BATCH`]), then flush once; their bytes
+/// leave the outbox's count once flushed.
+async fn write_batch(
+    sink: &mut futures::stream::SplitSink<Ws, Message>,
+    queue: &mut Drain,
+    first: Message,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let (mut message, mut fed, mut cost) = (first, 0, 0);
+    let result = loop {
+        cost += Drain::cost(&message);
+        fed += 1;
+        if let Err(e) = sink.feed(message).await {
+            break Err(e);
+        }
+        match queue.try_recv() {
+            Some(next) if fed < MAX_BATCH => message = next,
+            Some(next) => {
+                // Over the batch: flush, then this one starts the next batch.
+                let flushed = sink.flush().await;
+                queue.written(cost);
+                flushed?;
+                (message, fed, cost) = (next, 0, 0);
+            }
+            None => break sink.flush().await,
+        }
+    };
+    queue.written(cost);
+    result
 }
 
 /// Serves the client's messages and the store's live events until the client leaves, idles
@@ -593,7 +628,7 @@ impl Session {
             .await;
             return;
         }
-        let negentropy = match crate::nip77::session(&items) {
+        let negentropy = match crate::nip77::session_with(&items, crate::nip77::RELAY_FRAME_LIMIT) {
             Ok(n) => n,
             Err(e) => {
                 self.neg_err(sub, &format!("error: {e}")).await;

@@ -148,6 +148,11 @@ impl Drain {
         self.rx.recv().await
     }
 
+    /// The next message if one is queued now (the writer batches what is already there).
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+
     /// `message` is in the socket's hands: its bytes no longer count.
     pub fn written(&self, message_cost: usize) {
         self.pending.bytes.fetch_sub(message_cost, Ordering::AcqRel);

@@ -208,8 +208,11 @@ fn nip01_relay_messages() {
     );
 }
 
-/// The frame limits of our two sides (the relay's `NEG_FRAME_LIMIT` and the sync client's).
-const NEG_FRAME_LIMITS: [u64; 2] = [60_000, 50_000];
+/// The frame limits of our two sides (the relay's and the sync client's).
+const NEG_FRAME_LIMITS: [u64; 2] = [
+    constellation::nip77::RELAY_FRAME_LIMIT,
+    constellation::nip77::FRAME_LIMIT,
+];
 /// Largest frame a NEG-MSG of the largest relay message (128 KiB of hex) carries.
 const NEG_MESSAGE_MAX: usize = 64 * 1024;
 
