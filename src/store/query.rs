@@ -56,7 +56,7 @@ fn push_tag<'a>(
 /// A filter with tags is driven by its first tag through the `tags (name, value, created_at)`
 /// index, newest first, so that `#p` / `#e` / `#t` with a limit stops after `limit` events
 /// instead of collecting every event that carries the tag; `DISTINCT` folds an event that
-/// matches through two tag rows.
+/// matches through two tag rows, which only a driving tag of several values can do.
 pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, Vec<Value>) {
     let mut tags = filter.generic_tags.iter();
     let driver = tags.next();
@@ -65,13 +65,18 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
     } else {
         ("", "created_at")
     };
-    let columns = match (select, driver.is_some()) {
-        (Select::Json, false) => "id, json",
-        (Select::Items, false) => "created_at, id",
-        (Select::Count, false) => "count(*)",
-        (Select::Json, true) => "DISTINCT e.id, e.json",
-        (Select::Items, true) => "DISTINCT e.created_at, e.id",
-        (Select::Count, true) => "count(DISTINCT e.seq)",
+    // An event has one tag row per (name, value) (schema step 2), so only a driving tag with
+    // several values can reach it twice.
+    let distinct = driver.is_some_and(|(_, values)| values.len() > 1);
+    let columns = match (select, driver.is_some(), distinct) {
+        (Select::Json, false, _) => "id, json",
+        (Select::Items, false, _) => "created_at, id",
+        (Select::Count, false, _) | (Select::Count, true, false) => "count(*)",
+        (Select::Json, true, false) => "e.id, e.json",
+        (Select::Items, true, false) => "e.created_at, e.id",
+        (Select::Json, true, true) => "DISTINCT e.id, e.json",
+        (Select::Items, true, true) => "DISTINCT e.created_at, e.id",
+        (Select::Count, true, true) => "count(DISTINCT e.seq)",
     };
     let mut params: Vec<Value> = Vec::new();
     let mut sql = match driver {
@@ -164,7 +169,7 @@ mod tests {
         let (sql, params) = build(&filter, Select::Json, Some(500));
         assert!(
             sql.starts_with(
-                "SELECT DISTINCT e.id, e.json FROM tags t JOIN events e ON e.seq = t.seq \
+                "SELECT e.id, e.json FROM tags t JOIN events e ON e.seq = t.seq \
                  WHERE t.name = ? AND t.value IN (?)"
             ),
             "{sql}"
@@ -178,6 +183,15 @@ mod tests {
         // driving tag name + value, pubkey, 2 kinds, since, second tag name + value, limit
         assert_eq!(params.len(), 9);
         let count = build(&filter, Select::Count, None).0;
+        assert!(count.starts_with("SELECT count(*) FROM tags t"), "{count}");
+        // Two values of the driving tag may both be on one event: folded.
+        let two = Filter::new().hashtags(["nostr", "rust"]);
+        let (sql, _) = build(&two, Select::Json, Some(10));
+        assert!(
+            sql.starts_with("SELECT DISTINCT e.id, e.json FROM tags t"),
+            "{sql}"
+        );
+        let count = build(&two, Select::Count, None).0;
         assert!(
             count.starts_with("SELECT count(DISTINCT e.seq) FROM tags t"),
             "{count}"

@@ -49,6 +49,17 @@ const MIGRATIONS: &[&str] = &[
         until  INTEGER NOT NULL,
         PRIMARY KEY (pubkey, kind, slot)
     ) WITHOUT ROWID;",
+    // 2: the tie-break of every REQ (`created_at DESC, id ASC`) inside the indexes, so a query
+    // walks an index in order and stops at its limit without sorting each run of equal times;
+    // and one tag row per (event, name, value), so that a one-value tag filter needs no
+    // DISTINCT (the writer no longer stores an event's repeated tags twice).
+    "DROP INDEX events_pubkey;
+    CREATE INDEX events_pubkey ON events (pubkey, created_at DESC, id);
+    DROP INDEX events_kind;
+    CREATE INDEX events_kind ON events (kind, created_at DESC, id);
+    DROP INDEX events_pubkey_kind;
+    CREATE INDEX events_pubkey_kind ON events (pubkey, kind, created_at DESC, id);
+    DELETE FROM tags WHERE rowid NOT IN (SELECT min(rowid) FROM tags GROUP BY seq, name, value);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +153,45 @@ pub fn open_reader(path: &Path) -> Result<Connection, SchemaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_2_rebuilds_the_indexes_and_folds_repeated_tags_of_a_step_1_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("old.sqlite");
+        {
+            // A database as the first schema left it, with a tag stored twice.
+            let conn = Connection::open(&path).expect("old");
+            conn.execute_batch(MIGRATIONS[0]).expect("step 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO events (seq, id, pubkey, created_at, kind, json)
+                     VALUES (1, x'01', x'02', 5, 1, '{}');
+                 INSERT INTO tags VALUES (1, 't', 'a', 5), (1, 't', 'a', 5), (1, 't', 'b', 5);",
+            )
+            .expect("rows");
+        }
+        let conn = open_writer(&path).expect("migrated");
+        let one = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        assert_eq!(one("PRAGMA user_version") as usize, MIGRATIONS.len());
+        assert_eq!(one("SELECT count(*) FROM events"), 1);
+        assert_eq!(
+            one("SELECT count(*) FROM tags"),
+            2,
+            "one row per (event, name, value)"
+        );
+        for index in ["events_pubkey", "events_kind", "events_pubkey_kind"] {
+            let mut stmt = conn
+                .prepare(&format!("PRAGMA index_info({index})"))
+                .expect("index_info");
+            let columns: Vec<String> = stmt
+                .query_map([], |r| r.get(2))
+                .expect("columns")
+                .collect::<Result<_, _>>()
+                .expect("names");
+            assert_eq!(columns.last().map(String::as_str), Some("id"), "{index}");
+        }
+    }
 
     #[test]
     fn migrations_apply_once_and_refuse_a_newer_file() {

@@ -332,3 +332,26 @@ async fn events_from_the_far_future_are_refused_and_near_ones_kept() {
     }
     assert_eq!(ids(&store, Filter::new()).await, vec![soon.id]);
 }
+
+#[tokio::test]
+async fn a_repeated_tag_matches_its_event_once_with_one_value_or_two() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    let t = |v: &str| Tag::hashtag(v);
+    let twice = at(&keys, 1, vec![t("x"), t("x"), t("y")], 100, "twice");
+    let other = at(&keys, 1, vec![t("x")], 99, "other");
+    store
+        .insert(vec![twice.clone(), other.clone()])
+        .await
+        .expect("insert");
+    // A limit of 2 counts events, not tag rows: both come back, each once.
+    for filter in [
+        Filter::new().hashtag("x"),
+        Filter::new().hashtags(["x", "y"]),
+    ] {
+        let found = store.query(filter.clone(), Some(2)).await.expect("query");
+        let found: Vec<EventId> = found.into_iter().map(|e| e.id).collect();
+        assert_eq!(found, vec![twice.id, other.id], "{filter:?}");
+        assert_eq!(store.count(filter).await.expect("count"), 2);
+    }
+}

@@ -147,10 +147,14 @@ fn insert(tx: &Transaction, checked: &Checked) -> rusqlite::Result<Outcome> {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO tags (seq, name, value, created_at) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        // One row per (name, value): a repeated tag matches once (a one-value tag query
+        // needs no DISTINCT). An event's tags are bounded by the event size limit.
+        let mut stored = std::collections::HashSet::new();
         for tag in event.tags.iter().map(|t| t.as_slice()) {
             if let [name, value, ..] = tag
                 && name.len() == 1
                 && name.as_bytes()[0].is_ascii_alphabetic()
+                && stored.insert((name, value))
             {
                 stmt.execute(params![seq, name, value, created_at])?;
             }
