@@ -77,7 +77,10 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
+    /// ssh, strfry, or a `[dragon.ports]` entry.
     Catalog,
+    /// The built-in list of a station without modules.list.
+    Fallback,
     ModulesList,
 }
 
@@ -94,25 +97,61 @@ pub struct Service {
     pub origin: Origin,
 }
 
-/// The built-in catalog: `(slug, port, consumer port, label)`; ssh's port comes from sshd_config.
-const BUILTIN: &[(&str, u16, u16, &str)] = &[
+/// The services published outside modules.list, as `DRAGON_p2p_ssh.sh` does: ssh (port from
+/// sshd_config) and strfry (consumers prefer 9999, so that it never meets their own relay on
+/// 7777). `(slug, port, consumer port, label)`.
+const CORE: &[(&str, u16, u16, &str)] = &[
     (
         "ssh",
         DEFAULT_SSH_PORT,
         DEFAULT_SSH_PORT,
         "SSH Remote Access",
     ),
-    ("strfry", 7777, 9999, "Nostr Relay"),
-    ("ollama", 11434, 11434, "Ollama LLM API"),
-    ("comfyui", 8188, 8188, "ComfyUI"),
-    ("orpheus", 5005, 5005, "Orpheus TTS"),
-    ("perplexica", 3001, 3001, "Perplexica Search"),
+    (STRFRY, 7777, 9999, "Nostr Relay"),
 ];
 
-/// The built-in services, with sshd's port.
-pub fn builtin(ssh_port: u16) -> Vec<Service> {
-    BUILTIN
-        .iter()
+/// The slug of the station's relay: frozen (the sync looks for `x_strfry.sh`), and never private,
+/// since a private strfry silently takes the station out of the constellation sync.
+pub const STRFRY: &str = "strfry";
+
+/// The fallback list of `DRAGON_p2p_ssh.sh` (2026-08), used only when `IA/modules.list` is missing:
+/// `(slug, port, check, label)`. 3001 is webtop-https there; perplexica became vane on 3002.
+const FALLBACK: &[(&str, u16, &str, &str)] = &[
+    ("icecast", 8111, "auto", "Icecast Live Broadcasting"),
+    ("dify", 8010, "auto", "Dify AI Workflow"),
+    ("mirofish", 5050, "auto", "MiroFish Simulation Engine"),
+    ("open-webui", 8000, "auto", "Open WebUI Interface IA"),
+    ("nextcloud-app", 8001, "auto", "NextCloud Apache App"),
+    ("qdrant", 6333, "auto", "Qdrant VectorDB"),
+    ("npm", 81, "auto", "Nginx Proxy Manager Admin"),
+    ("nextcloud-aio", 8443, "auto", "NextCloud AIO Admin Setup"),
+    ("ollama", 11434, "pgrep:ollama", "Ollama LLM API"),
+    (
+        "webtop-http",
+        3000,
+        "dockerimg:linuxserver/webtop",
+        "Webtop KasmVNC HTTP",
+    ),
+    (
+        "webtop-https",
+        3001,
+        "dockerimg:linuxserver/webtop",
+        "Webtop KasmVNC HTTPS",
+    ),
+    (
+        "comfyui",
+        8188,
+        "systemctl:comfyui.service",
+        "ComfyUI Image Generation",
+    ),
+    ("orpheus", 5005, "docker:orpheus", "Orpheus TTS"),
+    // The original accepts a container named vane or perplexica; the newer name is checked.
+    ("vane", 3002, "docker:vane", "Vane Search Engine"),
+];
+
+/// ssh (with sshd's port) and strfry: published whatever modules.list says.
+pub fn core(ssh_port: u16) -> Vec<Service> {
+    CORE.iter()
         .filter_map(|&(slug, port, consumer, label)| {
             let (port, consumer) = if slug == "ssh" {
                 (ssh_port, ssh_port)
@@ -131,12 +170,51 @@ pub fn builtin(ssh_port: u16) -> Vec<Service> {
         .collect()
 }
 
+/// The built-in list for a station without `IA/modules.list`.
+pub fn fallback() -> Vec<Service> {
+    FALLBACK
+        .iter()
+        .filter_map(|&(slug, port, check, label)| {
+            Some(Service {
+                slug: Slug::parse(slug).ok()?,
+                port: Some(port),
+                consumer_port: Some(port),
+                check: Check::parse(check).ok()?,
+                label: label.to_owned(),
+                origin: Origin::Fallback,
+            })
+        })
+        .collect()
+}
+
 /// The consumer's preferred port of a built-in slug (`strfry` → 9999), if it is one.
 pub fn builtin_consumer_port(slug: &str) -> Option<u16> {
-    BUILTIN
-        .iter()
+    CORE.iter()
         .find(|(s, ..)| *s == slug)
         .map(|&(_, _, consumer, _)| consumer)
+        .or_else(|| {
+            FALLBACK
+                .iter()
+                .find(|(s, ..)| *s == slug)
+                .map(|&(_, port, ..)| port)
+        })
+}
+
+/// Where the services beside ssh and strfry come from: modules.list when the file exists (even
+/// empty, even with bad lines: the operator's list), else the built-in fallback.
+pub fn listed_services(modules_list: &Path, configured: bool) -> (Vec<Service>, Vec<String>) {
+    if modules_list.exists() {
+        return read_modules_list(modules_list);
+    }
+    let warnings = if configured {
+        vec![format!(
+            "{} does not exist; using the built-in service list",
+            modules_list.display()
+        )]
+    } else {
+        Vec::new()
+    };
+    (fallback(), warnings)
 }
 
 /// Parse `IA/modules.list`: `name|port|check|group|label` per line, `#` comments, port `-` for
@@ -329,6 +407,45 @@ mod tests {
         assert!(warnings[1].contains(":7:") && warnings[1].contains("http"));
         assert!(warnings[2].contains(":8:") && warnings[2].contains("frobnicate"));
         assert!(warnings[3].contains(":9:"));
+    }
+
+    #[test]
+    fn the_fallback_list_is_only_for_a_station_without_modules_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("modules.list");
+        let (services, warnings) = listed_services(&list, false);
+        assert!(warnings.is_empty());
+        let port_of = |slug: &str| {
+            services
+                .iter()
+                .find(|s| s.slug.as_str() == slug)
+                .and_then(|s| s.port)
+        };
+        assert_eq!(port_of("vane"), Some(3002));
+        assert_eq!(port_of("webtop-https"), Some(3001));
+        assert_eq!(port_of("perplexica"), None);
+        assert_eq!(services.len(), FALLBACK.len(), "every built-in line parses");
+        assert!(services.iter().all(|s| s.origin == Origin::Fallback));
+        let (_, warnings) = listed_services(&list, true);
+        assert!(warnings[0].contains("does not exist"), "{warnings:?}");
+
+        std::fs::write(&list, "# nothing published but ssh and strfry\n").unwrap();
+        let (services, warnings) = listed_services(&list, false);
+        assert!(services.is_empty() && warnings.is_empty(), "{services:?}");
+        std::fs::write(&list, "vane|3002|docker:vane|ai-company|Vane\n").unwrap();
+        let (services, _) = listed_services(&list, false);
+        assert_eq!(services.len(), 1);
+        assert_eq!(services[0].origin, Origin::ModulesList);
+    }
+
+    #[test]
+    fn ssh_and_strfry_are_always_there_and_strfry_keeps_its_consumer_port() {
+        let core = core(2222);
+        let slugs: Vec<_> = core.iter().map(|s| (s.slug.as_str(), s.port)).collect();
+        assert_eq!(slugs, [("ssh", Some(2222)), (STRFRY, Some(7777))]);
+        assert_eq!(builtin_consumer_port(STRFRY), Some(9999));
+        assert_eq!(builtin_consumer_port("vane"), Some(3002));
+        assert_eq!(builtin_consumer_port("perplexica"), None);
     }
 
     #[test]

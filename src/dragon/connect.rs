@@ -230,13 +230,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let peer = PeerId::random();
         let strfry = Slug::parse("strfry").unwrap();
-        let dify = Slug::parse("dify").unwrap();
+        let app = Slug::parse("my-app").unwrap();
         assert_eq!(native_port(dir.path(), &peer, &strfry), Some(9999));
-        assert_eq!(native_port(dir.path(), &peer, &dify), None);
+        assert_eq!(native_port(dir.path(), &peer, &app), None);
         let station = dir.path().join(peer.to_string());
         std::fs::create_dir_all(&station).unwrap();
-        std::fs::write(station.join("x_dify.sh"), "NATIVE_PORT=\"8010\"\n").unwrap();
-        assert_eq!(native_port(dir.path(), &peer, &dify), Some(8010));
+        std::fs::write(station.join("x_my-app.sh"), "NATIVE_PORT=\"8010\"\n").unwrap();
+        assert_eq!(native_port(dir.path(), &peer, &app), Some(8010));
     }
 
     #[test]

@@ -187,20 +187,19 @@ impl Publisher {
         }
     }
 
-    /// The catalog with sshd's port, then modules.list (same slug: replaced), then `[dragon.ports]`.
+    /// ssh (sshd's port) and strfry, then modules.list or, without that file, the built-in
+    /// fallback (same slug: replaced), then `[dragon.ports]`.
     fn services(&self, warnings: &mut Vec<String>) -> Vec<Service> {
         let (ssh_port, warning) = catalog::sshd_port(&self.config.sshd_config);
         warnings.extend(warning);
-        let mut services = catalog::builtin(ssh_port);
+        let mut services = catalog::core(ssh_port);
         let (path, configured) = self.config.modules_list_path();
-        if configured || path.exists() {
-            let (extra, bad) = catalog::read_modules_list(&path);
-            warnings.extend(bad);
-            for service in extra {
-                match services.iter_mut().find(|s| s.slug == service.slug) {
-                    Some(existing) => *existing = service,
-                    None => services.push(service),
-                }
+        let (extra, bad) = catalog::listed_services(&path, configured);
+        warnings.extend(bad);
+        for service in extra {
+            match services.iter_mut().find(|s| s.slug == service.slug) {
+                Some(existing) => *existing = service,
+                None => services.push(service),
             }
         }
         for (slug, &port) in &self.config.ports {
@@ -245,11 +244,18 @@ impl Publisher {
                 None
             }
         };
-        catalog::private_slugs(
+        let mut private = catalog::private_slugs(
             std::env::var("DRAGON_PRIVATE_SERVICES").ok(),
             text.as_deref(),
             &self.config.private,
-        )
+        );
+        if private.remove(catalog::STRFRY) {
+            warnings.push(format!(
+                "{} is always published (other stations sync through it); not private",
+                catalog::STRFRY
+            ));
+        }
+        private
     }
 
     /// Publish `service`? `Ok(target)` when it really runs natively; else why not.

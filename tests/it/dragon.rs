@@ -39,9 +39,15 @@ impl Station {
     fn configure(&self, extra: &str) {
         self.configure_with_sshd(&self.path("no-sshd_config"), extra);
     }
+    /// modules.list is the station's own (an empty one unless the test wrote it), so that the
+    /// built-in fallback list only appears where a test removes the file.
     fn configure_with_sshd(&self, sshd_config: &Path, extra: &str) {
+        let modules = self.path("modules.list");
+        if !modules.exists() {
+            std::fs::write(&modules, "# only ssh, strfry and [dragon.ports]\n").unwrap();
+        }
         let config = format!(
-            "[dragon]\nscripts_dir = {:?}\nswarm_dir = {:?}\nenv_file = {:?}\nsshd_config = {:?}\n{extra}",
+            "[dragon]\nscripts_dir = {:?}\nswarm_dir = {:?}\nenv_file = {:?}\nsshd_config = {:?}\nmodules_list = {modules:?}\n{extra}",
             self.path("scripts"),
             self.path("swarm"),
             self.path("env"),
@@ -399,10 +405,7 @@ fn http_service_from_modules_list_returns_its_page_and_bad_input_is_reported() {
         "OTHER=1\nDRAGON_PRIVATE_SERVICES=\"hidden qdrant\"\n",
     )
     .unwrap();
-    a_station.configure(&format!(
-        "modules_list = {:?}\n",
-        a_station.path("modules.list")
-    ));
+    a_station.configure("");
     // Left by an earlier run: our stale script goes, a script we did not write stays.
     let scripts = a_station.path("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
@@ -765,4 +768,72 @@ fn a_listener_made_by_hand_is_reported_and_left_alone() {
     );
     assert!(listing.contains(&tcp_addr(elsewhere)));
     assert!(a.cli_ok(&["services"]).contains("(manual)"));
+}
+
+#[test]
+fn builtin_list_only_without_modules_list_and_strfry_is_never_private() {
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port();
+    let web = TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_port = web.local_addr().unwrap().port();
+    let a_station = Station::new();
+    std::fs::write(
+        a_station.path("modules.list"),
+        format!("web|{web_port}|auto|test|Web\n"),
+    )
+    .unwrap();
+    a_station.configure(&format!(
+        "interval_secs = 1\nprivate = [\"strfry\"]\n[dragon.ports]\nstrfry = {relay_port}\n"
+    ));
+    let a = a_station.start(&[("DRAGON_PRIVATE_SERVICES", "ssh strfry")]);
+    let report = services(&a);
+    // modules.list is there: its services, ssh and strfry, nothing of the built-in list.
+    let considered = |report: &Value| -> Vec<String> {
+        ["published", "skipped"]
+            .iter()
+            .flat_map(|k| report[k].as_array().cloned().unwrap_or_default())
+            .map(|s| s["slug"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let mut slugs = considered(&report);
+    slugs.sort();
+    assert_eq!(slugs, ["ssh", "strfry", "web"], "{report}");
+    let strfry = published(&report, "strfry").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(strfry["target"], tcp_addr(relay_port));
+    assert_eq!(skipped(&report, "ssh").unwrap()["reason"], "private");
+    assert!(published(&report, "web").is_some(), "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("strfry is always published"),
+        "{warnings}"
+    );
+
+    // Without modules.list: the built-in list of today's DRAGON (vane on 3002, 3001 is webtop).
+    std::fs::remove_file(a_station.path("modules.list")).unwrap();
+    let report = services(&a);
+    let slugs = considered(&report);
+    for slug in [
+        "vane",
+        "webtop-https",
+        "icecast",
+        "dify",
+        "ollama",
+        "strfry",
+    ] {
+        assert!(slugs.iter().any(|s| s == slug), "{slug} missing: {report}");
+    }
+    assert!(
+        !slugs.iter().any(|s| s == "perplexica" || s == "web"),
+        "{report}"
+    );
+    let port = |slug: &str| {
+        report["skipped"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["slug"] == slug))
+            .map(|s| s["port"].clone())
+    };
+    assert_eq!(port("vane"), Some(Value::from(3002)), "{report}");
+    assert_eq!(port("webtop-https"), Some(Value::from(3001)), "{report}");
+    assert!(published(&report, "strfry").is_some(), "{report}");
+    assert!(report["warnings"].to_string().contains("does not exist"));
 }
