@@ -36,6 +36,11 @@ pub enum Request {
         addr: String,
     },
     SwarmPeers,
+    /// `/ipfs/ping/1.0.0` round trips to a peer (connecting first if needed), as `ipfs ping`.
+    Ping {
+        peer: String,
+        count: u32,
+    },
     P2pListen {
         spec: ListenSpec,
         persist: bool,

@@ -22,6 +22,10 @@ use crate::swarm_map::{self, SwarmMap};
 use crate::sync::local::Station;
 use crate::tunnel::{self, Tunnels, persist};
 
+/// Round trips of one `ping` request: the control API answers once, so a long count would hold
+/// the caller (each trip may take `PING_TIMEOUT`); `x_<slug>.sh` asks for 2, as the original.
+const MAX_PING_COUNT: u32 = 10;
+
 /// Flags of `constellation daemon`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DaemonArgs {
@@ -556,6 +560,18 @@ impl Daemon {
         }
     }
 
+    /// `count` round trips (at most [`MAX_PING_COUNT`]) on one ping stream; their times in ms.
+    async fn ping(&self, peer: &str, count: u32) -> anyhow::Result<serde_json::Value> {
+        let peer = crate::identity::parse_peer_id(peer.trim_start_matches("/p2p/"))?;
+        anyhow::ensure!(peer != self.node.peer_id(), "cannot ping this node itself");
+        let mut pinger = self.node.pinger(peer).await?;
+        let mut rtts = Vec::new();
+        for _ in 0..count.clamp(1, MAX_PING_COUNT) {
+            rtts.push(pinger.ping().await?.as_secs_f64() * 1000.0);
+        }
+        Ok(json!({ "peer": peer.to_string(), "rtt_ms": rtts }))
+    }
+
     async fn dispatch(&self, request: Request) -> anyhow::Result<serde_json::Value> {
         Ok(match request {
             Request::Id => serde_json::to_value(self.node.info().await?)?,
@@ -564,6 +580,7 @@ impl Daemon {
                 json!({ "peer_id": self.node.connect(addr).await?.to_string() })
             }
             Request::SwarmPeers => serde_json::to_value(self.node.info().await?.peers)?,
+            Request::Ping { peer, count } => self.ping(&peer, count).await?,
             Request::P2pListen { spec, persist } => {
                 let info = self.tunnels.listen(&spec)?;
                 if persist {

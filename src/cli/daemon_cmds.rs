@@ -290,6 +290,36 @@ pub fn id(ctx: &Context, args: IdArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `constellation ping`.
+#[derive(Debug, clap::Args)]
+pub struct PingArgs {
+    /// The peer: a PeerID or `/p2p/<PeerID>`.
+    pub peer: String,
+    /// Round trips (at most 10).
+    #[arg(short = 'n', long, default_value_t = 2)]
+    pub count: u32,
+}
+
+/// `constellation ping`: one line per round trip, then the average, as `ipfs ping`.
+pub fn ping(ctx: &Context, args: PingArgs) -> anyhow::Result<ExitCode> {
+    let result = call(
+        ctx,
+        Request::Ping {
+            peer: args.peer,
+            count: args.count,
+        },
+    )?;
+    let rtts: Vec<f64> = serde_json::from_value(result["rtt_ms"].clone())?;
+    let peer = result["peer"].as_str().unwrap_or_default();
+    println!("PING {peer}.");
+    for rtt in &rtts {
+        println!("Pong received: time={rtt:.2} ms");
+    }
+    let average = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+    println!("Average latency: {average:.2}ms");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `constellation swarm …`.
 pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
     match command {

@@ -53,6 +53,8 @@ pub enum Command {
     /// Peers of the running daemon.
     #[command(subcommand)]
     Swarm(daemon_cmds::SwarmCommand),
+    /// Ping a peer (`/ipfs/ping/1.0.0`, as `ipfs ping`), connecting first if needed.
+    Ping(daemon_cmds::PingArgs),
     /// Kubo-style tunnels: `ipfs p2p` with the same names and output.
     #[command(subcommand)]
     P2p(daemon_cmds::P2pCommand),
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .block_on(crate::daemon::run(&ctx.home, ctx.config()?, args))?
             .map(|()| ExitCode::SUCCESS),
         Command::Swarm(command) => daemon_cmds::swarm(&ctx, command),
+        Command::Ping(args) => daemon_cmds::ping(&ctx, args),
         Command::P2p(command) => daemon_cmds::p2p(&ctx, command),
         Command::Backfill(args) => backfill::run(&ctx, args),
         Command::Relay(args) => relay::run(&ctx, args),

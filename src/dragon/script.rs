@@ -31,26 +31,28 @@ pub fn file_name(slug: &Slug) -> String {
     format!("x_{slug}.sh")
 }
 
+/// A plain account name (it is baked into the script, inside double quotes).
+fn plain_account(user: Option<&str>) -> Option<&str> {
+    user.filter(|u| {
+        !u.is_empty()
+            && u.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    })
+}
+
 /// The text of `x_<slug>.sh`. Port rule (BRIEF §1): an existing tunnel for the protocol, else
-/// the native port if free and not privileged, else the alternative port.
+/// the native port if free and not privileged, else the alternative port. As the original: the
+/// peer is pinged first, `LPORT` is exported, the forward binds 127.0.0.1, the docker bridge and
+/// the LAN addresses, and x_ssh.sh names the publisher's account in `REMOTE_USER` (tunnel.sh).
 pub fn client_script(p: &ScriptParams<'_>) -> String {
     let label = shell_quote(p.label);
-    let ssh = if p.slug.as_str() == "ssh" {
-        // Inside double quotes: only a plain account name is printed.
-        let user = p
-            .ssh_user
-            .filter(|u| {
-                !u.is_empty()
-                    && u.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            })
-            .map(|u| format!("{u}@"));
-        format!(
-            "echo \"SSH : ssh -p ${{LPORT}} {}127.0.0.1\"\n",
-            user.unwrap_or_default()
-        )
-    } else {
-        String::new()
+    let is_ssh = p.slug.as_str() == "ssh";
+    let user = plain_account(p.ssh_user).filter(|_| is_ssh);
+    let remote_user = user.map_or_else(String::new, |u| format!("REMOTE_USER=\"{u}\"\n"));
+    let ssh = match (is_ssh, user) {
+        (true, Some(u)) => format!("echo \"ssh -X {u}@localhost -p ${{LPORT}}\"\n"),
+        (true, None) => "echo \"ssh -X localhost -p ${LPORT}\"\n".to_owned(),
+        (false, _) => String::new(),
     };
     format!(
         r#"#!/bin/bash
@@ -60,14 +62,16 @@ NODE_ID="{node}"
 SLUG="{slug}"
 LABEL={label}
 PROTO="/x/${{SLUG}}-${{NODE_ID}}"
-NATIVE_PORT="{native}"
+{remote_user}NATIVE_PORT="{native}"
 ALT_PORT="{alt}"
 
 # constellation when its daemon answers, else Kubo.
 if command -v constellation >/dev/null 2>&1 && constellation p2p ls >/dev/null 2>&1; then
     P2P=(constellation p2p)
+    PING=(constellation ping -n 2)
 else
     P2P=(ipfs p2p)
+    PING=(ipfs --timeout=5s ping -n 2)
 fi
 
 if [[ "${{1,,}}" == "off" || "${{1,,}}" == "stop" ]]; then
@@ -86,30 +90,44 @@ port_busy() {{
 EXISTING=$("${{P2P[@]}}" ls 2>/dev/null | awk -v p="${{PROTO}}" '$1 == p && $2 ~ /\/tcp\// {{print $2; exit}}')
 if [[ -n "${{EXISTING}}" ]]; then
     LPORT="${{EXISTING##*/}}"
+elif [[ "${{NATIVE_PORT}}" -ge {privileged} ]] && ! port_busy "${{NATIVE_PORT}}"; then
+    LPORT="${{NATIVE_PORT}}"
+else
+    LPORT="${{ALT_PORT}}"
+fi
+# For tunnel.sh, which runs this script and reads the port it chose.
+export LPORT
+
+if ! "${{PING[@]}}" "/p2p/${{NODE_ID}}" >/dev/null 2>&1; then
+    echo "ERROR : station ${{NODE_ID}} is unreachable." >&2
+    exit 1
+fi
+if [[ -n "${{EXISTING}}" ]]; then
     echo "${{LABEL}} : tunnel already open on 127.0.0.1:${{LPORT}}"
 else
-    if [[ "${{NATIVE_PORT}}" -ge {privileged} ]] && ! port_busy "${{NATIVE_PORT}}"; then
-        LPORT="${{NATIVE_PORT}}"
-    else
-        LPORT="${{ALT_PORT}}"
-    fi
     if port_busy "${{LPORT}}"; then
         echo "ERROR : local port ${{LPORT}} is taken (native ${{NATIVE_PORT}}, alt ${{ALT_PORT}})." >&2
         exit 1
     fi
-    if [[ "${{P2P[0]}}" == "ipfs" ]] && ! ipfs --timeout=5s ping -n 2 "/p2p/${{NODE_ID}}" >/dev/null 2>&1; then
-        echo "ERROR : station ${{NODE_ID}} is unreachable." >&2
-        exit 1
-    fi
     "${{P2P[@]}}" forward "${{PROTO}}" "/ip4/127.0.0.1/tcp/${{LPORT}}" "/p2p/${{NODE_ID}}" || exit 1
-    DOCKER_IP=$(ip -4 addr show docker0 2>/dev/null | grep -oP '(?<=inet\s)\d+(\.\d+){{3}}')
-    if [[ -n "${{DOCKER_IP}}" ]]; then
-        "${{P2P[@]}}" forward "${{PROTO}}" "/ip4/${{DOCKER_IP}}/tcp/${{LPORT}}" "/p2p/${{NODE_ID}}" >/dev/null 2>&1
-    fi
     echo "${{LABEL}} : 127.0.0.1:${{LPORT}} (native ${{NATIVE_PORT}} | alt ${{ALT_PORT}})"
 fi
-export LPORT
-{ssh}"#,
+
+# Also the docker bridge (containers reach the service) and the LAN addresses (other boxes,
+# the station's proxy), as DRAGON_p2p_ssh.sh does; one already open or not bindable is skipped.
+DOCKER_IP=$(docker network inspect bridge --format '{{{{(index .IPAM.Config 0).Gateway}}}}' 2>/dev/null)
+[[ -z "${{DOCKER_IP}}" ]] && DOCKER_IP=$(ip -4 addr show docker0 2>/dev/null | grep -oP '(?<=inet\s)\d+(\.\d+){{3}}' | head -n 1)
+[[ -z "${{DOCKER_IP}}" ]] && DOCKER_IP="172.17.0.1"
+BIND_IPS=("${{DOCKER_IP}}")
+for IP in $(hostname -I 2>/dev/null); do
+    [[ "${{IP}}" == *:* || "${{IP}}" == 127.* || " ${{BIND_IPS[*]}} " == *" ${{IP}} "* ]] && continue
+    BIND_IPS+=("${{IP}}")
+done
+for IP in "${{BIND_IPS[@]}}"; do
+    "${{P2P[@]}}" forward "${{PROTO}}" "/ip4/${{IP}}/tcp/${{LPORT}}" "/p2p/${{NODE_ID}}" >/dev/null 2>&1 || true
+done
+{ssh}exit 0
+"#,
         slug = p.slug,
         node = p.node_id,
         label = label,
@@ -117,6 +135,7 @@ export LPORT
         alt = p.alt_port,
         privileged = PRIVILEGED_BELOW,
         marker = MARKER,
+        remote_user = remote_user,
         ssh = ssh,
     )
 }
@@ -137,9 +156,9 @@ mod tests {
             ssh_user: Some("pi"),
         });
         assert!(text.starts_with("#!/bin/bash\n"));
-        assert!(text.contains("NATIVE_PORT=\"22\"\nALT_PORT=\"21300\"\n"));
+        assert!(text.contains("REMOTE_USER=\"pi\"\nNATIVE_PORT=\"22\"\nALT_PORT=\"21300\"\n"));
         assert!(text.contains("LABEL='it'\\''s $(rm -rf /)x'\n"), "{text}");
-        assert!(text.contains("ssh -p ${LPORT} pi@127.0.0.1"));
+        assert!(text.contains("ssh -X pi@localhost -p ${LPORT}"));
         let odd = client_script(&ScriptParams {
             ssh_user: Some("a\"b"),
             node_id: "12D3KooWabc",
@@ -148,7 +167,8 @@ mod tests {
             native_port: 22,
             alt_port: 21300,
         });
-        assert!(odd.contains("ssh -p ${LPORT} 127.0.0.1"));
+        assert!(odd.contains("ssh -X localhost -p ${LPORT}"));
+        assert!(!odd.contains("REMOTE_USER"));
     }
 
     #[test]

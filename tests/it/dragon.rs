@@ -275,12 +275,53 @@ fn ssh_echo(sshd: &Sshd, port: u16) -> (bool, String) {
     )
 }
 
-/// Run a client script with bash, with our binary first on PATH and `consumer`'s home;
-/// returns (success, stdout, stderr).
+/// Stand-ins for the commands a client script asks about the box, each recording its argv in
+/// `$STUB_LOG`: `docker` answers `$STUB_DOCKER_GW` (fails without it), `ip` fails, `hostname -I`
+/// prints `$STUB_LAN`, `ss -tln` lists `$STUB_BUSY` ports; with `recorder`, also a `constellation`
+/// whose `ping` exits `$STUB_PING_RC` and whose `p2p ls` prints `$STUB_LS`.
+fn script_stubs(dir: &Path, recorder: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join("stub-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let stub = r#"#!/bin/bash
+name=$(basename "$0")
+[[ -n "$STUB_LOG" ]] && printf '%s\n' "$name $*" >> "$STUB_LOG"
+case "$name" in
+  docker) [[ -n "$STUB_DOCKER_GW" ]] && echo "$STUB_DOCKER_GW" && exit 0; exit 1 ;;
+  ip) exit 1 ;;
+  hostname) echo "$STUB_LAN" ;;
+  ss) echo "State Recv-Q Send-Q Local Peer"
+      for p in $STUB_BUSY; do echo "LISTEN 0 128 127.0.0.1:$p 0.0.0.0:*"; done ;;
+  constellation)
+      case "$1 $2" in
+        "p2p ls") printf '%s' "$STUB_LS" ;;
+        ping*) exit "${STUB_PING_RC:-0}" ;;
+      esac ;;
+esac
+exit 0
+"#;
+    let names: &[&str] = if recorder {
+        &["docker", "ip", "hostname", "ss", "constellation"]
+    } else {
+        &["docker", "ip", "hostname"]
+    };
+    for name in names {
+        let path = bin.join(name);
+        std::fs::write(&path, stub).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// Run a client script with bash, with our binary first on PATH (after the box's stand-ins:
+/// the docker bridge is 127.0.0.2, no LAN address, so nothing leaves loopback) and
+/// `consumer`'s home; returns (success, stdout, stderr).
 fn run_script(script: &Path, consumer: &Daemon, arg: Option<&str>) -> (bool, String, String) {
     let bin_dir = Path::new(&common::bin()).parent().unwrap().to_owned();
+    let stubs = script_stubs(&consumer.home, false);
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
+        stubs.display(),
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
@@ -289,6 +330,8 @@ fn run_script(script: &Path, consumer: &Daemon, arg: Option<&str>) -> (bool, Str
         .args(arg)
         .env("PATH", &path)
         .env("CONSTELLATION_HOME", &consumer.home)
+        .env("STUB_DOCKER_GW", "127.0.0.2")
+        .env("STUB_LAN", "")
         .output()
         .expect("run bash");
     (
@@ -330,7 +373,7 @@ fn real_sshd_is_published_and_reached_with_connect_only_by_allowed_peers() {
     let (ok, stdout, stderr) = run_script(&a_station.path("scripts").join("x_ssh.sh"), &b, None);
     assert!(ok, "x_ssh.sh failed: {stdout}\n{stderr}");
     assert!(
-        stdout.contains(&format!("SSH : ssh -p {alt} {}@127.0.0.1", whoami())),
+        stdout.contains(&format!("ssh -X {}@localhost -p {alt}", whoami())),
         "{stdout}"
     );
     // `connect` finds the script's tunnel and reuses it.
@@ -713,9 +756,16 @@ fn generated_x_strfry_script_opens_the_tunnel_and_stop_closes_it() {
     let data = payload(300_000, 6);
     assert_eq!(sha256(&net::request(port, &data).unwrap()), sha256(&data));
     // Run again: the existing tunnel is reused.
+    // Bound on the docker bridge too (127.0.0.2 here), the same port.
+    let bridge = format!("{proto} /ip4/127.0.0.2/tcp/{port} ");
+    assert!(tunnels(&b).contains(&bridge), "{}", tunnels(&b));
+    assert_eq!(
+        sha256(&net::request_to("127.0.0.2", port, &data).unwrap()),
+        sha256(&data)
+    );
     let (ok, stdout, _) = run(None);
     assert!(ok && stdout.contains("already open"), "{stdout}");
-    assert_eq!(tunnels(&b).matches(&proto).count(), 1);
+    assert_eq!(tunnels(&b).matches(&proto).count(), 2);
 
     let (ok, stdout, stderr) = run(Some("stop"));
     assert!(ok, "stop failed: {stdout}\n{stderr}");
@@ -836,4 +886,177 @@ fn builtin_list_only_without_modules_list_and_strfry_is_never_private() {
     assert_eq!(port("webtop-https"), Some(Value::from(3001)), "{report}");
     assert!(published(&report, "strfry").is_some(), "{report}");
     assert!(report["warnings"].to_string().contains("does not exist"));
+}
+
+/// The variables a client script left, as bash itself prints them (`declare -p`), by name:
+/// (exported, value).
+fn script_variables(text: &str) -> std::collections::BTreeMap<String, (bool, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("declare ")?;
+            let (flags, assignment) = rest.split_once(' ')?;
+            let (name, value) = assignment.split_once('=')?;
+            let value = value.trim_matches('"').to_owned();
+            Some((name.to_owned(), (flags.contains('x'), value)))
+        })
+        .collect()
+}
+
+/// One run of a client script among stand-ins: (exit code, stdout, recorded argv, variables).
+struct ScriptRun {
+    code: Option<i32>,
+    stdout: String,
+    calls: Vec<String>,
+    vars: std::collections::BTreeMap<String, (bool, String)>,
+}
+
+fn run_among_stubs(
+    script: &Path,
+    dir: &Path,
+    arg: Option<&str>,
+    env: &[(&str, &str)],
+) -> ScriptRun {
+    let stubs = script_stubs(dir, true);
+    let (log, vars) = (dir.join("calls.log"), dir.join("vars.txt"));
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&vars);
+    // Sourced by every non-interactive bash; only the client script dumps its variables.
+    let dump = dir.join("dump.sh");
+    std::fs::write(
+        &dump,
+        "[[ \"$0\" == *x_*.sh ]] && trap 'declare -p NODE_ID PROTO NATIVE_PORT ALT_PORT LPORT REMOTE_USER > \"$STUB_VARS\" 2>/dev/null' EXIT\n",
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg(script)
+        .args(arg)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", stubs.display()))
+        .env("HOME", dir)
+        .env("BASH_ENV", &dump)
+        .env("STUB_LOG", &log)
+        .env("STUB_VARS", &vars)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run bash");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    ScriptRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        calls: calls.lines().map(str::to_owned).collect(),
+        vars: script_variables(&std::fs::read_to_string(&vars).unwrap_or_default()),
+    }
+}
+
+#[test]
+fn x_ssh_script_pings_first_binds_loopback_bridge_and_lan_and_exports_lport() {
+    let sshd = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ssh_port = sshd.local_addr().unwrap().port();
+    let a_station = Station::new();
+    let sshd_config = a_station.path("sshd_config");
+    std::fs::write(&sshd_config, format!("Port {ssh_port}\n")).unwrap();
+    a_station.configure_with_sshd(&sshd_config, "");
+    let a = a_station.start(&[("USER", "pi")]);
+    assert!(published(&services(&a), "ssh").is_some());
+    let script = a_station.path("scripts").join("x_ssh.sh");
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(check.success(), "bash -n refuses x_ssh.sh");
+    let (node, proto) = (a.peer_id.clone(), format!("/x/ssh-{}", a.peer_id));
+    let alt = system_alt_port(&node, "ssh").to_string();
+    let forward = |ip: &str, port: &str| {
+        format!("constellation p2p forward {proto} /ip4/{ip}/tcp/{port} /p2p/{node}")
+    };
+    let p2p_calls = |run: &ScriptRun| -> Vec<String> {
+        (run.calls.iter())
+            .filter(|c| c.starts_with("constellation") && !c.starts_with("constellation p2p ls"))
+            .cloned()
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // The native port is free: ping, then 127.0.0.1, the bridge, each IPv4 LAN address once.
+    let run = run_among_stubs(
+        &script,
+        dir.path(),
+        None,
+        &[
+            ("STUB_DOCKER_GW", "172.18.0.1"),
+            (
+                "STUB_LAN",
+                "192.168.1.5 10.0.0.7 fe80::1 172.18.0.1 127.0.1.1",
+            ),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let port = ssh_port.to_string();
+    assert_eq!(
+        p2p_calls(&run),
+        [
+            format!("constellation ping -n 2 /p2p/{node}"),
+            forward("127.0.0.1", &port),
+            forward("172.18.0.1", &port),
+            forward("192.168.1.5", &port),
+            forward("10.0.0.7", &port),
+        ]
+    );
+    let var = |run: &ScriptRun, name: &str| run.vars.get(name).cloned();
+    assert_eq!(
+        var(&run, "LPORT"),
+        Some((true, port.clone())),
+        "{:?}",
+        run.vars
+    );
+    assert_eq!(var(&run, "REMOTE_USER"), Some((false, "pi".into())));
+    assert_eq!(var(&run, "NATIVE_PORT").unwrap().1, port);
+    assert_eq!(var(&run, "ALT_PORT").unwrap().1, alt);
+    assert_eq!(var(&run, "PROTO").unwrap().1, proto);
+    assert!(
+        run.stdout
+            .contains(&format!("ssh -X pi@localhost -p {port}")),
+        "{}",
+        run.stdout
+    );
+
+    // The native port is taken and docker says nothing: the alternative port, bridge 172.17.0.1.
+    let run = run_among_stubs(&script, dir.path(), None, &[("STUB_BUSY", &port)]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(var(&run, "LPORT"), Some((true, alt.clone())));
+    assert_eq!(
+        p2p_calls(&run)[1..],
+        [forward("127.0.0.1", &alt), forward("172.17.0.1", &alt)]
+    );
+
+    // The station does not answer the ping: nothing is forwarded, exit 1.
+    let run = run_among_stubs(&script, dir.path(), None, &[("STUB_PING_RC", "1")]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        p2p_calls(&run),
+        [format!("constellation ping -n 2 /p2p/{node}")]
+    );
+
+    // `off` closes the protocol and does nothing else.
+    let run = run_among_stubs(&script, dir.path(), Some("off"), &[]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        p2p_calls(&run),
+        [format!("constellation p2p close -p {proto}")]
+    );
+}
+
+#[test]
+fn constellation_ping_times_a_round_trip_to_a_connected_peer() {
+    let a_station = Station::new();
+    let a = consumer(&a_station);
+    let b_station = Station::new();
+    let b = consumer(&b_station);
+    common::connect(&a, &b);
+    let out = a.cli_ok(&["ping", "-n", "2", &format!("/p2p/{}", b.peer_id)]);
+    assert_eq!(out.matches("Pong received: time=").count(), 2, "{out}");
+    assert!(out.starts_with(&format!("PING {}.", b.peer_id)), "{out}");
+    let own = common::cli(&a.home, &["ping", &a.peer_id]);
+    assert!(!own.status.success());
 }

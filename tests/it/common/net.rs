@@ -130,7 +130,12 @@ pub fn swap_server(len: usize) -> (SocketAddr, mpsc::Receiver<(u64, String)>) {
 
 /// Connect, send `data`, half-close, read the whole answer.
 pub fn request(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    request_to("127.0.0.1", port, data)
+}
+
+/// [`request`] to another loopback address (a forward bound on 127.0.0.2, say).
+pub fn request_to(host: &str, port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut conn = TcpStream::connect((host, port))?;
     conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let writer_data = data.to_vec();
     let mut writer = conn.try_clone()?;
