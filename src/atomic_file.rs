@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// Replace `path` with `bytes`; the file gets `mode` (e.g. 0o600 for a key, 0o755 for a script).
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = temporary(path);
-    let result = write_synced(&tmp, bytes, mode).and_then(|()| std::fs::rename(&tmp, path));
+    let result = write_synced(&tmp, bytes, mode)
+        .inspect(|()| crash_point(path))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
         return result;
@@ -20,6 +22,17 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
+}
+
+/// Tests only (debug builds): abort the process between the synced temporary and the rename
+/// when `CONSTELLATION_TEST_ABORT_BEFORE_RENAME` names this file, as a crash there would.
+fn crash_point(path: &Path) {
+    if cfg!(debug_assertions)
+        && std::env::var_os("CONSTELLATION_TEST_ABORT_BEFORE_RENAME")
+            .is_some_and(|name| Some(name.as_os_str()) == path.file_name())
+    {
+        std::process::abort();
+    }
 }
 
 /// `<name>.tmp` in the same folder, so that the rename never crosses file systems.

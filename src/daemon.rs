@@ -217,10 +217,30 @@ fn spawn_dragon(
         daemon.tunnels.clone(),
         daemon.node.peer_id(),
         daemon.config.dragon.clone(),
-        stop,
+        stop.clone(),
         tracker,
     )?;
     let _ = daemon.dragon.set(dragon);
+    let config = &daemon.config.dragon;
+    match (&daemon.station, config.manage_ssh_keys) {
+        (Some(station), true) => {
+            let zen = Zen::new(
+                config.swarm_dir_path(),
+                config.scripts_dir_for(&daemon.node.peer_id()),
+            );
+            let job = crate::dragon::TrustJob::new(config, zen, daemon.node.peer_id());
+            job.spawn(
+                station.clone(),
+                config.ssh_keys_interval_secs,
+                stop,
+                tracker,
+            );
+        }
+        (None, true) => {
+            tracing::warn!("[dragon] manage_ssh_keys needs the local relay (no --no-relay)")
+        }
+        _ => {}
+    }
     Ok(())
 }
 

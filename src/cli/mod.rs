@@ -13,6 +13,7 @@ pub mod dragon;
 pub mod install;
 pub mod relay;
 pub mod report;
+pub mod ssh_keys;
 pub mod swarm_map;
 pub mod trigger;
 
@@ -75,6 +76,8 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// Re-render (or re-send) the report of a past sync run.
     Report(report::ReportArgs),
+    /// Refresh the SSH trust once (authorized_keys block, x/y/z_ssh.pub): dry run unless --write.
+    SshKeys(ssh_keys::SshKeysArgs),
     /// Print (or write) systemd units and the cron line.
     InstallService(install::InstallArgs),
 }
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => trigger::run(&ctx, args),
         Command::Report(args) => report::report_command(&ctx, args),
         Command::InstallService(args) => install::install(&ctx.home, args),
+        Command::SshKeys(args) => ssh_keys::ssh_keys(&ctx, args),
         Command::Services(args) => dragon::services(&ctx, args),
         Command::Connect(args) => dragon::connect(&ctx, args),
         Command::Disconnect(args) => dragon::disconnect(&ctx, args),

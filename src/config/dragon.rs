@@ -29,6 +29,19 @@ pub struct DragonConfig {
     pub ports: BTreeMap<String, u16>,
     /// Only these peers may open a slug's tunnel (e.g. `ssh = ["12D3…"]`). Default: every peer.
     pub allow_peers: BTreeMap<String, Vec<String>>,
+    /// Keep a managed block of `~/.ssh/authorized_keys` (bootstrap keys, players' ssh.pub,
+    /// same-UPlanet captains' ssh_pub) and the station's x/y/z_ssh.pub, as DRAGON_p2p_ssh.sh does
+    /// every hour. Off unless set (`constellation migrate` sets it on an Astroport station).
+    pub manage_ssh_keys: bool,
+    /// Seconds between two refreshes of the SSH trust (the original: hourly).
+    pub ssh_keys_interval_secs: u64,
+    /// Default: `~/.ssh/authorized_keys`.
+    pub authorized_keys: Option<PathBuf>,
+    /// The bootstrap keys. Default: `~/.zen/Astroport.ONE/A_boostrap_ssh.txt`.
+    pub ssh_bootstrap: Option<PathBuf>,
+    /// UPLANETG1PUB, the UPlanet whose captains are trusted. Default: `$UPLANETG1PUB`, else
+    /// `~/.zen/game/uplanet.ss58`, else `~/.zen/tmp/UPLANETG1PUB` (as Astroport's my.sh caches it).
+    pub uplanet_g1pub: Option<String>,
 }
 
 impl Default for DragonConfig {
@@ -44,6 +57,11 @@ impl Default for DragonConfig {
             private: Vec::new(),
             ports: BTreeMap::new(),
             allow_peers: BTreeMap::new(),
+            manage_ssh_keys: false,
+            ssh_keys_interval_secs: 3600,
+            authorized_keys: None,
+            ssh_bootstrap: None,
+            uplanet_g1pub: None,
         }
     }
 }

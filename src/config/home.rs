@@ -135,6 +135,22 @@ impl Zen {
     pub fn intruders_log(&self) -> PathBuf {
         self.tmp.join("swarm_intruders.log")
     }
+    /// `~/.zen/game/`: the captain's and players' folders.
+    pub fn game(&self) -> &Path {
+        &self.game
+    }
+    /// `~/.zen/game/players/`: one folder per player (`<player>/ssh.pub`).
+    pub fn players(&self) -> PathBuf {
+        self.game.join("players")
+    }
+    /// Where Astroport's my.sh caches UPLANETG1PUB: `~/.zen/game/uplanet.ss58`, then the older
+    /// `~/.zen/tmp/UPLANETG1PUB`.
+    pub fn uplanet_g1pub_caches(&self) -> [PathBuf; 2] {
+        [
+            self.game.join("uplanet.ss58"),
+            self.tmp.join("UPLANETG1PUB"),
+        ]
+    }
     /// `~/.zen/game/myswarm_secret.ipns`: the `MySwarm_<ID>` key (PEM PKCS#8 Ed25519, written by
     /// Astroport's `keygen -t ipfs`).
     pub fn myswarm_key(&self) -> PathBuf {

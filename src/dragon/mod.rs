@@ -11,6 +11,9 @@ pub mod publisher;
 mod report;
 pub mod script;
 mod slug;
+pub mod ssh_keys;
+pub mod ssh_trust;
+mod trust_job;
 
 use std::path::PathBuf;
 
@@ -22,6 +25,7 @@ pub use report::{
     PublishedService, RemoteForward, ServicesReport, SkipReason, SkippedService, remote_forwards,
 };
 pub use slug::{Slug, parse_service_protocol};
+pub use trust_job::TrustJob;
 
 pub use crate::config::DragonConfig;
 use crate::config::home_dir;

@@ -21,6 +21,7 @@ mod kubo_api_providers;
 mod nat;
 mod relay;
 mod report;
+mod ssh_trust;
 mod strfry;
 mod swarm_map;
 mod swarm_map_hostile;
