@@ -9,6 +9,8 @@
 //!   `~/.zen/tmp/swarm/`, `g1swarm` hop, cleanup) and the IPNS publication of our own folder.
 //! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
 //!   and the node, so a station's `ipfs` commands keep working; `<repo>/api`.
+//! - [`migrate`]: `constellation migrate`, taking over from Kubo on a station (checks, Kubo
+//!   stopped and masked, its repo linked, config.toml, our unit).
 //! - [`install`]: the systemd units and the cron line that keep a station running.
 //! - [`trigger`]: the hourly job: checks, locks (ours and the original sync's), backfill, report,
 //!   mail, the Nostr note; the backfill flags.
@@ -49,6 +51,7 @@ pub mod install;
 pub mod ipfs;
 pub mod kubo_api;
 pub mod logging;
+pub mod migrate;
 pub mod nip77;
 pub mod node;
 pub mod relay;

@@ -11,6 +11,7 @@ pub mod context;
 pub mod daemon_cmds;
 pub mod dragon;
 pub mod install;
+pub mod migrate;
 pub mod relay;
 pub mod report;
 pub mod ssh_keys;
@@ -78,6 +79,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Refresh the SSH trust once (authorized_keys block, x/y/z_ssh.pub): dry run unless --write.
     SshKeys(ssh_keys::SshKeysArgs),
+    /// Take over from Kubo on an Astroport station: checks, then (with --apply) stop and mask
+    /// Kubo, link its repo, write config.toml, install and start our service.
+    Migrate(migrate::MigrateArgs),
     /// Print (or write) systemd units and the cron line.
     InstallService(install::InstallArgs),
 }
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::report_command(&ctx, args),
         Command::InstallService(args) => install::install(&ctx.home, args),
         Command::SshKeys(args) => ssh_keys::ssh_keys(&ctx, args),
+        Command::Migrate(args) => migrate::migrate(&ctx, args),
         Command::Services(args) => dragon::services(&ctx, args),
         Command::Connect(args) => dragon::connect(&ctx, args),
         Command::Disconnect(args) => dragon::disconnect(&ctx, args),

@@ -225,21 +225,33 @@ async fn docker_ps(format: &str, needle: &str) -> Result<bool, String> {
     Ok(out.lines().any(|l| l.contains(needle)))
 }
 
-/// Run `argv` with a timeout; returns (exit status success, bounded stdout).
+/// Run `argv` within [`CHECK_TIMEOUT`]; returns (exit status success, bounded stdout).
 async fn command(argv: &[&str]) -> Result<(bool, String), String> {
-    let mut child = tokio::process::Command::new(argv[0])
-        .args(&argv[1..])
+    run_bounded(argv, CHECK_TIMEOUT, MAX_CHECK_OUTPUT).await
+}
+
+/// Run `argv` (stdin closed, stderr dropped) within `timeout`, keeping at most `max_output`
+/// bytes of stdout; returns (exit status success, stdout). Killed when dropped or late.
+pub async fn run_bounded<S: AsRef<std::ffi::OsStr>>(
+    argv: &[S],
+    timeout: Duration,
+    max_output: u64,
+) -> Result<(bool, String), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let name = program.as_ref().to_string_lossy().into_owned();
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let run = async {
         let mut out = Vec::new();
         (&mut stdout)
-            .take(MAX_CHECK_OUTPUT)
+            .take(max_output)
             .read_to_end(&mut out)
             .await
             .map_err(|e| e.to_string())?;
@@ -247,9 +259,9 @@ async fn command(argv: &[&str]) -> Result<(bool, String), String> {
         let status = child.wait().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((status.success(), String::from_utf8_lossy(&out).into_owned()))
     };
-    tokio::time::timeout(CHECK_TIMEOUT, run)
+    tokio::time::timeout(timeout, run)
         .await
-        .map_err(|_| format!("{} did not answer within {CHECK_TIMEOUT:?}", argv[0]))?
+        .map_err(|_| format!("{name} did not answer within {timeout:?}"))?
 }
 
 #[cfg(test)]

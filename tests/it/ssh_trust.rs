@@ -3,13 +3,12 @@
 //! same-UPlanet captains' kind-30850 events of the embedded relay; a crash mid-write.
 
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use nostr::prelude::*;
 
-use crate::common::{self, Daemon, bin, wait_until};
+use crate::common::{self, Daemon, TempHome, bin, wait_until};
 use crate::relay::signed;
 
 /// The UPlanet of the test station (what my.sh caches in ~/.zen/game/uplanet.ss58).
@@ -32,15 +31,15 @@ fn node_key(peer: &str) -> [u8; 32] {
 
 /// A station home: HOME with `.zen` and `.ssh`, the constellation home inside it.
 struct StationHome {
-    dir: tempfile::TempDir,
+    tree: TempHome,
     peer: String,
 }
 
 impl StationHome {
     fn new(config: &str) -> StationHome {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join(".zen/constellation");
-        let own = dir.path().join(".zen/tmp/own");
+        let tree = TempHome::new();
+        let home = tree.home();
+        let own = tree.path(".zen/tmp/own");
         let relay = common::net::free_port();
         common::home_with(
             &home,
@@ -49,7 +48,7 @@ impl StationHome {
             ),
         );
         let station = StationHome {
-            dir,
+            tree,
             peer: String::new(),
         };
         let out = station.run(&["init"], &[]);
@@ -57,27 +56,13 @@ impl StationHome {
         let peer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         StationHome { peer, ..station }
     }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
-    }
-    fn home(&self) -> PathBuf {
-        self.path(".zen/constellation")
-    }
     /// The CLI with this HOME.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(bin())
             .arg("--home")
             .arg(self.home())
             .args(args)
-            .env("HOME", self.dir.path())
+            .env("HOME", self.tree.root())
             .env_remove("UPLANETG1PUB")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -97,7 +82,7 @@ impl StationHome {
             .arg("--home")
             .arg(self.home())
             .args(["relay", "import"])
-            .env("HOME", self.dir.path());
+            .env("HOME", self.tree.root());
         let out = common::run_with_stdin(&mut command, text.as_bytes());
         assert!(out.status.success(), "{out:?}");
     }
@@ -305,7 +290,7 @@ fn the_daemon_refreshes_the_block_from_its_embedded_relay_when_asked_to() {
     let daemon = Daemon::start_with_env(
         &station.home(),
         &["--dragon", "--relay-listen", "127.0.0.1:0"],
-        &[("HOME", station.dir.path().to_str().unwrap())],
+        &[("HOME", station.tree.root().to_str().unwrap())],
     );
     let done = wait_until(REFRESH_WAIT, || {
         station
@@ -330,9 +315,16 @@ fn without_manage_ssh_keys_the_daemon_leaves_authorized_keys_alone() {
     let daemon = Daemon::start_with_env(
         &station.home(),
         &["--dragon", "--relay-listen", "127.0.0.1:0"],
-        &[("HOME", station.dir.path().to_str().unwrap())],
+        &[("HOME", station.tree.root().to_str().unwrap())],
     );
     let _ = daemon.cli_ok(&["services", "--refresh", "--json"]);
     assert_eq!(station.read(".ssh/authorized_keys"), before);
     assert!(!daemon.log().contains("SSH trust"), "{}", daemon.log());
+}
+
+impl std::ops::Deref for StationHome {
+    type Target = TempHome;
+    fn deref(&self) -> &TempHome {
+        &self.tree
+    }
 }

@@ -324,3 +324,38 @@ pub fn chromium(args: &[&str], url: &str) -> std::process::Output {
         .output()
         .expect("chromium is installed by ./test (Debian package chromium)")
 }
+
+/// A station laid out under a temp HOME (`.zen/…`, `.ssh/…`, `.ipfs/…`); our home folder is
+/// `.zen/constellation`, as on a station.
+pub struct TempHome {
+    dir: tempfile::TempDir,
+}
+
+impl TempHome {
+    pub fn new() -> TempHome {
+        TempHome {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    /// The HOME.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    /// Write `text` at `rel`, creating the folders.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("a file path")).expect("folders");
+        std::fs::write(path, text).expect("write file");
+    }
+    /// The text at `rel`, empty when the file is absent.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+    /// `.zen/constellation`.
+    pub fn home(&self) -> PathBuf {
+        self.path(".zen/constellation")
+    }
+}
