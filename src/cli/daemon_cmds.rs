@@ -208,6 +208,9 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # swarm_dir = "/home/user/.zen/tmp/swarm"
 # sshd_config = "/etc/ssh/sshd_config"
 # private = []
+# manage_ssh_keys = false          # keep a block of ~/.ssh/authorized_keys (bootstrap, players, captains)
+# ssh_keys_interval_secs = 3600
+# uplanet_g1pub = "g1…"            # default: $UPLANETG1PUB, else ~/.zen/game/uplanet.ss58
 # [dragon.ports]
 # ollama = 11434
 # [dragon.allow_peers]
