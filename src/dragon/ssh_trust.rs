@@ -199,12 +199,19 @@ pub fn merge_block(existing: &str, keys: &[SshKey]) -> Result<(String, Vec<Strin
 /// Put `keys` into the block of `path` (temp + fsync + rename; mode 0600); `Ok(true)` when the
 /// file changed. A file whose block is broken is left as it is.
 pub fn write_block(path: &Path, keys: &[SshKey]) -> Result<(bool, Vec<String>), TrustError> {
-    let existing = read_text(path, MAX_AUTHORIZED_KEYS_BYTES)
-        .map_err(|source| TrustError::Read {
+    let existing = match atomic_file::read_bounded(path, MAX_AUTHORIZED_KEYS_BYTES) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| TrustError::BrokenBlock {
             path: path.to_owned(),
-            source,
-        })?
-        .unwrap_or_default();
+            what: "it is not UTF-8 (rewriting it would change lines outside the block)",
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(TrustError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
     let (text, block) = merge_block(&existing, keys).map_err(|what| TrustError::BrokenBlock {
         path: path.to_owned(),
         what,

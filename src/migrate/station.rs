@@ -90,7 +90,11 @@ pub fn original_sync(zen: &Path, now: u64) -> Vec<Finding> {
     };
     let lock = zen.join(BACKFILL_LOCK);
     let lock = match small_file(&lock) {
-        Some(pid) if Path::new("/proc").join(&pid).exists() && !pid.is_empty() => {
+        Some(pid)
+            if !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && Path::new("/proc").join(&pid).exists() =>
+        {
             format!("{} held by running pid {pid}", lock.display())
         }
         Some(pid) => format!("{} (stale, pid {pid:?} not running)", lock.display()),

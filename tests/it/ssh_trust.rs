@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nostr::prelude::*;
 
+use crate::common::relays::{OurRelay, publish};
 use crate::common::{self, Daemon, TempHome, bin, wait_until};
 use crate::relay::signed;
 
@@ -37,14 +38,18 @@ struct StationHome {
 
 impl StationHome {
     fn new(config: &str) -> StationHome {
+        let unused = format!("127.0.0.1:{}", common::net::free_port());
+        StationHome::with_relay(&unused, config)
+    }
+    /// A station whose relay is at `relay` (nothing answering there: the embedded store).
+    fn with_relay(relay: &str, config: &str) -> StationHome {
         let tree = TempHome::new();
         let home = tree.home();
         let own = tree.path(".zen/tmp/own");
-        let relay = common::net::free_port();
         common::home_with(
             &home,
             &format!(
-                "[relay]\nlisten = \"127.0.0.1:{relay}\"\n[dragon]\nscripts_dir = {own:?}\nuplanet_g1pub = {UPLANET:?}\n{config}"
+                "[relay]\nlisten = \"{relay}\"\n[dragon]\nscripts_dir = {own:?}\nuplanet_g1pub = {UPLANET:?}\n{config}"
             ),
         );
         let station = StationHome {
@@ -100,8 +105,9 @@ fn captain(keys: &Keys, swarm: &str, station: &str, ssh_pub: &str, age: u64) -> 
 }
 
 /// Bootstrap keys (one trusted already outside the block), players, captains of this UPlanet,
-/// of another UPlanet, our own station's, a stale one, and bad keys in each source.
-fn lay_out(station: &StationHome) -> Vec<String> {
+/// of another UPlanet, our own station's, a stale one, and bad keys in each source; returns the
+/// block expected and the captains' events.
+fn lay_out(station: &StationHome) -> (Vec<String>, Vec<Event>) {
     let boot = [
         ssh_line([1; 32], "fred@nexus"),
         ssh_line([2; 32], "frd@sagittarius"),
@@ -128,7 +134,7 @@ fn lay_out(station: &StationHome) -> Vec<String> {
     );
     let other = "12D3KooWOtherStationxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
     let good = ssh_line([5; 32], "captain@other");
-    station.import(&[
+    let events = vec![
         captain(&Keys::generate(), UPLANET, other, &good, 3600),
         captain(
             &Keys::generate(),
@@ -158,13 +164,21 @@ fn lay_out(station: &StationHome) -> Vec<String> {
             "ssh-rsa AAAAB3NzaC1yc2E x",
             60,
         ),
-    ]);
+    ];
     // The block: bootstrap (minus the one already trusted), players, captains (tagged).
-    vec![
+    let block = vec![
         boot[0].clone(),
         alice,
         format!("{good} uplanet:{}", &UPLANET[..8]),
-    ]
+    ];
+    (block, events)
+}
+
+/// [`lay_out`] with the captains' events in the station's embedded relay.
+fn lay_out_embedded(station: &StationHome) -> Vec<String> {
+    let (block, events) = lay_out(station);
+    station.import(&events);
+    block
 }
 
 /// The lines between the markers.
@@ -183,7 +197,7 @@ fn block(text: &str) -> Vec<String> {
 #[test]
 fn authorized_keys_block_holds_bootstrap_players_and_same_uplanet_captains_only() {
     let station = StationHome::new("");
-    let expected = lay_out(&station);
+    let expected = lay_out_embedded(&station);
     let before = station.read(".ssh/authorized_keys");
 
     // Dry run: the block is printed, nothing is written.
@@ -246,7 +260,7 @@ fn station_keys_are_x_or_y_level_as_the_original_decides() {
 #[test]
 fn a_crash_between_temp_and_rename_leaves_the_old_authorized_keys() {
     let station = StationHome::new("");
-    let expected = lay_out(&station);
+    let expected = lay_out_embedded(&station);
     let old = station.read(".ssh/authorized_keys");
     let out = station.run(
         &["ssh-keys", "--write"],
@@ -281,12 +295,21 @@ fn a_crash_between_temp_and_rename_leaves_the_old_authorized_keys() {
         "{out:?}"
     );
     assert_eq!(station.read(".ssh/authorized_keys"), broken);
+
+    // Nor is a file that is not UTF-8: rewriting it would change bytes outside the block.
+    let latin1 = b"# caf\xe9\n".to_vec();
+    std::fs::write(station.path(".ssh/authorized_keys"), &latin1).unwrap();
+    assert!(!station.run(&["ssh-keys", "--write"], &[]).status.success());
+    assert_eq!(
+        std::fs::read(station.path(".ssh/authorized_keys")).unwrap(),
+        latin1
+    );
 }
 
 #[test]
 fn the_daemon_refreshes_the_block_from_its_embedded_relay_when_asked_to() {
     let station = StationHome::new("manage_ssh_keys = true\nssh_keys_interval_secs = 10\n");
-    let expected = lay_out(&station);
+    let expected = lay_out_embedded(&station);
     let daemon = Daemon::start_with_env(
         &station.home(),
         &["--dragon", "--relay-listen", "127.0.0.1:0"],
@@ -310,7 +333,7 @@ fn the_daemon_refreshes_the_block_from_its_embedded_relay_when_asked_to() {
 #[test]
 fn without_manage_ssh_keys_the_daemon_leaves_authorized_keys_alone() {
     let station = StationHome::new("");
-    lay_out(&station);
+    lay_out_embedded(&station);
     let before = station.read(".ssh/authorized_keys");
     let daemon = Daemon::start_with_env(
         &station.home(),
@@ -327,4 +350,19 @@ impl std::ops::Deref for StationHome {
     fn deref(&self) -> &TempHome {
         &self.tree
     }
+}
+
+#[test]
+fn captains_come_from_the_relay_answering_at_relay_listen_over_its_websocket() {
+    // The station's relay is another process (strfry's place): the refresh asks it with a REQ.
+    let relay = OurRelay::start("");
+    let station = StationHome::with_relay(relay.addr(), "");
+    let (expected, events) = lay_out(&station);
+    publish(&relay.url, &events);
+    station.ssh_keys(&["--write"]);
+    assert_eq!(block(&station.read(".ssh/authorized_keys")), expected);
+    assert!(
+        !station.home().join("relay.sqlite").exists(),
+        "the embedded store was not opened"
+    );
 }
