@@ -78,14 +78,21 @@ impl Migration {
             });
             return steps;
         }
-        if let Some(kubo) = &kubo {
-            for step in self.retire_kubo(kubo).await {
-                let failed = matches!(step.action, Action::Failed(_));
-                steps.push(step);
-                if failed {
-                    return steps;
+        match &kubo {
+            Some(kubo) => {
+                for step in self.retire_kubo(kubo).await {
+                    let failed = matches!(step.action, Action::Failed(_));
+                    steps.push(step);
+                    if failed {
+                        return steps;
+                    }
                 }
             }
+            None => steps.push(Step {
+                name: "retire kubo",
+                found: format!("no {KUBO_UNIT}"),
+                action: Action::Already("nothing to stop or mask".into()),
+            }),
         }
         for step in [self.write_config(), self.install_unit().await] {
             let failed = matches!(step.action, Action::Failed(_));

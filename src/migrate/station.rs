@@ -55,7 +55,7 @@ pub fn kubo_repo(repo: &Path) -> Vec<Finding> {
                     first.peering.source
                 ),
             ),
-            Err(e) => (format!("unreadable: {e}"), String::new()),
+            Err(e) => (format!("unreadable: {e}"), format!("unreadable: {e}")),
         };
     vec![
         ("identity", identity),

@@ -8,8 +8,9 @@ use std::time::Duration;
 pub const KUBO_UNIT: &str = "ipfs.service";
 /// Our daemon's unit (`install::units`).
 pub const OUR_UNIT: &str = "constellation.service";
-/// A unit file in `/etc/systemd/system` cannot be masked (systemctl refuses: the file exists),
-/// so Kubo's is renamed with this suffix first: kept for going back, no longer a unit.
+/// A unit file in `/etc/systemd/system` cannot be masked ("Failed to mask unit: File … already
+/// exists", systemd/systemd#27965, documented since #27976), so Kubo's is renamed with this
+/// suffix first: kept for going back, no longer a unit.
 pub const SET_ASIDE_SUFFIX: &str = ".kubo-before-constellation";
 /// One systemctl command: above Kubo's `TimeoutStopSec=120`, so a slow stop is not cut.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
