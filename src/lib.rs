@@ -18,7 +18,8 @@
 //! - [`report`]: the sync report (HTML with SVG charts, text) from the history, and its mail.
 //! - [`runlog`]: the operators' log files, rotated by size.
 //! - [`control`]: the local JSON API over a Unix socket, shared by CLI and daemon.
-//! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect.
+//! - [`dragon`]: publish the station's services as `/x/` tunnels, client scripts, connect; the
+//!   SSH trust (the authorized_keys block, x/y/z_ssh.pub).
 //! - [`relay`]: the embedded Nostr relay (NIP-01/09/11/45/77) over [`store`], and its JSON-lines
 //!   import/export (the format of `strfry import`/`export`).
 //! - [`sync`]: the constellation backfill: one run (options, engine, N² rounds, profiles,
