@@ -186,6 +186,11 @@ impl SyncFiles {
     pub fn last_run(&self) -> PathBuf {
         self.zen.join("tmp/backfill_constellation.lastrun")
     }
+    /// `~/.zen/workspace/NIP-101/backfill_constellation.sh`: the original sync, which `_12345.sh`
+    /// starts every hour when it exists.
+    pub fn original_backfill(&self) -> PathBuf {
+        self.zen.join("workspace/NIP-101/backfill_constellation.sh")
+    }
     /// `~/.zen/strfry/amisOfAmis.txt`: friends of friends, written by Astroport's other jobs
     /// (`NOSTRCARD.refresh.sh`, `NOSTR.UMAP.refresh.sh`); the sync only reads it.
     pub fn amis_of_amis(&self) -> PathBuf {

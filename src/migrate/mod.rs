@@ -147,6 +147,7 @@ impl Migration {
             "config.toml",
             format!("{} ({state})", config.display()),
         ));
+        steps.push(Step::check("sync settings", sync_settings(&config)));
         if let Some(user) = &self.user {
             let linger = station::linger(user);
             let found = if linger.exists() {
@@ -259,6 +260,31 @@ impl Migration {
         }
         vec![moved, reload.await]
     }
+}
+
+/// The trigger's and the report's settings that meet the original jobs (read only: they are
+/// the sync's own keys).
+fn sync_settings(path: &std::path::Path) -> String {
+    let config = match crate::config::Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return format!("config.toml does not parse: {e}"),
+    };
+    let on = |b: bool| if b { "on" } else { "off" };
+    let logs = config
+        .trigger
+        .log_dir
+        .map_or("~/.zen/strfry (the original's)".to_owned(), |d| {
+            d.display().to_string()
+        });
+    let note = if config.report.note {
+        "on"
+    } else {
+        "off (the original publishes one since 2025-10: [report] note = true)"
+    };
+    format!(
+        "daemon's hourly trigger {}, logs in {logs}, report note {note}",
+        on(config.trigger.enabled)
+    )
 }
 
 mod ours;

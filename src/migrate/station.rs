@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{NodeConfig, home_dir};
+use crate::config::{NodeConfig, SyncFiles, home_dir};
 use crate::node::bootstrap::FirstPeers;
 
 /// How long a port probe waits (loopback answers at once or not at all).
@@ -13,13 +13,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest lock or stamp file read (a PID, a Unix time).
 const MAX_SMALL_FILE: u64 = 64;
 
-/// The original sync's files, relative to `~/.zen` (the `dropin` work names them in
-/// `config::home::SyncFiles`; only read here).
-const BACKFILL_SCRIPT: &str = "workspace/NIP-101/backfill_constellation.sh";
-const BACKFILL_LOCK: &str = "strfry/constellation-backfill.lock";
-const LAST_RUN: &str = "tmp/backfill_constellation.lastrun";
-const RUN_LOG: &str = "strfry/constellation-backfill.log";
-const ERROR_LOG: &str = "strfry/constellation-backfill.error.log";
+/// The original sync's logs in `~/.zen/strfry` (the trigger writes ours under the same names).
+const RUN_LOG: &str = "constellation-backfill.log";
+const ERROR_LOG: &str = "constellation-backfill.error.log";
 
 /// One line of the report: what was looked at and what was found.
 pub type Finding = (&'static str, String);
@@ -79,7 +75,8 @@ fn size(path: &Path) -> String {
 
 /// The original sync: its script (`_12345.sh` still starts it hourly), lock, stamp and logs.
 pub fn original_sync(zen: &Path, now: u64) -> Vec<Finding> {
-    let script = zen.join(BACKFILL_SCRIPT);
+    let files = SyncFiles::new(zen.to_owned());
+    let script = files.original_backfill();
     let script = if script.exists() {
         format!(
             "{} present: _12345.sh still starts it hourly; the trigger must honour its lock and stamp",
@@ -88,7 +85,7 @@ pub fn original_sync(zen: &Path, now: u64) -> Vec<Finding> {
     } else {
         format!("{} absent", script.display())
     };
-    let lock = zen.join(BACKFILL_LOCK);
+    let lock = files.backfill_lock();
     let lock = match small_file(&lock) {
         Some(pid)
             if !pid.is_empty()
@@ -100,7 +97,7 @@ pub fn original_sync(zen: &Path, now: u64) -> Vec<Finding> {
         Some(pid) => format!("{} (stale, pid {pid:?} not running)", lock.display()),
         None => format!("{} (absent)", lock.display()),
     };
-    let stamp = zen.join(LAST_RUN);
+    let stamp = files.last_run();
     let stamp = match small_file(&stamp).and_then(|t| t.parse::<u64>().ok()) {
         Some(at) => format!(
             "{}: last run {} s ago",
@@ -113,8 +110,8 @@ pub fn original_sync(zen: &Path, now: u64) -> Vec<Finding> {
         ("original sync", script),
         ("sync lock", lock),
         ("last run", stamp),
-        ("run log", size(&zen.join(RUN_LOG))),
-        ("error log", size(&zen.join(ERROR_LOG))),
+        ("run log", size(&files.strfry_dir().join(RUN_LOG))),
+        ("error log", size(&files.strfry_dir().join(ERROR_LOG))),
     ]
 }
 

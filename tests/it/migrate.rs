@@ -169,6 +169,10 @@ fn dry_run_on_a_station_prints_every_check_and_step_and_changes_nothing() {
     assert!(line(&out, "error log").contains("(10 bytes)"));
     assert!(line(&out, "port 5001").contains("Kubo RPC API"));
     line(&out, "port 4001");
+    assert!(
+        line(&out, "sync settings").contains("report note off"),
+        "{out}"
+    );
     line(&out, "linger");
     for (step, would) in [
         ("stop kubo", "sudo -n systemctl stop ipfs.service"),
