@@ -55,6 +55,12 @@ pub enum SwarmCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's live links: state (live, catching up, down since …), events in and out,
+    /// duplicates, drops and lag of each.
+    Live {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
@@ -311,6 +317,7 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
         }
         SwarmCommand::Map { json } => super::swarm_map::map(ctx, json)?,
         SwarmCommand::Refresh { json } => super::swarm_map::refresh(ctx, json)?,
+        SwarmCommand::Live { json } => super::swarm_map::live(ctx, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }
