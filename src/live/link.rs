@@ -26,8 +26,9 @@ const DEAD_AFTER: Duration = Duration::from_secs(45);
 const PUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events pushed in one batch (pipelined, one `OK` each).
 const PUSH_BATCH: usize = 200;
-/// Filters per REQ, and REQs per link: relays allow 20 subscriptions per connection (strfry,
-/// ours), so 16 × 20 filters × 250 authors hold the sync's largest author set.
+/// Filters per REQ (10 of the sync's, each twice), and REQs per link: relays allow 20
+/// subscriptions per connection (strfry, ours), so 16 × 10 filters × 250 authors hold 40,000
+/// authors; a larger N² set is the backfill's.
 const FILTERS_PER_REQ: usize = 20;
 const MAX_REQS: usize = 16;
 /// A link that stayed up this long starts its next backoff from the minimum again.
@@ -180,7 +181,9 @@ impl LinkTask {
         self.link.update(|s| s.remote = remote);
     }
 
-    /// The REQs of the current filters, `since` now minus the overlap.
+    /// The REQs of the current filters. Each filter goes twice: `since` now minus the overlap
+    /// (what was stored while we were connecting), and `limit 0` without `since` (every new
+    /// event from now on, whatever its `created_at`: a live match ignores the overlap).
     async fn subscribe(
         &mut self,
         client: &mut RelayClient,
@@ -195,7 +198,7 @@ impl LinkTask {
             .filters
             .borrow_and_update()
             .iter()
-            .map(|f| f.clone().since(since))
+            .flat_map(|f| [f.clone().since(since), f.clone().limit(0)])
             .collect();
         for chunk in filters.chunks(FILTERS_PER_REQ).take(MAX_REQS) {
             subs.push(client.subscribe(chunk.to_vec()).await?);

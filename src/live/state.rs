@@ -184,7 +184,9 @@ impl Link {
                 LinkState::Down => {
                     s.down_since.get_or_insert(now());
                 }
-                _ => s.down_since = None,
+                // Still down while it tries again.
+                LinkState::Connecting => {}
+                LinkState::Live | LinkState::CatchingUp => s.down_since = None,
             }
         });
     }

@@ -243,7 +243,17 @@ fn a_mesh_of_four_carries_1000_events_to_everyone_at_most_once_per_link_and_dire
         }
     }
     let everywhere = wait_until(MESH_WITHIN, || plans.iter().all(|p| holds(&p.url(), &want)));
-    assert!(everywhere, "the mesh did not converge");
+    if !everywhere {
+        let counts: Vec<usize> = plans
+            .iter()
+            .map(|p| ids(&p.url(), Filter::new().ids(want.iter().copied())).len())
+            .collect();
+        let all: Vec<Vec<Value>> = daemons.iter().map(links).collect();
+        panic!(
+            "the mesh did not converge: {counts:?}\n{all:#?}\n{}",
+            daemons[0].log()
+        );
+    }
 
     let all: Vec<Vec<Value>> = daemons.iter().map(links).collect();
     for (i, l) in all.iter().enumerate() {
