@@ -259,7 +259,7 @@ fn main() {
                 publishers[origin]
                     .lock()
                     .await
-                    .publish(&[event.clone()])
+                    .publish(std::slice::from_ref(&event))
                     .await
             })
             .expect("publish");
