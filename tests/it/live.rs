@@ -362,3 +362,96 @@ fn events_published_while_c_is_dead_reach_d_and_e_by_the_next_reconciliation_and
         &BTreeSet::from([fresh.id])
     )));
 }
+
+/// A station whose one link is a plain relay (a real strfry at a `ws://` URL), with a push queue
+/// of `queue` events.
+fn station_with_relay_link(root: &Path, relay: &str, queue: usize) -> (Plan, Daemon) {
+    let plan = Plan::new(root, "s");
+    let config = format!(
+        "[node]\nrouting = \"none\"\nbootstrap = []\n\n[trigger]\nenabled = false\n\n\
+         [live]\npeers = [{relay:?}]\nqueue = {queue}\nbackoff_min_ms = 100\nbackoff_max_secs = 1\n\
+         refresh_secs = 1\noverlap_secs = {OVERLAP_SECS}\n"
+    );
+    home_with(&plan.home, &config);
+    let daemon = plan.start();
+    assert!(wait_until(LINKS_UP, || {
+        links(&daemon)
+            .iter()
+            .all(|l| l["state"] == "live" && l["remote"] == "relay")
+    }));
+    (plan, daemon)
+}
+
+#[test]
+fn a_plain_relay_is_pulled_from_and_pushed_to_and_its_echo_is_only_a_duplicate() {
+    let strfry = crate::common::strfry::Strfry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (plan, daemon) = station_with_relay_link(tmp.path(), &strfry.url, 1_024);
+    let keys = Keys::generate();
+    let ours = note(&keys, "from the station", now());
+    let theirs = note(&keys, "from the relay", now());
+    publish(&plan.url(), std::slice::from_ref(&ours));
+    publish(&strfry.url, std::slice::from_ref(&theirs));
+    assert!(
+        wait_until(CHAIN_WITHIN, || holds(
+            &strfry.url,
+            &BTreeSet::from([ours.id])
+        )),
+        "pushed"
+    );
+    assert!(
+        wait_until(CHAIN_WITHIN, || holds(
+            &plan.url(),
+            &BTreeSet::from([theirs.id])
+        )),
+        "pulled"
+    );
+    let ok = wait_until(CHAIN_WITHIN, || {
+        let l = links(&daemon);
+        l[0]["events_out"] == 1 && l[0]["stored"] == 1
+    });
+    let l = links(&daemon);
+    assert!(ok, "{l:#?}");
+    // strfry sends our own push back to our subscription: a duplicate, not a second store, and
+    // the relay's event is not pushed back to it.
+    assert_eq!(l[0]["repeated"], 0);
+    assert!(l[0]["duplicate"].as_u64().unwrap() <= 1, "{l:#?}");
+}
+
+#[test]
+fn a_burst_past_the_push_queue_drops_to_catching_up_and_the_backfill_repairs_it() {
+    let strfry = crate::common::strfry::Strfry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (plan, daemon) = station_with_relay_link(tmp.path(), &strfry.url, 4);
+    let keys = Keys::generate();
+    let burst: Vec<Event> = (0..300)
+        .map(|i| note(&keys, &format!("burst {i}"), now()))
+        .collect();
+    let want: BTreeSet<EventId> = burst.iter().map(|e| e.id).collect();
+    publish(&plan.url(), &burst);
+    let dropped = wait_until(CHAIN_WITHIN, || {
+        let l = links(&daemon);
+        l[0]["state"] == "catching_up" && l[0]["dropped"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(dropped, "{:#?}", links(&daemon));
+    let l = links(&daemon);
+    let (out, lost) = (
+        l[0]["events_out"].as_u64().unwrap(),
+        l[0]["dropped"].as_u64().unwrap(),
+    );
+    assert!(out + lost <= 300, "{l:#?}");
+    assert!(
+        !holds(&strfry.url, &want),
+        "the relay lacks what was dropped"
+    );
+
+    // The next reconciliation uploads the rest; then the link is live again.
+    let stats = backfill(&daemon, &["--peer".into(), strfry.url.clone()]);
+    assert_eq!(stats["uploaded"].as_u64(), Some(lost), "{stats}");
+    assert!(holds(&strfry.url, &want));
+    assert!(
+        wait_until(LINKS_UP, || links(&daemon)[0]["state"] == "live"),
+        "{:#?}",
+        links(&daemon)
+    );
+}
