@@ -312,9 +312,12 @@ impl LinkTask {
         let Some(client) = up.as_mut() else {
             return Ok(());
         };
-        let published = tokio::time::timeout(PUSH_TIMEOUT, client.publish(&batch))
-            .await
-            .map_err(|_| ClientError::Idle(PUSH_TIMEOUT))??;
+        let published = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            p = tokio::time::timeout(PUSH_TIMEOUT, client.publish(&batch)) => {
+                p.map_err(|_| ClientError::Idle(PUSH_TIMEOUT))??
+            }
+        };
         let sent = batch.len() as u64;
         self.link.update(|s| s.events_out += sent);
         tracing::trace!(link = %self.link.name, accepted = published.accepted, "pushed");

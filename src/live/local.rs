@@ -150,7 +150,11 @@ async fn feed_once(
                 ));
             }
             Ok(_) => {}
-            Err(crate::sync::relay_client::ClientError::Idle(_)) => client.ping().await?,
+            Err(crate::sync::relay_client::ClientError::Idle(_))
+                if client.last_frame.elapsed() < FEED_PING * 2 =>
+            {
+                client.ping().await?
+            }
             Err(e) => return Err(e),
         }
     }

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Events whose origin link is remembered. An entry matters from the insert until the store's
-/// broadcast has reached every connection (milliseconds); 65,536 covers minutes at the relay's
-/// ingest rate in a few MiB.
-const PROVENANCE_CAP: usize = 65_536;
+/// broadcast has reached every connection (milliseconds); 16,384 is three of the writer's
+/// largest commits (5,000 events), ~1.5 MiB.
+const PROVENANCE_CAP: usize = 16_384;
 /// Ids a link remembers having carried in, to count an event that crosses it twice in the
-/// same direction (the proof of the no-storm rule): minutes of a busy link, ~1 MiB.
-const SEEN_PER_LINK: usize = 16_384;
+/// same direction (the proof of the no-storm rule): a busy link's last minutes, ~200 KiB, so
+/// that a hundred links fit a Pi.
+const SEEN_PER_LINK: usize = 4_096;
 
 /// A link's state, as the status page shows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +74,9 @@ pub struct LinkStatus {
     pub events_out: u64,
     /// Events not pushed because its queue was full or it was down.
     pub dropped: u64,
-    /// Events may be missing across it until the next reconciliation (dropped, or down for
-    /// longer than the subscription's overlap).
-    pub owed: bool,
+    /// Since when events may be missing across it, until the next reconciliation (dropped,
+    /// or down for longer than the subscription's overlap).
+    pub owed_since: Option<u64>,
     /// Created-at to stored here, for the last event it brought.
     pub lag_ms: Option<u64>,
 }
@@ -173,7 +174,7 @@ impl Link {
     pub(super) fn set_state(&self, state: LinkState) {
         self.update(|s| {
             let state = match (s.state, state) {
-                (_, LinkState::Live) if s.owed => LinkState::CatchingUp,
+                (_, LinkState::Live) if s.owed_since.is_some() => LinkState::CatchingUp,
                 (_, state) => state,
             };
             if s.state != state {
@@ -216,7 +217,7 @@ impl Link {
         if self.queue.try_send(event.clone()).is_err() {
             self.update(|s| {
                 s.dropped += 1;
-                s.owed = true;
+                s.owed_since.get_or_insert(now());
                 if s.state == LinkState::Live {
                     s.state = LinkState::CatchingUp;
                     s.since = now();
@@ -227,14 +228,16 @@ impl Link {
 
     /// Events may be missing across the link (it was down longer than the overlap).
     pub(super) fn owe(&self) {
-        self.update(|s| s.owed = true);
+        self.update(|s| {
+            s.owed_since.get_or_insert(now());
+        });
     }
 
     /// A reconciliation that started at `at` repaired what was owed before it.
     pub(super) fn reconciled(&self, at: u64) {
         self.update(|s| {
-            if s.owed && s.since <= at {
-                s.owed = false;
+            if s.owed_since.is_some_and(|t| t <= at) {
+                s.owed_since = None;
                 if s.state == LinkState::CatchingUp {
                     s.state = LinkState::Live;
                     s.since = now();
