@@ -88,11 +88,14 @@ overlap_secs = {OVERLAP_SECS}
     }
 
     fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, extra: &[&str]) -> Daemon {
         let relay = format!("127.0.0.1:{}", self.relay_port);
-        Daemon::start_in(
-            &self.home,
-            &["--relay-listen", &relay, "--listen", &self.listen],
-        )
+        let mut args = vec!["--relay-listen", &relay, "--listen", &self.listen];
+        args.extend_from_slice(extra);
+        Daemon::start_in(&self.home, &args)
     }
 
     fn url(&self) -> String {
@@ -165,7 +168,15 @@ fn wait_links_live(daemons: &[Daemon]) {
 fn an_event_on_a_reaches_e_along_a_chain_of_five_within_5_s_once_per_station() {
     let tmp = tempfile::tempdir().unwrap();
     let plans = chain(tmp.path());
-    let daemons: Vec<Daemon> = plans.iter().map(Plan::start).collect();
+    // A also serves its status page, which shows the same figures.
+    let daemons: Vec<Daemon> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match i {
+            0 => p.start_with(&["--status-listen", "127.0.0.1:0"]),
+            _ => p.start(),
+        })
+        .collect();
     wait_links_live(&daemons);
 
     let event = note(&Keys::generate(), "live along the chain", now());
@@ -198,6 +209,21 @@ fn an_event_on_a_reaches_e_along_a_chain_of_five_within_5_s_once_per_station() {
     }
     let sent: u64 = all.iter().map(|l| sum(l, "events_out")).sum();
     assert_eq!(sent, 4, "one crossing per hop: {all:#?}");
+    let status_url = daemons[0].ready["status"].as_str().expect("status page");
+    let status: Value =
+        serde_json::from_str(&crate::demo::http_get(status_url, "/api/status")).expect("JSON");
+    let live = status["live"]
+        .as_array()
+        .expect("live links in /api/status");
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        (&live[0]["name"], &live[0]["state"], &live[0]["events_out"]),
+        (
+            &Value::from(plans[1].peer_id.clone()),
+            &Value::from("live"),
+            &Value::from(1)
+        )
+    );
 }
 
 #[test]
@@ -454,4 +480,34 @@ fn a_burst_past_the_push_queue_drops_to_catching_up_and_the_backfill_repairs_it(
         "{:#?}",
         links(&daemon)
     );
+}
+
+#[test]
+fn a_station_whose_local_relay_is_strfry_exchanges_events_live_with_an_embedded_one() {
+    let strfry = crate::common::strfry::Strfry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Plan::new(tmp.path(), "s");
+    s.relay_port = strfry.port;
+    let e = Plan::new(tmp.path(), "e");
+    s.configure(&[&e]);
+    e.configure(&[&s]);
+    let daemons = vec![s.start(), e.start()];
+    assert_eq!(daemons[0].ready["relay_mode"], "external");
+    wait_links_live(&daemons);
+    let keys = Keys::generate();
+    let on_strfry = note(&keys, "posted on the strfry station", now());
+    let on_embedded = note(&keys, "posted on the embedded station", now());
+    publish(&strfry.url, std::slice::from_ref(&on_strfry));
+    publish(&e.url(), std::slice::from_ref(&on_embedded));
+    let both = BTreeSet::from([on_strfry.id, on_embedded.id]);
+    assert!(
+        wait_until(CHAIN_WITHIN, || holds(&e.url(), &both)),
+        "pulled from strfry"
+    );
+    assert!(
+        wait_until(CHAIN_WITHIN, || holds(&strfry.url, &both)),
+        "stored into strfry"
+    );
+    let s_links = links(&daemons[0]);
+    assert_eq!(s_links[0]["stored"], 1, "{s_links:#?}");
 }
