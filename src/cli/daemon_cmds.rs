@@ -242,6 +242,18 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # my_relay = "wss://relay.example"   # default: the embedded relay's URL
 # captain_hex = "…64 hex…"
 # node_hex = "…64 hex…"
+
+# Live links: new events reach every station in seconds; the hourly backfill repairs the rest.
+# Links: [trigger] backfill's --peer and these peers, else the stations of the swarm folder.
+[live]
+# enabled = true
+# dir = "both"             # "down": pull only; "up": push to plain relays only
+# peers = []
+# queue = 1024             # events waiting to be pushed to one link; past it: catching up
+# backoff_min_ms = 500
+# backoff_max_secs = 60
+# overlap_secs = 10
+# refresh_secs = 300
 "#;
 
 /// Send `request` to the home's daemon and wait for its answer.
