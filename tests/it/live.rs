@@ -193,7 +193,13 @@ fn an_event_on_a_reaches_e_along_a_chain_of_five_within_5_s_once_per_station() {
 
     // Once per station: B, C, D and E each received it exactly once, from the station
     // before them; nobody sent it back (A received nothing), each hop sent it once.
-    let all: Vec<Vec<Value>> = daemons.iter().map(links).collect();
+    // The counters are written just after the store commits: wait for the last of them.
+    let mut all: Vec<Vec<Value>> = Vec::new();
+    wait_until(CHAIN_WITHIN, || {
+        all = daemons.iter().map(links).collect();
+        all.iter().skip(1).all(|l| sum(l, "stored") >= 1)
+            && all.iter().map(|l| sum(l, "events_out")).sum::<u64>() >= 4
+    });
     for (i, l) in all.iter().enumerate() {
         let (received, stored) = (sum(l, "events_in"), sum(l, "stored"));
         let expected = u64::from(i > 0);
@@ -281,7 +287,23 @@ fn a_mesh_of_four_carries_1000_events_to_everyone_at_most_once_per_link_and_dire
         );
     }
 
-    let all: Vec<Vec<Value>> = daemons.iter().map(links).collect();
+    // Duplicates may still be on their way once everything is stored: wait for every link's
+    // count of events sent to match its other end's count of events received.
+    let balanced = |all: &[Vec<Value>]| {
+        all.iter().enumerate().all(|(i, l)| {
+            l.iter().all(|link| {
+                let j = plans.iter().position(|p| p.peer_id == link["name"]);
+                j.is_some_and(|j| {
+                    link["events_out"] == link_to(&all[j], &plans[i].peer_id)["events_in"]
+                })
+            })
+        })
+    };
+    let mut all: Vec<Vec<Value>> = Vec::new();
+    wait_until(MESH_WITHIN, || {
+        all = daemons.iter().map(links).collect();
+        balanced(&all)
+    });
     for (i, l) in all.iter().enumerate() {
         // Each station stored, through its links, exactly the events published elsewhere.
         assert_eq!(
