@@ -81,6 +81,8 @@ pub enum Request {
     SwarmRefresh,
     /// How far the running swarm map cycle is (`swarm refresh`'s progress bar).
     SwarmProgress,
+    /// Each live link's state and figures (`swarm map`, `constellation live`).
+    LiveLinks,
 }
 
 /// The answer: `result` on success, a one-sentence `error` otherwise.

@@ -73,12 +73,13 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     let names = Arc::new(Names::new(node.clone(), home.names()));
     let tunnels = Tunnels::new(node.clone(), config.node.limits.max_streams_per_peer);
     let bitswap = start_bitswap(home, config, &node, (shutdown.clone(), &tracker))?;
+    let live = crate::live::Registry::new();
     let relay = if args.no_relay {
         None
     } else {
-        let origin = tunnels.origin_lookup();
+        let hooks = (tunnels.origin_lookup(), live.fanout());
         let listen = args.relay_listen.clone();
-        Some(start_relay(home, config, listen, origin, (shutdown.clone(), &tracker)).await?)
+        Some(start_relay(home, config, listen, hooks, (shutdown.clone(), &tracker)).await?)
     };
     let control_stop = CancellationToken::new();
     let map_ctx = map_context(
@@ -103,6 +104,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         started: std::time::Instant::now(),
         figures: crate::status::Cached::new(crate::status::figures::FIGURES_TTL),
         swarm_map: swarm_map.clone(),
+        live: live.clone(),
     });
     daemon.restore_tunnels(config).await;
     if args.dragon || (config.dragon.enabled && !args.no_dragon) {
@@ -124,6 +126,13 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
         config,
         (&node, swarm_map, daemon.bitswap.store()),
         relay.as_ref(),
+        (&control_stop, &tracker),
+    );
+    start_live(
+        home,
+        config,
+        (&node, relay.as_ref()),
+        live,
         (&control_stop, &tracker),
     );
     let status = start_status(&args, config, daemon.clone(), (&control_stop, &tracker)).await;
@@ -284,6 +293,35 @@ fn spawn_cycles(
             stop.clone(),
         ));
     }
+}
+
+/// The live links (`[live]`, on by default), over the local relay, with the scheduled
+/// backfill's peers and authors; stopped with the control API.
+fn start_live(
+    home: &Home,
+    config: &Config,
+    (node, relay): (&Node, Option<&LocalRelay>),
+    registry: Arc<crate::live::Registry>,
+    (stop, tracker): (&CancellationToken, &TaskTracker),
+) {
+    let Some(relay) = relay.filter(|_| config.live.enabled) else {
+        return;
+    };
+    let backfill = match crate::trigger::flags::parse_args(&config.trigger.backfill) {
+        Ok(args) => args.options(),
+        Err(e) => {
+            tracing::warn!("[trigger] backfill flags are invalid, no live links: {e}");
+            return;
+        }
+    };
+    let setup = crate::live::Setup {
+        node: node.clone(),
+        station: relay.station.clone(),
+        config: config.live.clone(),
+        backfill,
+        history: home.history(),
+    };
+    crate::live::start(setup, registry, stop.clone(), tracker);
 }
 
 /// Serve the status page; returns its URL, or why there is none. The status page is not worth
@@ -467,7 +505,7 @@ async fn start_relay(
     home: &Home,
     config: &Config,
     listen: Option<String>,
-    origin: crate::relay::limits::OriginLookup,
+    (origin, fanout): (crate::relay::limits::OriginLookup, crate::relay::LiveFanout),
     (shutdown, tracker): (CancellationToken, &TaskTracker),
 ) -> anyhow::Result<LocalRelay> {
     let mut relay_config = config.relay.clone();
@@ -490,6 +528,7 @@ async fn start_relay(
         store: store.clone(),
         config: relay_config,
         origin: Some(origin),
+        fanout: Some(fanout),
     };
     let addr = crate::relay::start(served, shutdown, tracker)
         .await
@@ -522,6 +561,8 @@ struct Daemon {
     figures: crate::status::Cached<serde_json::Value>,
     /// The map cycle (None when `[swarm_map]` is off).
     swarm_map: Option<Arc<SwarmMap>>,
+    /// The live links and their figures.
+    live: Arc<crate::live::Registry>,
 }
 
 impl crate::status::StatusSource for Daemon {
@@ -558,6 +599,7 @@ impl crate::status::StatusSource for Daemon {
             "services": services,
             "relay": figures["relay"],
             "runs": figures["runs"],
+            "live": self.live.links(),
         })
     }
 }
@@ -650,6 +692,7 @@ impl Daemon {
             Request::Disconnect { slug, peer } => serde_json::to_value(
                 crate::dragon::connect::disconnect(&self.tunnels, &slug, &peer)?,
             )?,
+            Request::LiveLinks => serde_json::to_value(self.live.links())?,
             Request::SwarmProgress => match &self.swarm_map {
                 Some(map) => serde_json::to_value(map.progress())?,
                 None => serde_json::to_value(crate::swarm_map::Progress::default())?,

@@ -5,6 +5,8 @@
 //!   down; one file per command family and its output.
 //! - [`demo`]: `constellation demo`, the seed's picture with real daemons on loopback.
 //! - [`daemon`]: wires identity, node, tunnels, relay, status and the control API; owns shutdown.
+//! - [`live`]: live links to every station (subscription with the sync's filter, pushes to
+//!   plain relays), their bounded queues, backoff and figures; the backfill repairs the rest.
 //! - [`swarm_map`]: the hourly map cycle of `_12345.sh` without Kubo (probe, mirror into
 //!   `~/.zen/tmp/swarm/`, `g1swarm` hop, cleanup) and the IPNS publication of our own folder.
 //! - [`kubo_api`]: the Kubo RPC API (`/api/v0/…` on 127.0.0.1:5001) over the control operations
@@ -51,6 +53,7 @@ pub mod identity;
 pub mod install;
 pub mod ipfs;
 pub mod kubo_api;
+pub mod live;
 pub mod logging;
 pub mod migrate;
 pub mod nip77;

@@ -23,20 +23,24 @@ pub struct Relay {
 impl Relay {
     /// CPU-seconds (user + system) the relay process has used so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are the 14th and 15th fields of the line: 12th and 13th after ')'.
-        (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SEC
+        cpu_secs_of(self.child.id())
     }
+}
+
+/// CPU-seconds (user + system) process `pid` has used so far.
+pub fn cpu_secs_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields of the line: 12th and 13th after ')'.
+    (ticks(11) + ticks(12)) / CLOCK_TICKS_PER_SEC
 }
 
 /// `sysconf(_SC_CLK_TCK)` on Linux, which is 100 on every architecture it runs here.

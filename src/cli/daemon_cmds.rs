@@ -55,6 +55,12 @@ pub enum SwarmCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's live links: state (live, catching up, down since …), events in and out,
+    /// duplicates, drops and lag of each.
+    Live {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a list (`p2p ls`, `p2p stream ls`) is printed: Kubo's columns, or the daemon's JSON.
@@ -239,6 +245,18 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # my_relay = "wss://relay.example"   # default: the embedded relay's URL
 # captain_hex = "…64 hex…"
 # node_hex = "…64 hex…"
+
+# Live links: new events reach every station in seconds; the hourly backfill repairs the rest.
+# Links: [trigger] backfill's --peer and these peers, else the stations of the swarm folder.
+[live]
+# enabled = true
+# dir = "both"             # "down": pull only; "up": push to plain relays only
+# peers = []
+# queue = 1024             # events waiting to be pushed to one link; past it: catching up
+# backoff_min_ms = 500
+# backoff_max_secs = 60
+# overlap_secs = 10
+# refresh_secs = 300
 "#;
 
 /// Send `request` to the home's daemon and wait for its answer.
@@ -344,6 +362,7 @@ pub fn swarm(ctx: &Context, command: SwarmCommand) -> anyhow::Result<ExitCode> {
         }
         SwarmCommand::Map { json } => super::swarm_map::map(ctx, json)?,
         SwarmCommand::Refresh { json } => super::swarm_map::refresh(ctx, json)?,
+        SwarmCommand::Live { json } => super::swarm_map::live(ctx, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

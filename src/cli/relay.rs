@@ -138,6 +138,7 @@ fn serve(ctx: &Context, db: PathBuf, listen: Option<String>) -> anyhow::Result<E
             store,
             config,
             origin: None,
+            fanout: None,
         };
         let addr = crate::relay::start(served, shutdown.clone(), &tracker)
             .await

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 
 use super::context::Context;
 use crate::control::{self, Request};
+use crate::live::LinkStatus;
 use crate::swarm_map::listing::{self, MapEntry};
 use crate::swarm_map::{CycleReport, Line, Progress};
 
@@ -16,8 +17,49 @@ pub fn map(ctx: &Context, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&entries)?);
     } else {
         print!("{}", format_map(&entries));
+        // The running daemon's live links, when there is one.
+        if let Ok(links) = live_links(ctx) {
+            print!("{}", format_links(&links));
+        }
     }
     Ok(())
+}
+
+/// `swarm live [--json]`: the running daemon's live links.
+pub fn live(ctx: &Context, json: bool) -> anyhow::Result<()> {
+    let links = live_links(ctx)?;
+    if json {
+        println!("{}", serde_json::to_string(&links)?);
+    } else {
+        print!("{}", format_links(&links));
+    }
+    Ok(())
+}
+
+fn live_links(ctx: &Context) -> anyhow::Result<Vec<LinkStatus>> {
+    let socket = ctx.home.control_socket();
+    let value = ctx.block_on(control::call(&socket, &Request::LiveLinks))??;
+    Ok(serde_json::from_value(value)?)
+}
+
+/// One line per link: `live <name> <state> [since] <remote> in/stored out dropped lag`.
+fn format_links(links: &[LinkStatus]) -> String {
+    let mut out = String::new();
+    for l in links {
+        let state = match (l.state, l.down_since) {
+            (crate::live::LinkState::Down, Some(t)) => format!("down since {t}"),
+            (state, _) => serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        };
+        let lag = l.lag_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+        out.push_str(&format!(
+            "live\t{}\t{state}\t{:?}\tin {} (stored {}, dup {})\tout {}\tdropped {}\tlag {lag}\n",
+            l.name, l.remote, l.events_in, l.stored, l.duplicate, l.events_out, l.dropped
+        ));
+    }
+    out
 }
 
 /// How often `swarm refresh` asks the daemon how far its cycle is (a bar redraw's worth).

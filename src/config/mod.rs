@@ -6,6 +6,7 @@ pub mod error;
 pub mod home;
 pub mod ipfs;
 pub mod kubo_api;
+pub mod live;
 pub mod mail;
 pub mod node;
 pub mod relay;
@@ -24,6 +25,7 @@ pub use error::ConfigError;
 pub use home::{Home, SyncFiles, Zen, home_dir, kubo_repo};
 pub use ipfs::IpfsConfig;
 pub use kubo_api::{KuboApiConfig, KuboApiEnabled};
+pub use live::{LiveConfig, LiveDir};
 pub use mail::MailConfig;
 pub use node::{DEFAULT_LISTEN, NodeConfig, NodeLimits, RoutingMode, UnknownRouting};
 pub use relay::RelayConfig;
@@ -58,6 +60,8 @@ pub struct Config {
     pub swarm_map: SwarmMapConfig,
     /// `[ipfs]`: the block store.
     pub ipfs: IpfsConfig,
+    /// `[live]`: live links between stations, the hourly backfill being the repair pass.
+    pub live: LiveConfig,
 }
 
 impl Config {

@@ -38,6 +38,7 @@ pub struct Context {
     pub config: Arc<RelayConfig>,
     pub gate: Arc<Gate>,
     pub client: Client,
+    pub fanout: Option<super::LiveFanout>,
 }
 
 /// The websocket of one client.
@@ -54,6 +55,7 @@ pub async fn run(
         config,
         gate,
         client,
+        fanout,
     } = context;
     let (sink, source) = accept(stream, &config).await?.split();
     let gone = CancellationToken::new();
@@ -81,6 +83,7 @@ pub async fn run(
         ingest,
         gate,
         client,
+        fanout,
     };
     let reader = read_in(session, source, peer, (shutdown, gone));
     futures::future::join3(reader, writer, ingester).await;
@@ -246,6 +249,7 @@ struct Session {
     /// The relay's quotas, and who this client is for them.
     gate: Arc<Gate>,
     client: Client,
+    fanout: Option<super::LiveFanout>,
 }
 
 /// An event on its way to the store: its id, its permit, and its checks running.
@@ -575,11 +579,20 @@ impl Session {
 
     fn on_live(&self, event: &Event) {
         let mut json: Option<String> = None;
+        let mut asked = false;
         for (sub, filters) in &self.subs {
             if filters
                 .iter()
                 .any(|f| f.match_event(event, MatchEventOptions::new()))
             {
+                if !asked {
+                    asked = true;
+                    if let (Some(fanout), Client::Peer(peer)) = (&self.fanout, &self.client)
+                        && !fanout(&event.id, peer)
+                    {
+                        return;
+                    }
+                }
                 // Live events never wait: a client too slow for them is cut (bounded bytes).
                 let json = json.get_or_insert_with(|| event.as_json());
                 if !self.out.push(event_message(sub, json)) {

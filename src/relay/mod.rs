@@ -55,7 +55,14 @@ pub struct Served {
     pub store: Store,
     pub config: RelayConfig,
     pub origin: Option<limits::OriginLookup>,
+    /// Asked before a live event goes to a swarm peer (the live links' rule: never back to
+    /// the station it came from); `None` sends every live event.
+    pub fanout: Option<LiveFanout>,
 }
+
+/// `fanout(event, peer)`: may this newly stored event go live to `peer`'s subscriptions?
+/// False when `peer` is the station that brought it. Called once per event and connection.
+pub type LiveFanout = Arc<dyn Fn(&nostr::prelude::EventId, &libp2p::PeerId) -> bool + Send + Sync>;
 
 /// Serve `listener` until `shutdown`; every connection task is tracked by `tracker`.
 pub async fn serve(
@@ -67,6 +74,7 @@ pub async fn serve(
     let config = Arc::new(served.config);
     let gate = limits::Gate::new(config.clone(), served.origin);
     let store = served.store;
+    let fanout = served.fanout;
     http::accept_loop(
         listener,
         config.max_connections,
@@ -79,6 +87,7 @@ pub async fn serve(
                 config: config.clone(),
                 client: gate.classify(peer),
                 gate: gate.clone(),
+                fanout: fanout.clone(),
             };
             handle(stream, peer, context, shutdown.clone())
         },

@@ -229,7 +229,8 @@ impl Run<'_> {
     }
 }
 
-fn gather_peers(
+/// The run's peers: the `--peer`s, else the stations of the swarm folder (and what was skipped).
+pub fn gather_peers(
     args: &BackfillOptions,
     zen: &Path,
     own: Option<&libp2p::PeerId>,

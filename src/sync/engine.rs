@@ -110,11 +110,7 @@ impl<'a, L: LocalStore> Engine<'a, L> {
     }
 
     pub(super) fn sync_kinds(&self) -> Vec<Kind> {
-        kinds::SYNC_KINDS
-            .iter()
-            .filter(|k| !(self.options.no_dms && **k == kinds::DM_KIND))
-            .map(|k| Kind::from(*k))
-            .collect()
+        sync_kinds(self.options.no_dms)
     }
 
     /// Run against `peers` with the base `authors`.
@@ -217,26 +213,12 @@ impl<'a, L: LocalStore> Engine<'a, L> {
 
     /// Filters of the main reconciliation: author chunks (or everything), plus station kinds.
     fn filters(&self, authors: &BTreeSet<PublicKey>) -> Vec<Filter> {
-        let kinds = self.sync_kinds();
-        let since = self.since();
-        let with_since = |f: Filter| match since {
-            Some(s) => f.since(s),
-            None => f,
-        };
-        let keys: Vec<PublicKey> = authors.iter().copied().collect();
-        let mut filters: Vec<Filter> = if keys.is_empty() {
-            vec![with_since(Filter::new().kinds(kinds))]
-        } else {
-            keys.chunks(self.options.author_chunk.max(1))
-                .map(|c| with_since(Filter::new().authors(c.to_vec()).kinds(kinds.clone())))
-                .collect()
-        };
-        if !keys.is_empty() {
-            filters.push(with_since(
-                Filter::new().kinds(kinds::STATION_KINDS.iter().map(|k| Kind::from(*k))),
-            ));
-        }
-        filters
+        sync_filters(
+            authors,
+            &self.sync_kinds(),
+            self.options.author_chunk,
+            self.since(),
+        )
     }
 
     /// REQ `filters` from a peer and store the results (contact lists, profiles).
@@ -389,6 +371,42 @@ impl<'a, L: LocalStore> Engine<'a, L> {
             .push((filter.clone(), items.clone()));
         Ok(items)
     }
+}
+
+/// The kinds the constellation carries (without DMs when `no_dms`).
+pub fn sync_kinds(no_dms: bool) -> Vec<Kind> {
+    kinds::SYNC_KINDS
+        .iter()
+        .filter(|k| !(no_dms && **k == kinds::DM_KIND))
+        .map(|k| Kind::from(*k))
+        .collect()
+}
+
+/// The sync's filters over `authors`: one per chunk of `author_chunk` keys (or one for
+/// everybody when there are none), plus the station kinds from anyone; the live links
+/// subscribe with the same ones.
+pub fn sync_filters(
+    authors: &BTreeSet<PublicKey>,
+    kinds: &[Kind],
+    author_chunk: usize,
+    since: Option<Timestamp>,
+) -> Vec<Filter> {
+    let with_since = |f: Filter| match since {
+        Some(s) => f.since(s),
+        None => f,
+    };
+    let keys: Vec<PublicKey> = authors.iter().copied().collect();
+    if keys.is_empty() {
+        return vec![with_since(Filter::new().kinds(kinds.to_vec()))];
+    }
+    let mut filters: Vec<Filter> = keys
+        .chunks(author_chunk.max(1))
+        .map(|c| with_since(Filter::new().authors(c.to_vec()).kinds(kinds.to_vec())))
+        .collect();
+    filters.push(with_since(
+        Filter::new().kinds(kinds::STATION_KINDS.iter().map(|k| Kind::from(*k))),
+    ));
+    filters
 }
 
 /// What [`Engine::for_each_session`] does with each peer.

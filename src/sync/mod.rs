@@ -18,6 +18,6 @@ mod rounds;
 mod session;
 pub mod stats;
 
-pub use engine::{Engine, RunOutcome};
+pub use engine::{Engine, RunOutcome, sync_filters, sync_kinds};
 pub use error::SyncError;
 pub use options::SyncOptions;

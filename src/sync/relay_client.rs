@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::discovery::Endpoint;
 use super::stats::Traffic;
 
 /// Largest websocket message accepted from a peer: events are ≤ 64 KiB, NEG-MSG ≤ 2×nip77::FRAME_LIMIT.
@@ -105,6 +106,9 @@ pub struct RelayClient {
     pub truncated_windows: u64,
     /// Events the relay sent for a REQ that its filter does not match (dropped).
     pub outside_filter: u64,
+    /// When the relay last sent anything (a pong included): live links tell a silent relay
+    /// from a dead one by it.
+    pub last_frame: std::time::Instant,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -183,7 +187,67 @@ impl RelayClient {
             malformed: 0,
             truncated_windows: 0,
             outside_filter: 0,
+            last_frame: std::time::Instant::now(),
         })
+    }
+
+    /// Open a relay connection to `endpoint`: a websocket over our `/x/strfry-<id>` stream
+    /// (which needs `node`), or a URL.
+    pub async fn open(
+        endpoint: &Endpoint,
+        node: Option<&crate::node::Node>,
+        timeout: Duration,
+        idle: Duration,
+    ) -> Result<RelayClient, ClientError> {
+        use tokio_util::compat::FuturesAsyncReadCompatExt;
+        match endpoint {
+            Endpoint::Url(url) => RelayClient::connect_url(url, timeout, idle).await,
+            Endpoint::Tunnel(peer) => {
+                let node = node.ok_or_else(|| {
+                    ClientError::Connect("no libp2p node to open the tunnel".into())
+                })?;
+                let protocol = libp2p::StreamProtocol::try_from_owned(format!("/x/strfry-{peer}"))
+                    .map_err(|e| ClientError::Connect(e.to_string()))?;
+                let stream = node
+                    .open_stream(*peer, protocol)
+                    .await
+                    .map_err(|e| ClientError::Connect(e.to_string()))?;
+                RelayClient::over(Box::new(stream.compat()), timeout, idle).await
+            }
+        }
+    }
+
+    /// Open a subscription that stays open after its EOSE (a live link); its events come
+    /// from [`RelayClient::next_message`].
+    pub async fn subscribe(&mut self, filters: Vec<Filter>) -> Result<SubscriptionId, ClientError> {
+        let sub = self.subscription();
+        self.send(&ClientMessage::req(sub.clone(), filters)).await?;
+        Ok(sub)
+    }
+
+    /// Close a subscription opened by [`RelayClient::subscribe`].
+    pub async fn unsubscribe(&mut self, sub: SubscriptionId) -> Result<(), ClientError> {
+        self.send(&ClientMessage::close(sub)).await
+    }
+
+    /// The next relay message, waiting at most `wait` for any frame ([`ClientError::Idle`]
+    /// then; [`RelayClient::last_frame`] says whether a pong came meanwhile).
+    pub async fn next_message(
+        &mut self,
+        wait: Duration,
+    ) -> Result<RelayMessage<'static>, ClientError> {
+        let idle = std::mem::replace(&mut self.idle, wait);
+        let message = self.recv().await;
+        self.idle = idle;
+        message
+    }
+
+    /// A websocket ping: the relay answers with a pong, which keeps [`RelayClient::last_frame`] fresh.
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        self.ws
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(|e| ClientError::Ws(e.to_string()))
     }
 
     fn subscription(&mut self) -> SubscriptionId {
@@ -214,6 +278,7 @@ impl RelayClient {
             let frame = tokio::time::timeout(self.idle, self.ws.next())
                 .await
                 .map_err(|_| ClientError::Idle(self.idle))?;
+            self.last_frame = std::time::Instant::now();
             let text = match frame {
                 None => return Err(ClientError::Closed),
                 Some(Err(e)) => return Err(ClientError::Ws(e.to_string())),

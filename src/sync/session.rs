@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nostr::prelude::{Event, EventId, Filter, Timestamp};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::discovery::{Endpoint, Peer};
 use super::error::{NegOutcome, SyncError};
@@ -212,24 +211,10 @@ impl Session {
     }
 }
 
-/// Open a relay connection to `endpoint`: a websocket over our `/x/strfry-<id>` stream, or a URL.
+/// Open a relay connection to `endpoint` with the run's timeouts.
 async fn connect(endpoint: Endpoint, sync: &Reach<'_>) -> Result<RelayClient, ClientError> {
     let (timeout, idle) = (sync.options.connect_timeout, sync.options.idle_timeout);
-    match endpoint {
-        Endpoint::Url(url) => RelayClient::connect_url(&url, timeout, idle).await,
-        Endpoint::Tunnel(peer) => {
-            let node = sync
-                .node
-                .ok_or_else(|| ClientError::Connect("no libp2p node to open the tunnel".into()))?;
-            let protocol = libp2p::StreamProtocol::try_from_owned(format!("/x/strfry-{peer}"))
-                .map_err(|e| ClientError::Connect(e.to_string()))?;
-            let stream = node
-                .open_stream(peer, protocol)
-                .await
-                .map_err(|e| ClientError::Connect(e.to_string()))?;
-            RelayClient::over(Box::new(stream.compat()), timeout, idle).await
-        }
-    }
+    RelayClient::open(&endpoint, sync.node, timeout, idle).await
 }
 
 /// A request that can be retried on a fresh connection.

@@ -90,7 +90,7 @@ fn demo_converges_the_seed_picture_and_leaves_nothing_behind() {
 }
 
 /// `GET path` on a loopback HTTP server; the body.
-fn http_get(url: &str, path: &str) -> String {
+pub(crate) fn http_get(url: &str, path: &str) -> String {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(addr).expect("connect status page");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -18,6 +18,7 @@ mod kubo_api;
 mod kubo_api_content;
 mod kubo_api_ipfs;
 mod kubo_api_providers;
+mod live;
 mod migrate;
 mod nat;
 mod relay;
