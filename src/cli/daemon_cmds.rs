@@ -242,6 +242,7 @@ const CONFIG_TEMPLATE: &str = r#"# constellation configuration. Every key is opt
 # publish = true
 # record_lifetime_secs = 86400
 # record_ttl_secs = 1800
+# own_check_secs = 60            # a change of our folder goes out at the next check
 # my_relay = "wss://relay.example"   # default: the embedded relay's URL
 # captain_hex = "…64 hex…"
 # node_hex = "…64 hex…"

@@ -34,6 +34,9 @@ pub struct SwarmMapConfig {
     /// Lifetime and TTL of the records we publish (`ipfs name publish --lifetime 24h --ttl 30m`).
     pub record_lifetime_secs: u64,
     pub record_ttl_secs: u64,
+    /// Seconds between checks of our own folder between cycles: a change (DRAGON wrote a
+    /// script) or a record near expiry is published at the next check.
+    pub own_check_secs: u64,
     /// `myRELAY` of the `12345.json` we write when no Astroport does; default: the embedded
     /// relay's URL (a loopback one is reached by others through `/x/strfry-<ID>`).
     pub my_relay: Option<String>,
@@ -58,6 +61,7 @@ impl Default for SwarmMapConfig {
             publish: true,
             record_lifetime_secs: 24 * 3600,
             record_ttl_secs: 30 * 60,
+            own_check_secs: 60,
             my_relay: None,
             captain_hex: None,
             node_hex: None,

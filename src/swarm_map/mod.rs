@@ -17,9 +17,9 @@ pub use context::{Context, CycleReport, Line, Progress, ProgressCell};
 
 /// Shortest period between cycles, whatever the config says: a cycle probes every peer.
 const MIN_INTERVAL: Duration = Duration::from_secs(30);
-/// How often the daemon checks whether our folder changed (DRAGON wrote a script) or its
-/// record nears expiry; a check is one `--only-hash` add of a few KiB.
-const OWN_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Shortest period between checks of our folder (`[swarm_map] own_check_secs`, 60 s by
+/// default); a check is one `--only-hash` add of a few KiB, so once a second is still cheap.
+const MIN_OWN_CHECK: Duration = Duration::from_secs(1);
 /// How soon a record the DHT did not take (no peer connected yet at start) is sent again.
 const UNSENT_RETRY: Duration = Duration::from_secs(3);
 
@@ -80,6 +80,7 @@ impl SwarmMap {
     /// our folder published in between, until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let interval = Duration::from_secs(self.ctx.config.interval_secs).max(MIN_INTERVAL);
+        let own_check = Duration::from_secs(self.ctx.config.own_check_secs).max(MIN_OWN_CHECK);
         // Our folder goes out first, so peers probing us at their start find it.
         if self.ctx.config.publish {
             self.check_own(true).await;
@@ -92,7 +93,7 @@ impl SwarmMap {
         loop {
             let wait = match self.unsent.any() {
                 true => UNSENT_RETRY,
-                false => OWN_CHECK_INTERVAL,
+                false => own_check,
             };
             let check = tokio::time::Instant::now() + wait;
             tokio::select! {

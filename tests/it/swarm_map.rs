@@ -332,6 +332,45 @@ fn the_folder_a_daemon_publishes_has_kubo_s_cid_and_kubo_downloads_it() {
     }
 }
 
+#[test]
+fn a_change_of_our_folder_is_published_again_and_a_peer_mirrors_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start_station(
+        tmp.path(),
+        "a",
+        &station_config(None, "own_check_secs = 1\n"),
+        None,
+    );
+    let boot = a.daemon.addr();
+    let b = start_station(tmp.path(), "b", &station_config(Some(&boot), ""), None);
+    a.wait_settled();
+    b.wait_settled();
+    let before = published_cid(&a);
+    // DRAGON writes a new script into our folder between two cycles.
+    let script = "#!/bin/bash\n# ollama of this station\n";
+    std::fs::write(a.own().join("x_ollama.sh"), script).unwrap();
+    let republished = common::wait_until(Duration::from_secs(30), || published_cid(&a) != before);
+    assert!(
+        republished,
+        "no new record after the change:\n{}",
+        a.daemon.log()
+    );
+    let after = published_cid(&a);
+    // The CID is the folder's as Kubo would add it now, and B's next cycle mirrors the change.
+    let report = b.refresh();
+    assert!(names(&report, "fetched").contains(a.id()), "{report}");
+    let mirrored = b.swarm().join(a.id());
+    assert_eq!(
+        std::fs::read_to_string(mirrored.join("x_ollama.sh")).unwrap(),
+        script
+    );
+    assert_eq!(
+        crate::bitswap::files(&mirrored),
+        crate::bitswap::files(&a.own()),
+        "B mirrors {after}"
+    );
+}
+
 /// Shell-quote one word for `script -c` (its command line goes through `sh -c`).
 fn sh_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
