@@ -113,19 +113,7 @@ impl Records {
         let run = |kad: &mut Kad| {
             (kad.put_record(record.clone(), kad::Quorum::One)).map_err(|e| format!("{e:?}"))
         };
-        match self.start(tables, run) {
-            Ok((id, tables)) => {
-                let pending = Pending::Put {
-                    reply: Some(reply),
-                    tables,
-                    error: None,
-                };
-                self.pending.insert(id, pending);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e.to_string()));
-            }
-        }
+        self.start_put(tables, run, reply);
     }
 
     /// GET_VALUE `key` on every table; `reply` gets each value found (unchecked) as it comes,
@@ -191,6 +179,17 @@ impl Records {
             kad.start_providing(key.clone())
                 .map_err(|e| format!("{e:?}"))
         };
+        self.start_put(tables, run, reply);
+    }
+
+    /// Start a put-like query (a record, a provider record) on both tables; `reply` gets its
+    /// acknowledgement once the query ends, or the start error now.
+    fn start_put(
+        &mut self,
+        tables: [(Table, &mut Toggle<Kad>); 2],
+        run: impl FnMut(&mut Kad) -> Result<kad::QueryId, String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) {
         match self.start(tables, run) {
             Ok((id, tables)) => {
                 let pending = Pending::Put {

@@ -269,16 +269,7 @@ fn status_page_oversized_and_many_requests_leave_an_honest_client_served() {
     let idle: Vec<TcpStream> = (0..500)
         .filter_map(|_| TcpStream::connect(&status).ok())
         .collect();
-    let mut honest = TcpStream::connect(&status).expect("connect");
-    honest
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    honest
-        .write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let mut body = String::new();
-    let _ = honest.read_to_string(&mut body);
-    assert!(body.starts_with("HTTP/1.1 200"), "{body:?}");
+    honest_status(&status);
     drop((big, idle));
     assert_grew_little(before, a.pid());
 }
@@ -603,7 +594,19 @@ fn status_page_slowloris_at_a_byte_a_second_is_cut_and_an_honest_client_served()
     let addr = status.clone();
     let head = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
     let slow = std::thread::spawn(move || one_byte_a_second(&addr, head, Duration::from_secs(30)));
-    let mut honest = TcpStream::connect(&status).expect("connect");
+    let body = honest_status(&status);
+    assert!(body.contains(&a.peer_id), "{body}");
+    let held = slow.join().expect("slow client");
+    // The status page's head deadline is 3 s (status::HEAD_TIMEOUT).
+    assert!(
+        held >= Duration::from_secs(2) && held < Duration::from_secs(8),
+        "held {held:?}"
+    );
+}
+
+/// An honest client's `GET /api/status` to `status`: it must answer 200; returns the response.
+fn honest_status(status: &str) -> String {
+    let mut honest = TcpStream::connect(status).expect("connect");
     honest
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -613,11 +616,5 @@ fn status_page_slowloris_at_a_byte_a_second_is_cut_and_an_honest_client_served()
     let mut body = String::new();
     let _ = honest.read_to_string(&mut body);
     assert!(body.starts_with("HTTP/1.1 200"), "{body:?}");
-    assert!(body.contains(&a.peer_id), "{body}");
-    let held = slow.join().expect("slow client");
-    // The status page's head deadline is 3 s (status::HEAD_TIMEOUT).
-    assert!(
-        held >= Duration::from_secs(2) && held < Duration::from_secs(8),
-        "held {held:?}"
-    );
+    body
 }
