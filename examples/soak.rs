@@ -73,6 +73,8 @@ fn start(bin: &str, home: &Path) -> Station {
     let mut child = Command::new(bin)
         .arg("--home")
         .arg(home)
+        // The daemon's defaults (`~/.zen/tmp/<ID>/`) stay inside the soak's folder.
+        .env("HOME", home)
         .args([
             "daemon",
             "--no-dragon",

@@ -250,7 +250,10 @@ class OursNode:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            preexec_fn=_die_with_parent, env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent,
+            # HOME inside the temp folder: the daemon's defaults (~/.zen/tmp/<ID>/ of the swarm
+            # map) must not write into the real home of whoever runs the bench.
+            env={**os.environ, "HOME": self._tmp.name, **(env or {})},
         )
         import select
 
