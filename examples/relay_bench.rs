@@ -5,11 +5,17 @@
 //! alike), CPU-seconds of each relay process, and a NIP-77 reconciliation with 1% on each side.
 //! Prints a markdown table. A script, not a test: `interop/bench/relay.sh` builds and runs it.
 //!
+//! Then `--stalled N` clients per relay that ask for the whole store and never read: RSS, cuts
+//! and an honest client's REQ time meanwhile, as a second table.
+//!
 //! Usage: relay_bench [--events N] [--bin PATH] [--strfry PATH] [--python PATH] [--localrelay]
 //!   [--baseline PATH] (another build of ours, e.g. before a change, as a third column)
+//!   [--stalled N] (default 16; 0 skips it)
 
 #[path = "bench_common/mod.rs"]
 mod bench_common;
+#[path = "bench_common/stalled.rs"]
+mod stalled;
 
 use std::time::Instant;
 
@@ -283,7 +289,9 @@ fn main() {
         relays.push(local_relay(&python));
     }
     let queries = queries(&keys, &events);
-    let sides = runtime.block_on(async {
+    let stalled_n: usize = arg(&args, "--stalled", "16").parse().expect("--stalled N");
+    let now = Timestamp::now().as_secs();
+    let (sides, stalls) = runtime.block_on(async {
         let mut sides = Vec::new();
         for relay in relays {
             sides.push(ingest(relay, &events).await);
@@ -293,9 +301,51 @@ fn main() {
         for side in &mut sides {
             reconcile(side, &events, &extra).await;
         }
-        sides
+        let mut stalls = Vec::new();
+        for side in sides.iter().filter(|_| stalled_n > 0) {
+            eprintln!("{stalled_n} stalled readers on {}…", side.relay.name);
+            let honest = &queries[0].filter;
+            stalls.push(stalled::run(&side.relay, stalled_n, now, SPREAD, honest).await);
+        }
+        (sides, stalls)
     });
     print_table(n, &sides, &queries);
+    print_stalled(stalled_n, &sides, &stalls, &queries[0].name);
+}
+
+fn print_stalled(n: usize, sides: &[Side], stalls: &[stalled::Stalled], honest: &str) {
+    if stalls.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = sides.iter().map(|s| s.relay.name).collect();
+    println!(
+        "\n| {n} stalled readers (REQ for the whole store, never read) | {} |",
+        names.join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(stalls.len()));
+    let row = |what: &str, cell: &dyn Fn(&stalled::Stalled) -> String| {
+        let cells: Vec<String> = stalls.iter().map(cell).collect();
+        println!("| {what} | {} |", cells.join(" | "));
+    };
+    row("RSS before → peak → after, MiB", &|s| {
+        format!(
+            "{:.0} → {:.0} → {:.0}",
+            s.rss_before_mib, s.rss_peak_mib, s.rss_after_mib
+        )
+    });
+    row("peak anonymous RSS (heap), MiB", &|s| {
+        format!("{:.0}", s.anon_peak_mib)
+    });
+    row("stalled readers cut", &|s| format!("{} of {n}", s.cut));
+    row(
+        &format!("honest client ({honest}): answered, slowest ms"),
+        &|s| {
+            format!(
+                "{} of {}, {:.1}",
+                s.honest_answered, s.honest_asked, s.honest_ms_max
+            )
+        },
+    );
 }
 
 fn print_table(n: usize, sides: &[Side], queries: &[Query]) {

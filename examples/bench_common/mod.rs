@@ -25,6 +25,10 @@ impl Relay {
     pub fn cpu_secs(&self) -> f64 {
         cpu_secs_of(self.child.id())
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// CPU-seconds (user + system) process `pid` has used so far.

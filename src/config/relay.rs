@@ -8,6 +8,14 @@ pub const DEFAULT_MAX_TAGS: usize = 2_000;
 /// strfry's `rejectEventsNewerThanSeconds`: a clock a few minutes fast is fine; an event dated
 /// years ahead would outlive every replacement and sit outside every NIP-77 time range.
 pub const DEFAULT_MAX_FUTURE_SECS: u64 = 900;
+/// Bytes queued for one client and not yet taken by its socket. strfry's
+/// `maxPendingOutboundBytes` is 32 MiB because strfry cuts a client the moment it passes the
+/// bound, so the bound must hold a whole maximal filter (500 events of 64 KiB) or an honest
+/// client asking for one would be cut. Ours makes a REQ's answer wait for room (read in 1 MiB
+/// pages, `store::PAGE_BYTES`), so the bound only has to hold live events, which never wait:
+/// 4 MiB is 64 events of the largest size or thousands of ordinary notes, and sixteen stalled
+/// clients cost a Pi 64 MiB instead of 512.
+pub const DEFAULT_MAX_PENDING_OUTBOUND_BYTES: usize = 4 << 20;
 
 /// Limits and identity of the relay (`[relay]` in config.toml). Defaults follow strfry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,9 +39,9 @@ pub struct RelayConfig {
     /// Messages queued for a client; a client that does not read this many is disconnected.
     pub outbound_queue: usize,
     /// Bytes queued for a client and not yet taken by its socket (strfry's
-    /// `maxPendingOutboundBytes`, 32 MiB there; 4 MiB here, for a Pi with many clients). A live
-    /// event that would pass it cuts the connection at once; replies to the client's own
-    /// requests wait for room instead, for at most a few seconds.
+    /// `maxPendingOutboundBytes`; see [`DEFAULT_MAX_PENDING_OUTBOUND_BYTES`]). A live event that
+    /// would pass it cuts the connection at once; replies to the client's own requests wait
+    /// for room instead, for at most a few seconds, then the client is cut.
     pub max_pending_outbound_bytes: usize,
     /// Most records in one NIP-77 reconciliation (strfry's `maxSyncEvents`).
     pub max_sync_events: usize,
@@ -77,7 +85,7 @@ impl Default for RelayConfig {
             max_message_bytes: 131_072,
             max_connections: 1_024,
             outbound_queue: 4_096,
-            max_pending_outbound_bytes: 4 << 20,
+            max_pending_outbound_bytes: DEFAULT_MAX_PENDING_OUTBOUND_BYTES,
             max_sync_events: 1_000_000,
             idle_timeout_secs: 600,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,

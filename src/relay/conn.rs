@@ -548,33 +548,58 @@ impl Session {
             .await;
             return;
         }
-        let mut seen = HashSet::new();
+        // One filter's events need no de-duplication; several may match one event.
+        let mut seen = (filters.len() > 1).then(HashSet::new);
         for filter in &filters {
             let limit = filter
                 .limit
                 .unwrap_or(config.max_limit)
                 .min(config.max_limit);
-            if limit == 0 {
-                continue;
-            }
-            match self.store.query_json(filter.clone(), Some(limit)).await {
-                Ok(rows) => {
-                    for (id, json) in rows {
-                        if (filters.len() == 1 || seen.insert(id)) && !self.event(sub, &json).await
-                        {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.closed(sub, &format!("error: {e}")).await;
-                    return;
-                }
+            if !self.answer_filter(sub, filter, limit, seen.as_mut()).await {
+                return;
             }
         }
         if self.send(json!(["EOSE", sub]).to_string()).await {
             self.subs.insert(sub.to_owned(), filters);
         }
+    }
+
+    /// Send the stored events of one filter of REQ `sub`, page by page (each page waits for
+    /// room in the outbox before the next is read), skipping those in `seen`; false when the
+    /// subscription is over (the client is gone, or the store failed and CLOSED was sent).
+    async fn answer_filter(
+        &self,
+        sub: &str,
+        filter: &Filter,
+        limit: usize,
+        mut seen: Option<&mut HashSet<EventId>>,
+    ) -> bool {
+        let (mut sent, mut after) = (0, None);
+        while sent < limit {
+            let page = match self
+                .store
+                .query_page(filter.clone(), Some(limit - sent), after.take())
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    self.closed(sub, &format!("error: {e}")).await;
+                    return false;
+                }
+            };
+            sent += page.rows.len();
+            for (id, json) in page.rows {
+                let new = seen.as_mut().is_none_or(|seen| seen.insert(id));
+                if new && !self.event(sub, &json).await {
+                    return false;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        true
     }
 
     fn on_live(&self, event: &Event) {

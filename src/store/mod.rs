@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use error::StoreError;
+pub use query::Cursor;
 use query::Select;
 pub use rules::{EventLimits, Outcome, Rejection};
 use writer::{Checked, Job};
@@ -305,7 +306,7 @@ impl Store {
             return Ok(Vec::new());
         }
         self.read(move |conn| {
-            let (sql, params) = query::build(&filter, select, limit);
+            let (sql, params) = query::build(&filter, select, limit, None);
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
             let mut out = Vec::new();
@@ -317,30 +318,58 @@ impl Store {
         .await
     }
 
-    /// Ids and stored JSON of events matching `filter`, newest first, at most `limit`.
-    pub async fn query_json(
+    /// One page of the events matching `filter`, newest first, after `after` (None: from the
+    /// newest), at most `limit` rows (None: no cap) and about [`PAGE_BYTES`] of JSON; `next`
+    /// says where the following page starts when this one stopped at its byte budget.
+    pub async fn query_page(
         &self,
         filter: Filter,
         limit: Option<usize>,
-    ) -> Result<Vec<(EventId, String)>, StoreError> {
-        self.select(filter, Select::Json, limit, |r| {
-            let (id, json): (Vec<u8>, String) = (r.get(0)?, r.get(1)?);
-            Ok((event_id(&id)?, json))
+        after: Option<Cursor>,
+    ) -> Result<Page, StoreError> {
+        if query::matches_nothing(&filter) || limit == Some(0) {
+            return Ok(Page::default());
+        }
+        self.read(move |conn| {
+            let (sql, params) = query::build(&filter, Select::Json, limit, after.as_ref());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let (mut page, mut bytes) = (Page::default(), 0);
+            while let Some(r) = rows.next()? {
+                let (created_at, id, json): (i64, Vec<u8>, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?);
+                bytes += json.len();
+                page.rows.push((event_id(&id)?, json));
+                if bytes >= PAGE_BYTES && limit.is_none_or(|l| page.rows.len() < l) {
+                    page.next = Some(Cursor { created_at, id });
+                    break;
+                }
+            }
+            Ok(page)
         })
         .await
     }
 
-    /// Events matching `filter` (every match when `limit` is None).
+    /// Events matching `filter` (every match when `limit` is None), read page by page.
     pub async fn query(
         &self,
         filter: Filter,
         limit: Option<usize>,
     ) -> Result<Vec<Event>, StoreError> {
-        self.query_json(filter, limit)
-            .await?
-            .iter()
-            .map(|(_, j)| Event::from_json(j).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
+        let mut events = Vec::new();
+        let mut after = None;
+        loop {
+            let left = limit.map(|l| l.saturating_sub(events.len()));
+            let page = self.query_page(filter.clone(), left, after).await?;
+            for (_, json) in &page.rows {
+                events
+                    .push(Event::from_json(json).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(events),
+            }
+        }
     }
 
     /// `(created_at, id)` of every event matching `filter`: the NIP-77 item set.
@@ -358,7 +387,7 @@ impl Store {
             return Ok(0);
         }
         self.read(move |conn| {
-            let (sql, params) = query::build(&filter, Select::Count, None);
+            let (sql, params) = query::build(&filter, Select::Count, None, None);
             let n: i64 = conn
                 .prepare_cached(&sql)?
                 .query_row(rusqlite::params_from_iter(params), |r| r.get(0))?;
@@ -375,6 +404,19 @@ impl Store {
 
 fn event_id(bytes: &[u8]) -> Result<EventId, StoreError> {
     EventId::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// JSON text one page of a query holds, about (a page stops at the row that passes it). A
+/// REQ's answer is read and sent page by page, so a client that stops reading holds its
+/// outbound queue and one page, not a whole filter's 500 events of up to 64 KiB (32 MiB);
+/// a page of ordinary notes (~500 bytes) is 2,000 events, more than any filter's limit.
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// Events of one query page, and where the next page starts if there is one.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub rows: Vec<(EventId, String)>,
+    pub next: Option<Cursor>,
 }
 
 /// Below this many events a batch is checked by one checker thread, above split across all.

@@ -7,12 +7,21 @@ use rusqlite::types::Value;
 /// Which columns a query returns.
 #[derive(Debug, Clone, Copy)]
 pub enum Select {
-    /// `(id, json)`: the event as stored.
+    /// `(created_at, id, json)`: the event as stored, and its place in the order.
     Json,
     /// `(created_at, id)`: the NIP-77 item set.
     Items,
     /// `count(*)`.
     Count,
+}
+
+/// Where a page of results ended: the last row's `(created_at, id)`. The next page starts
+/// strictly after it in the order (newest first, lowest id first on a tie), so pages never
+/// repeat a row even while events are being stored.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: Vec<u8>,
 }
 
 /// A filter that matches nothing (an empty `ids`, `authors`, `kinds` or tag set).
@@ -51,13 +60,19 @@ fn push_tag<'a>(
     params.extend(values.into_iter().map(|v| Value::Text(v.clone())));
 }
 
-/// SQL and its parameters for `filter`; `limit` is the row cap (None: every match).
+/// SQL and its parameters for `filter`; `limit` is the row cap (None: every match), `after`
+/// the end of the previous page (None: the first page).
 ///
 /// A filter with tags is driven by its first tag through the `tags (name, value, created_at)`
 /// index, newest first, so that `#p` / `#e` / `#t` with a limit stops after `limit` events
 /// instead of collecting every event that carries the tag; `DISTINCT` folds an event that
 /// matches through two tag rows, which only a driving tag of several values can do.
-pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, Vec<Value>) {
+pub fn build(
+    filter: &Filter,
+    select: Select,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
+) -> (String, Vec<Value>) {
     let mut tags = filter.generic_tags.iter();
     let driver = tags.next();
     let (e, time) = if driver.is_some() {
@@ -69,12 +84,12 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
     // several values can reach it twice.
     let distinct = driver.is_some_and(|(_, values)| values.len() > 1);
     let columns = match (select, driver.is_some(), distinct) {
-        (Select::Json, false, _) => "id, json",
+        (Select::Json, false, _) => "created_at, id, json",
         (Select::Items, false, _) => "created_at, id",
         (Select::Count, false, _) | (Select::Count, true, false) => "count(*)",
-        (Select::Json, true, false) => "e.id, e.json",
+        (Select::Json, true, false) => "t.created_at, e.id, e.json",
         (Select::Items, true, false) => "e.created_at, e.id",
-        (Select::Json, true, true) => "DISTINCT e.id, e.json",
+        (Select::Json, true, true) => "DISTINCT e.created_at, e.id, e.json",
         (Select::Items, true, true) => "DISTINCT e.created_at, e.id",
         (Select::Count, true, true) => "count(DISTINCT e.seq)",
     };
@@ -113,6 +128,14 @@ pub fn build(filter: &Filter, select: Select, limit: Option<usize>) -> (String, 
         sql.push_str(&format!(" AND {time} <= ?"));
         params.push(Value::Integer(sql_time(until.as_secs())));
     }
+    if let Some(after) = after {
+        // The first term bounds the index range; the second drops the rows of the last
+        // page's second (and its ties that sort before it).
+        sql.push_str(&format!(" AND {time} <= ? AND ({time} < ? OR {e}id > ?)"));
+        params.push(Value::Integer(after.created_at));
+        params.push(Value::Integer(after.created_at));
+        params.push(Value::Blob(after.id.clone()));
+    }
     for (letter, values) in tags {
         sql.push_str(&format!(
             " AND {e}seq IN (SELECT seq FROM tags WHERE name = ? AND value IN ({}))",
@@ -143,9 +166,9 @@ mod tests {
             .kinds([Kind::TextNote, Kind::Metadata])
             .since(Timestamp::from(10))
             .until(Timestamp::from(20));
-        let (sql, params) = build(&filter, Select::Json, Some(500));
+        let (sql, params) = build(&filter, Select::Json, Some(500), None);
         assert!(
-            sql.starts_with("SELECT id, json FROM events WHERE 1"),
+            sql.starts_with("SELECT created_at, id, json FROM events WHERE 1"),
             "{sql}"
         );
         assert!(sql.contains("pubkey IN (?)"), "{sql}");
@@ -166,10 +189,10 @@ mod tests {
             .since(Timestamp::from(10))
             .hashtag("nostr")
             .pubkey(pk);
-        let (sql, params) = build(&filter, Select::Json, Some(500));
+        let (sql, params) = build(&filter, Select::Json, Some(500), None);
         assert!(
             sql.starts_with(
-                "SELECT e.id, e.json FROM tags t JOIN events e ON e.seq = t.seq \
+                "SELECT t.created_at, e.id, e.json FROM tags t JOIN events e ON e.seq = t.seq \
                  WHERE t.name = ? AND t.value IN (?)"
             ),
             "{sql}"
@@ -182,19 +205,39 @@ mod tests {
         assert!(sql.ends_with("ORDER BY t.created_at DESC, e.id ASC LIMIT ?"));
         // driving tag name + value, pubkey, 2 kinds, since, second tag name + value, limit
         assert_eq!(params.len(), 9);
-        let count = build(&filter, Select::Count, None).0;
+        let count = build(&filter, Select::Count, None, None).0;
         assert!(count.starts_with("SELECT count(*) FROM tags t"), "{count}");
         // Two values of the driving tag may both be on one event: folded.
         let two = Filter::new().hashtags(["nostr", "rust"]);
-        let (sql, _) = build(&two, Select::Json, Some(10));
+        let (sql, _) = build(&two, Select::Json, Some(10), None);
         assert!(
-            sql.starts_with("SELECT DISTINCT e.id, e.json FROM tags t"),
+            sql.starts_with("SELECT DISTINCT e.created_at, e.id, e.json FROM tags t"),
             "{sql}"
         );
-        let count = build(&two, Select::Count, None).0;
+        let count = build(&two, Select::Count, None, None).0;
         assert!(
             count.starts_with("SELECT count(DISTINCT e.seq) FROM tags t"),
             "{count}"
+        );
+    }
+
+    #[test]
+    fn a_later_page_starts_strictly_after_the_cursor() {
+        let after = Cursor {
+            created_at: 7,
+            id: vec![1; 32],
+        };
+        let (sql, params) = build(&Filter::new(), Select::Json, Some(5), Some(&after));
+        assert!(
+            sql.contains("AND created_at <= ? AND (created_at < ? OR id > ?)"),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 4, "time, time, id, limit");
+        let tagged = Filter::new().hashtag("nostr");
+        let (sql, _) = build(&tagged, Select::Json, Some(5), Some(&after));
+        assert!(
+            sql.contains("AND t.created_at <= ? AND (t.created_at < ? OR e.id > ?)"),
+            "{sql}"
         );
     }
 

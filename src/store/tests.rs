@@ -355,3 +355,38 @@ async fn a_repeated_tag_matches_its_event_once_with_one_value_or_two() {
         assert_eq!(store.count(filter).await.expect("count"), 2);
     }
 }
+
+#[tokio::test]
+async fn large_answers_come_in_byte_bounded_pages_in_order_without_repeats() {
+    let (_dir, store) = open();
+    let keys = Keys::generate();
+    // 60 events of 50 KB: 3 MB of JSON, so about three pages; pairs share a second, so
+    // pages also end inside runs of equal `created_at`.
+    let big = "x".repeat(50_000);
+    let events: Vec<Event> = (0..60)
+        .map(|i| {
+            let content = format!("{i} {big}");
+            at(&keys, 1, vec![Tag::hashtag("t")], 1_000 + i / 2, &content)
+        })
+        .collect();
+    store.insert(events.clone()).await.expect("insert");
+    for filter in [Filter::new(), Filter::new().hashtag("t")] {
+        let first = store
+            .query_page(filter.clone(), Some(500), None)
+            .await
+            .expect("page");
+        let bytes: usize = first.rows.iter().map(|(_, j)| j.len()).sum();
+        assert!(first.next.is_some(), "3 MB is more than a page");
+        assert!(
+            (PAGE_BYTES..PAGE_BYTES + 60_000).contains(&bytes),
+            "{bytes}"
+        );
+        let paged = ids(&store, filter.clone()).await;
+        let mut expected = events.clone();
+        expected.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        let expected: Vec<EventId> = expected.iter().map(|e| e.id).collect();
+        assert_eq!(paged, expected, "{filter:?}");
+        let capped = store.query(filter, Some(25)).await.expect("capped");
+        assert_eq!(capped.len(), 25, "the limit holds across pages");
+    }
+}

@@ -29,14 +29,16 @@ fn large_events(n: u64) -> Vec<Event> {
         .collect()
 }
 
-/// Open `n` clients that subscribe to everything and then never read.
-async fn stalled_readers(url: &str, n: usize) -> Vec<Ws> {
+/// Open `n` clients that subscribe with `filter` and then never read past the first message
+/// (EOSE for a live-only filter, the first stored event otherwise).
+async fn stalled_readers(url: &str, n: usize, filter: Value) -> Vec<Ws> {
     let mut readers = Vec::new();
     for i in 0..n {
         let mut ws = Ws::connect(url).await;
-        ws.send(json!(["REQ", format!("all{i}"), {"limit": 0}]).to_string())
+        ws.send(json!(["REQ", format!("all{i}"), filter]).to_string())
             .await;
-        assert_eq!(ws.recv().await[0], "EOSE");
+        let first = ws.recv().await;
+        assert!(first[0] == "EOSE" || first[0] == "EVENT", "{first}");
         readers.push(ws);
     }
     readers
@@ -74,7 +76,7 @@ fn stalled_readers_are_cut_at_their_byte_bound_and_memory_stays_flat() {
     let relay = OurRelay::start("");
     let events = large_events(500);
     runtime().block_on(async {
-        let stalled = stalled_readers(&relay.url, 16).await;
+        let stalled = stalled_readers(&relay.url, 16, json!({"limit": 0})).await;
         let mut honest = Ws::connect(&relay.url).await;
         honest
             .send(json!(["REQ", "h", {"limit": 0}]).to_string())
@@ -95,6 +97,69 @@ fn stalled_readers_are_cut_at_their_byte_bound_and_memory_stays_flat() {
         .matches("bytes waiting to be read; disconnecting")
         .count();
     assert!(cut >= 16, "{cut} stalled readers cut:\n{log}");
+}
+
+/// Store `events` through `writer`, all sent before the OKs are read.
+async fn publish(writer: &mut Ws, events: &[Event]) {
+    for e in events {
+        writer.send(ClientMessage::event(e.clone()).as_json()).await;
+    }
+    for _ in events {
+        let ok = writer.recv().await;
+        assert_eq!(ok[2], true, "{ok}");
+    }
+}
+
+/// RSS growth allowed while 16 readers stall on a REQ for the whole store (30 MB each): the
+/// bound is 4 MiB queued plus one 1 MiB page of the answer per client (80 MiB for 16) plus the
+/// store's caches. Before the answer was read in pages each one also held the unsent rest of
+/// its filter's 500 events, ~26 MB.
+const STALLED_REQ_GROWTH_MAX_KIB: u64 = 128 * 1024;
+/// A reply that finds no room waits 5 s (`relay::outbox`), then its client is cut; the rest
+/// is slack for a loaded machine.
+const CUT_WITHIN: Duration = Duration::from_secs(30);
+
+#[test]
+fn stalled_req_readers_hold_a_bounded_answer_and_are_cut_while_an_honest_client_is_served() {
+    let relay = OurRelay::start("");
+    let log = relay.home.join("../relay.log");
+    let cut = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("stopped reading; disconnecting")
+            .count()
+    };
+    runtime().block_on(async {
+        let mut writer = Ws::connect(&relay.url).await;
+        publish(&mut writer, &large_events(500)).await;
+        let before = rss_kib(relay.pid());
+        let stalled = stalled_readers(&relay.url, 16, json!({"limit": 500})).await;
+        let mut honest = Ws::connect(&relay.url).await;
+        // Until every stalled reader is cut (bounded), the honest client asks and is answered.
+        let (deadline, mut peak, mut answered) = (Instant::now() + CUT_WITHIN, 0, 0);
+        while cut() < 16 && Instant::now() < deadline {
+            peak = peak.max(rss_kib(relay.pid()));
+            honest
+                .send(json!(["REQ", "h", {"limit": 1}]).to_string())
+                .await;
+            assert_eq!(
+                honest.recv().await[0],
+                "EVENT",
+                "the honest client is served"
+            );
+            assert_eq!(honest.recv().await[0], "EOSE");
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(cut(), 16, "stalled readers cut within {CUT_WITHIN:?}");
+        assert!(answered > 0, "the honest client asked while they stalled");
+        assert!(
+            peak.saturating_sub(before) < STALLED_REQ_GROWTH_MAX_KIB,
+            "RSS {before} KiB -> peak {peak} KiB"
+        );
+        drop(stalled);
+        honest.alive().await;
+    });
 }
 
 /// A daemon with the embedded relay on a free port, served as `/x/strfry-<id>` too.
@@ -127,7 +192,7 @@ fn stalled_readers_through_a_tunnel_cost_the_station_bounded_memory() {
     let (_b, through_b) = tunnel_client(&a);
     let events = large_events(300);
     runtime().block_on(async {
-        let stalled = stalled_readers(&through_b, 8).await;
+        let stalled = stalled_readers(&through_b, 8, json!({"limit": 0})).await;
         let mut honest = Ws::connect(&local).await;
         honest
             .send(json!(["REQ", "h", {"limit": 0}]).to_string())
