@@ -327,15 +327,21 @@ fn print_stalled(n: usize, sides: &[Side], stalls: &[stalled::Stalled], honest: 
         let cells: Vec<String> = stalls.iter().map(cell).collect();
         println!("| {what} | {} |", cells.join(" | "));
     };
-    row("RSS before → peak → after, MiB", &|s| {
+    row("heap (RssAnon) before → peak → after, MiB", &|s| {
         format!(
             "{:.0} → {:.0} → {:.0}",
-            s.rss_before_mib, s.rss_peak_mib, s.rss_after_mib
+            s.anon_before_mib, s.anon_peak_mib, s.anon_after_mib
         )
     });
-    row("peak anonymous RSS (heap), MiB", &|s| {
-        format!("{:.0}", s.anon_peak_mib)
-    });
+    row(
+        "RSS with mapped files, before → peak → after, MiB",
+        &|s| {
+            format!(
+                "{:.0} → {:.0} → {:.0}",
+                s.rss_before_mib, s.rss_peak_mib, s.rss_after_mib
+            )
+        },
+    );
     row("stalled readers cut", &|s| format!("{} of {n}", s.cut));
     row(
         &format!("honest client ({honest}): answered, slowest ms"),

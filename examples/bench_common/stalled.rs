@@ -28,10 +28,14 @@ const DRAIN_QUIET: Duration = Duration::from_secs(2);
 
 /// What one relay did with the stalled readers.
 pub struct Stalled {
+    /// `VmRSS` (heap plus the pages of mapped files: our database, strfry's LMDB).
     pub rss_before_mib: f64,
     pub rss_peak_mib: f64,
-    pub anon_peak_mib: f64,
     pub rss_after_mib: f64,
+    /// `RssAnon`: the heap alone, where the queued bytes are.
+    pub anon_before_mib: f64,
+    pub anon_peak_mib: f64,
+    pub anon_after_mib: f64,
     pub cut: usize,
     pub honest_ms_max: f64,
     pub honest_answered: usize,
@@ -103,7 +107,7 @@ async fn was_cut(ws: Socket) -> bool {
 /// [`TICK`] meanwhile.
 pub async fn run(relay: &Relay, n: usize, now: u64, spread: u64, honest: &Filter) -> Stalled {
     let pid = relay.pid();
-    let (rss_before_mib, _) = rss_mib(pid);
+    let (rss_before_mib, anon_before_mib) = rss_mib(pid);
     let req = everything(now, spread);
     let mut readers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -133,11 +137,14 @@ pub async fn run(relay: &Relay, n: usize, now: u64, spread: u64, honest: &Filter
         .filter(|&c| c)
         .count();
     tokio::time::sleep(TICK).await;
+    let (rss_after_mib, anon_after_mib) = rss_mib(pid);
     Stalled {
         rss_before_mib,
         rss_peak_mib,
+        rss_after_mib,
+        anon_before_mib,
         anon_peak_mib,
-        rss_after_mib: rss_mib(pid).0,
+        anon_after_mib,
         cut,
         honest_ms_max,
         honest_answered,

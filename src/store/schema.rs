@@ -60,6 +60,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_pubkey_kind;
     CREATE INDEX events_pubkey_kind ON events (pubkey, kind, created_at DESC, id);
     DELETE FROM tags WHERE rowid NOT IN (SELECT min(rowid) FROM tags GROUP BY seq, name, value);",
+    // 3: the event's `seq` inside the tag index, so a tag filter (`#e` thread, `#p` mentions,
+    // `#t`) goes from the index straight to the event row instead of through the tags table's
+    // row first: one random page per result instead of two (a 333-reply thread at 100k events:
+    // 1.05 ms of SQL before, 0.41 ms after, both without the read map).
+    "DROP INDEX tags_value;
+    CREATE INDEX tags_value ON tags (name, value, created_at DESC, seq);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +176,19 @@ pub fn open_reader(path: &Path) -> Result<Connection, SchemaError> {
 mod tests {
     use super::*;
 
+    /// The columns of `index`, in order.
+    fn index_columns(conn: &Connection, index: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA index_info({index})"))
+            .expect("index_info");
+        stmt.query_map([], |r| r.get(2))
+            .expect("columns")
+            .collect::<Result<_, _>>()
+            .expect("names")
+    }
+
     #[test]
-    fn step_2_rebuilds_the_indexes_and_folds_repeated_tags_of_a_step_1_file() {
+    fn steps_2_and_3_rebuild_the_indexes_and_fold_repeated_tags_of_a_step_1_file() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("old.sqlite");
         {
@@ -197,16 +214,58 @@ mod tests {
             "one row per (event, name, value)"
         );
         for index in ["events_pubkey", "events_kind", "events_pubkey_kind"] {
-            let mut stmt = conn
-                .prepare(&format!("PRAGMA index_info({index})"))
-                .expect("index_info");
-            let columns: Vec<String> = stmt
-                .query_map([], |r| r.get(2))
-                .expect("columns")
-                .collect::<Result<_, _>>()
-                .expect("names");
+            let columns = index_columns(&conn, index);
             assert_eq!(columns.last().map(String::as_str), Some("id"), "{index}");
         }
+        assert_eq!(
+            index_columns(&conn, "tags_value"),
+            ["name", "value", "created_at", "seq"]
+        );
+        // The thread query reads the event's seq from the index, not from the tags table.
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT e.json FROM tags t JOIN events e ON e.seq = t.seq \
+                 WHERE t.name = 'e' AND t.value = 'x' ORDER BY t.created_at DESC",
+                [],
+                |r| r.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("COVERING INDEX tags_value"), "{plan}");
+    }
+
+    #[test]
+    fn step_3_keeps_the_tags_of_a_step_2_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("step2.sqlite");
+        {
+            let conn = Connection::open(&path).expect("old");
+            conn.execute_batch(MIGRATIONS[0]).expect("step 1");
+            conn.execute_batch(MIGRATIONS[1]).expect("step 2");
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO events (seq, id, pubkey, created_at, kind, json)
+                     VALUES (1, x'01', x'02', 5, 1, '{}'), (2, x'03', x'02', 6, 1, '{}');
+                 INSERT INTO tags VALUES (1, 'e', 'root', 5), (2, 'e', 'root', 6), (2, 'p', 'a', 6);",
+            )
+            .expect("rows");
+        }
+        let conn = open_writer(&path).expect("migrated");
+        let thread: Vec<i64> = conn
+            .prepare(
+                "SELECT t.seq FROM tags t JOIN events e ON e.seq = t.seq \
+                 WHERE t.name = 'e' AND t.value = 'root' ORDER BY t.created_at DESC",
+            )
+            .expect("thread")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("seqs");
+        assert_eq!(thread, [2, 1], "newest first, through the new index");
+        assert_eq!(
+            index_columns(&conn, "tags_value"),
+            ["name", "value", "created_at", "seq"]
+        );
     }
 
     #[test]
