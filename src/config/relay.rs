@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_FUTURE_SECS: u64 = 900;
 /// client asking for one would be cut. Ours makes a REQ's answer wait for room (read in 1 MiB
 /// pages, `store::PAGE_BYTES`), so the bound only has to hold live events, which never wait:
 /// 4 MiB is 64 events of the largest size or thousands of ordinary notes, and sixteen stalled
-/// clients cost a Pi 64 MiB instead of 512.
+/// clients may queue 64 MiB on a Pi where strfry's bound would let them queue 512.
 pub const DEFAULT_MAX_PENDING_OUTBOUND_BYTES: usize = 4 << 20;
 
 /// Limits and identity of the relay (`[relay]` in config.toml). Defaults follow strfry.
