@@ -3,7 +3,7 @@
 # --localrelay), same client, one run.
 # Builds the release binary and the bench example, then prints two markdown tables (queries,
 # then stalled readers). Not run in CI; each size is one command:
-#   interop/bench/relay.sh --events 100000          # ~4 min on the 2-core VM
+#   interop/bench/relay.sh --events 100000          # ~3 min on the 2-core VM (built)
 #   interop/bench/relay.sh --events 1000000         # 1M: ~20 min, ~3 GB of disk in /tmp
 # Options: --baseline PATH (another build of ours as a third column), --stalled N (default 16,
 # 0 skips), --localrelay (nostr-sdk's LocalRelay as a column).
