@@ -269,32 +269,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_read_connection_maps_the_file() {
+    /// A database created and migrated by a first writer, closed again.
+    fn created() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("r.sqlite");
-        drop(open_writer(&path).expect("create"));
+        drop(open_writer(&path).expect("first open"));
+        (dir, path)
+    }
+
+    fn pragma<T: rusqlite::types::FromSql>(conn: &Connection, name: &str) -> T {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .expect(name)
+    }
+
+    #[test]
+    fn a_read_connection_maps_the_file() {
+        let (_dir, path) = created();
         let reader = open_reader(&path).expect("reader");
-        let mapped: i64 = reader
-            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
-            .expect("mmap_size");
-        assert_eq!(mapped, READ_MAP_BYTES);
+        assert_eq!(pragma::<i64>(&reader, "mmap_size"), READ_MAP_BYTES);
     }
 
     #[test]
     fn migrations_apply_once_and_refuse_a_newer_file() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("r.sqlite");
-        drop(open_writer(&path).expect("first open"));
+        let (_dir, path) = created();
         let conn = open_writer(&path).expect("second open");
-        let v: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
-        assert_eq!(v as usize, MIGRATIONS.len());
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
+        assert_eq!(
+            pragma::<i64>(&conn, "user_version") as usize,
+            MIGRATIONS.len()
+        );
+        assert_eq!(pragma::<String>(&conn, "journal_mode"), "wal");
         conn.pragma_update(None, "user_version", 99).expect("bump");
         drop(conn);
         assert!(matches!(
