@@ -187,9 +187,13 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
     let yamux_cfg = yamux_config(options.limits);
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
-    let psk = options.psk.map(PnetKey::try_from).transpose().map_err(|e| err(&e))?;
-    let relayed = relayed_transport(relay_transport, &key, psk, yamux_cfg.clone())
+    let psk = options
+        .psk
+        .map(PnetKey::try_from)
+        .transpose()
         .map_err(|e| err(&e))?;
+    let relayed =
+        relayed_transport(relay_transport, &key, psk, yamux_cfg.clone()).map_err(|e| err(&e))?;
     let behaviour = |key: &Keypair| Behaviour::new(key, &options, relay_client);
     let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =

@@ -271,8 +271,18 @@ mod tests {
             receive_in_pieces(b_read, 3),
             receive_in_pieces(a_read, 4),
         );
-        assert!(at_b == one_way, "a → b: {} of {} bytes", at_b.len(), one_way.len());
-        assert!(at_a == other_way, "b → a: {} of {} bytes", at_a.len(), other_way.len());
+        assert!(
+            at_b == one_way,
+            "a → b: {} of {} bytes",
+            at_b.len(),
+            one_way.len()
+        );
+        assert!(
+            at_a == other_way,
+            "b → a: {} of {} bytes",
+            at_a.len(),
+            other_way.len()
+        );
     }
 
     #[tokio::test]
@@ -303,6 +313,10 @@ mod tests {
     async fn a_silent_peer_times_out() {
         let (ours, _silent) = tokio::io::duplex(PIPE);
         let result = handshake_within(Duration::from_millis(50), key(0), ours.compat()).await;
-        assert!(matches!(result, Err(PnetError::Timeout)), "{:?}", result.err());
+        assert!(
+            matches!(result, Err(PnetError::Timeout)),
+            "{:?}",
+            result.err()
+        );
     }
 }

@@ -139,7 +139,9 @@ mod tests {
     #[test]
     fn equals_the_salsa20_crate_for_random_keys_nonces_and_odd_lengths() {
         let mut rng = StdRng::seed_from_u64(0x5a15a20);
-        for len in [0, 1, 7, 63, 64, 65, 127, 128, 129, 511, 4095, 65_537, 200_003] {
+        for len in [
+            0, 1, 7, 63, 64, 65, 127, 128, 129, 511, 4095, 65_537, 200_003,
+        ] {
             let (key, nonce) = random_key_nonce(&mut rng);
             let mut plain = vec![0u8; len];
             rng.fill_bytes(&mut plain);
@@ -151,7 +153,12 @@ mod tests {
             // Small pieces cross block edges at every offset; large ones take the SIMD path.
             for max_piece in [3, 70, 5000] {
                 let mut cut = plain.clone();
-                apply_in_pieces(&mut XSalsa20::new(&key, &nonce), &mut cut, &mut rng, max_piece);
+                apply_in_pieces(
+                    &mut XSalsa20::new(&key, &nonce),
+                    &mut cut,
+                    &mut rng,
+                    max_piece,
+                );
                 assert!(cut == expected, "{len} bytes in pieces of ≤{max_piece}");
             }
         }
