@@ -150,6 +150,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PnetStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         if this.read_at == this.read_end {
             if buf.len() >= READ_BUFFER {
                 // A large read goes straight into the caller's buffer: no copy.
