@@ -11,6 +11,7 @@ pub mod names;
 pub mod nat;
 pub mod options;
 pub mod pinger;
+pub mod pnet;
 pub mod providers;
 pub mod records;
 pub mod routing;

@@ -11,7 +11,7 @@ use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::dns::{ResolverConfig, ResolverOpts};
 use libp2p::identity::Keypair;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
@@ -21,6 +21,7 @@ use libp2p::{
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
 use super::nat;
+use super::pnet::{self, PnetKey};
 use super::routing::{self, Kad};
 use crate::config::{NodeLimits, RoutingMode};
 
@@ -159,13 +160,13 @@ fn tcp_config() -> tcp::Config {
 fn relayed_transport(
     relay: relay::client::Transport,
     key: &Keypair,
-    psk: Option<PreSharedKey>,
+    psk: Option<PnetKey>,
     yamux_cfg: yamux::Config,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(key)?;
     Ok(match psk {
         Some(psk) => relay
-            .and_then(move |conn, _| PnetConfig::new(psk).handshake(conn))
+            .and_then(move |conn, _| pnet::handshake(psk, conn))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux_cfg)
@@ -186,20 +187,25 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
     let yamux_cfg = yamux_config(options.limits);
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
-    let relayed = relayed_transport(relay_transport, &key, options.psk, yamux_cfg.clone())
+    let psk = options
+        .psk
+        .map(PnetKey::try_from)
+        .transpose()
         .map_err(|e| err(&e))?;
+    let relayed =
+        relayed_transport(relay_transport, &key, psk, yamux_cfg.clone()).map_err(|e| err(&e))?;
     let behaviour = |key: &Keypair| Behaviour::new(key, &options, relay_client);
     let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
-    let swarm = match options.psk {
+    let swarm = match psk {
         Some(psk) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_other_transport(
                 |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
                     let noise = noise::Config::new(key)?;
                     Ok(tcp::tokio::Transport::new(tcp_config())
-                        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                        .and_then(move |socket, _| pnet::handshake(psk, socket))
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
                         .multiplex(yamux_cfg)

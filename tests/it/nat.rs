@@ -135,6 +135,18 @@ fn autonat_finds_a_reachable_node_public_and_turns_its_relay_service_on() {
 
 #[test]
 fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
+    reached_through_our_relay(&[]);
+}
+
+/// The same with the all-zero swarm key on all three: pnet runs on TCP and inside the circuit.
+#[test]
+fn a_node_behind_a_strict_nat_is_reached_through_our_relay_in_a_private_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::kubo::harness::swarm_key_file(dir.path(), &"0".repeat(64));
+    reached_through_our_relay(&["--swarm-key", key.to_str().expect("utf-8")]);
+}
+
+fn reached_through_our_relay(key_args: &[&str]) {
     let mut lab = Lab::new();
     let a_ns = lab.add_host_behind_nat(Nat::OnlyTo(PUBLIC_IP));
     let c_ns = lab.add_public_host();
@@ -143,17 +155,17 @@ fn a_node_behind_a_strict_nat_is_reached_through_our_relay() {
     let relay = Daemon::start_in_netns(
         &public,
         &config(&[], Some(true)),
-        &["--listen", &listen(PUBLIC_IP)],
+        &[&["--listen", &listen(PUBLIC_IP)][..], key_args].concat(),
     );
     let a = Daemon::start_in_netns(
         &a_ns,
         &config(&[relay.addr()], None),
-        &["--listen", &listen(Lab::host_ip(1))],
+        &[&["--listen", &listen(Lab::host_ip(1))][..], key_args].concat(),
     );
     let c = Daemon::start_in_netns(
         &c_ns,
         &config(&[], Some(false)),
-        &["--listen", &listen(PUBLIC_HOST_IP)],
+        &[&["--listen", &listen(PUBLIC_HOST_IP)][..], key_args].concat(),
     );
     let circuit = wait_for_reservation(&a);
     assert!(circuit.starts_with(&relay.addr()), "{circuit}");

@@ -12,8 +12,17 @@ use crate::common::{self, Daemon};
 
 /// A (listener daemon, forwarder daemon) pair with `/x/test` from b's local port to a's `target`.
 pub fn tunnel_pair(target_port: u16, listen_extra: &[&str]) -> (Daemon, Daemon, u16) {
-    let a = Daemon::start(&[]);
-    let b = Daemon::start(&[]);
+    tunnel_pair_with(&[], target_port, listen_extra)
+}
+
+/// [`tunnel_pair`] with `daemon_args` (e.g. `--swarm-key`) given to both daemons.
+fn tunnel_pair_with(
+    daemon_args: &[&str],
+    target_port: u16,
+    listen_extra: &[&str],
+) -> (Daemon, Daemon, u16) {
+    let a = Daemon::start(daemon_args);
+    let b = Daemon::start(daemon_args);
     let mut args = vec!["p2p", "listen", "/x/test", ""];
     let target = tcp_addr(target_port);
     args[3] = &target;
@@ -35,8 +44,20 @@ fn echo_goes_through_forward_then_listen() {
 
 #[test]
 fn half_close_still_delivers_a_reply_of_one_mebibyte() {
+    half_close_delivers_a_reply_of_one_mebibyte(&[]);
+}
+
+#[test]
+fn half_close_and_sixty_four_mebibytes_both_ways_pass_through_pnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = write_swarm_key(dir.path(), &"0".repeat(64));
+    half_close_delivers_a_reply_of_one_mebibyte(&["--swarm-key", &zero]);
+    sixty_four_mebibytes_both_ways_keep_their_hashes(&["--swarm-key", &zero]);
+}
+
+fn half_close_delivers_a_reply_of_one_mebibyte(daemon_args: &[&str]) {
     let server = net::reply_after_eof_server(1 << 20);
-    let (_a, _b, port) = tunnel_pair(server.port(), &[]);
+    let (_a, _b, port) = tunnel_pair_with(daemon_args, server.port(), &[]);
     let request = payload(300_000, 3);
     let answer = net::request(port, &request).unwrap();
     assert_eq!(answer.len(), (1 << 20) + 64, "reply was cut short");
@@ -50,9 +71,13 @@ fn half_close_still_delivers_a_reply_of_one_mebibyte() {
 
 #[test]
 fn sixty_four_mebibytes_both_ways_at_once_keep_their_hashes() {
+    sixty_four_mebibytes_both_ways_keep_their_hashes(&[]);
+}
+
+fn sixty_four_mebibytes_both_ways_keep_their_hashes(daemon_args: &[&str]) {
     const LEN: usize = 64 << 20;
     let (server, received) = net::swap_server(LEN);
-    let (_a, _b, port) = tunnel_pair(server.port(), &[]);
+    let (_a, _b, port) = tunnel_pair_with(daemon_args, server.port(), &[]);
     let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
