@@ -14,7 +14,9 @@ pub mod pinger;
 pub mod providers;
 pub mod records;
 pub mod routing;
+pub mod security;
 pub mod swarm;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
