@@ -3,6 +3,8 @@
 //! stream. Certificates are made and parsed by `libp2p_tls::certificate`.
 
 mod stream;
+#[cfg(test)]
+mod tests;
 mod verifier;
 
 use std::io;
@@ -23,6 +25,7 @@ use rustls::crypto::aws_lc_rs::cipher_suite::{
     TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
 };
 use rustls::pki_types::ServerName;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, Connection, ProtocolVersion, ServerConfig, SupportedCipherSuite};
 
 pub use stream::TlsStream;
@@ -86,19 +89,24 @@ impl Config {
 
     fn build(key: &Keypair, expected: Option<PeerId>) -> Result<Config, TlsError> {
         let (cert, private) = certificate::generate(key)?;
+        let provider = provider();
+        // Not `with_single_cert`: it checks the certificate with webpki, which refuses the
+        // libp2p extension (critical, and unknown to it).
+        let signer = provider.key_provider.load_private_key(private)?;
+        let ours = Arc::new(SingleCertAndKey::from(CertifiedKey::new(vec![cert], signer)));
         let versions = &[&rustls::version::TLS13];
-        let mut server = ServerConfig::builder_with_provider(provider())
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)?
             .with_client_cert_verifier(Arc::new(Libp2pVerifier::default()))
-            .with_single_cert(vec![cert.clone()], private.clone_key())?;
+            .with_cert_resolver(ours.clone());
         server.alpn_protocols = vec![ALPN.to_vec()];
         // libp2p never resumes a session: tickets would be bytes for nothing.
         server.send_tls13_tickets = 0;
-        let mut client = ClientConfig::builder_with_provider(provider())
+        let mut client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Libp2pVerifier { expected }))
-            .with_client_auth_cert(vec![cert], private)?;
+            .with_client_cert_resolver(ours);
         client.alpn_protocols = vec![ALPN.to_vec()];
         client.resumption = Resumption::disabled();
         Ok(Config {

@@ -196,9 +196,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<C> {
         if this.plain.len() == RECORD_PLAINTEXT {
             ready!(this.poll_seal_gathered(cx))?;
         }
-        if this.plain.is_empty() && buf.len() >= RECORD_PLAINTEXT {
-            // Whole records: sealed straight from the caller's buffer, no copy.
-            return this.poll_seal(cx, buf);
+        let whole = buf.len() / RECORD_PLAINTEXT * RECORD_PLAINTEXT;
+        if this.plain.is_empty() && whole > 0 {
+            // Whole records: sealed straight from the caller's buffer, no copy. The tail comes
+            // back in the caller's next write and is gathered with what follows it.
+            return this.poll_seal(cx, &buf[..whole]);
         }
         if this.plain.capacity() == 0 {
             this.plain.reserve_exact(RECORD_PLAINTEXT);
