@@ -91,7 +91,10 @@ fn log_secured<C>(direction: Direction, (peer, stream): &(PeerId, Secured<C>)) {
                 .cipher_suite()
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_default();
-            tracing::debug!("secured connection with {peer}: {} {suite} ({dir})", tls::PROTOCOL);
+            tracing::debug!(
+                "secured connection with {peer}: {} {suite} ({dir})",
+                tls::PROTOCOL
+            );
         }
         Either::Right(_) => tracing::debug!("secured connection with {peer}: {NOISE} ({dir})"),
     }

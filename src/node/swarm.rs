@@ -15,9 +15,7 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{
-    PeerId, Swarm, SwarmBuilder, connection_limits, identify, ping, relay, tcp, yamux,
-};
+use libp2p::{PeerId, Swarm, SwarmBuilder, connection_limits, identify, ping, relay, tcp, yamux};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;

@@ -135,7 +135,10 @@ impl Pair {
         let line = match direction {
             Direction::KuboListens => crate::security::tls_aes_line(&self.kubo.peer_id, "outbound"),
             Direction::OursListens => {
-                format!("secured connection with {}: /noise (inbound)", self.kubo.peer_id)
+                format!(
+                    "secured connection with {}: /noise (inbound)",
+                    self.kubo.peer_id
+                )
             }
         };
         assert!(

@@ -33,9 +33,21 @@ fn tunnel_over_tls_with_aes(extra: &[&str]) {
         tls_aes_line(&a.peer_id, "outbound"),
         tls_aes_line(&b.peer_id, "inbound"),
     );
-    assert!(b.wait_log(&dialled, LOG_WAIT), "b: no `{dialled}`:\n{}", b.log());
-    assert!(a.wait_log(&accepted, LOG_WAIT), "a: no `{accepted}`:\n{}", a.log());
-    assert!(!a.log().contains(": /noise ("), "a fell back to Noise:\n{}", a.log());
+    assert!(
+        b.wait_log(&dialled, LOG_WAIT),
+        "b: no `{dialled}`:\n{}",
+        b.log()
+    );
+    assert!(
+        a.wait_log(&accepted, LOG_WAIT),
+        "a: no `{accepted}`:\n{}",
+        a.log()
+    );
+    assert!(
+        !a.log().contains(": /noise ("),
+        "a fell back to Noise:\n{}",
+        a.log()
+    );
 }
 
 #[test]

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncWrite, FutureExt as _};
+use libp2p::PeerId;
 use libp2p::core::UpgradeInfo;
 use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
 use libp2p::identity::Keypair;
 use libp2p::tls::certificate;
-use libp2p::PeerId;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::cipher_suite::{
@@ -93,7 +93,10 @@ impl Config {
         // Not `with_single_cert`: it checks the certificate with webpki, which refuses the
         // libp2p extension (critical, and unknown to it).
         let signer = provider.key_provider.load_private_key(private)?;
-        let ours = Arc::new(SingleCertAndKey::from(CertifiedKey::new(vec![cert], signer)));
+        let ours = Arc::new(SingleCertAndKey::from(CertifiedKey::new(
+            vec![cert],
+            signer,
+        )));
         let versions = &[&rustls::version::TLS13];
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)?

@@ -79,13 +79,21 @@ async fn bytes_cross_both_ways_and_close_notify_is_a_clean_half_close() {
     let reply = payload((1 << 20) + 13);
     let sent = request.clone();
     let writer = tokio::spawn(async move {
-        for chunk in sent.chunks(12).take(3).chain(sent[36..].chunks(16_384 + 12)) {
+        for chunk in sent
+            .chunks(12)
+            .take(3)
+            .chain(sent[36..].chunks(16_384 + 12))
+        {
             client.write_all(chunk).await.unwrap();
         }
         client.close().await.unwrap();
         read_hashed(&mut client).await
     });
-    assert_eq!(read_hashed(&mut server).await, sha(&request), "client → server bytes differ");
+    assert_eq!(
+        read_hashed(&mut server).await,
+        sha(&request),
+        "client → server bytes differ"
+    );
     server.write_all(&reply).await.unwrap();
     server.close().await.unwrap();
     let back = writer.await.unwrap();
@@ -98,7 +106,9 @@ async fn a_certificate_for_another_peer_than_the_dialled_one_is_refused() {
     let expected = Keypair::generate_ed25519().public().to_peer_id();
     let client = Config::for_peer(&a, expected).unwrap();
     let (client, server) = handshake(client, Config::new(&b).unwrap()).await;
-    let err = client.err().expect("the client must refuse b's certificate");
+    let err = client
+        .err()
+        .expect("the client must refuse b's certificate");
     assert!(err.to_string().contains("TLS handshake failed"), "{err}");
     assert!(server.is_err(), "the server must not finish either");
     // The same configuration accepts the right peer.
@@ -113,12 +123,19 @@ async fn a_peer_that_does_not_offer_alpn_libp2p_is_refused_both_ways() {
     let mut client = Config::new(&a).unwrap();
     Arc::make_mut(&mut client.client).alpn_protocols.clear();
     let (_, server) = handshake(client, Config::new(&b).unwrap()).await;
-    assert!(matches!(server, Err(TlsError::Alpn)), "server: {:?}", server.err());
+    assert!(
+        matches!(server, Err(TlsError::Alpn)),
+        "server: {:?}",
+        server.err()
+    );
 
     let mut server = Config::new(&b).unwrap();
     Arc::make_mut(&mut server.server).alpn_protocols = vec![b"other".to_vec()];
     let (client, _) = handshake(Config::new(&a).unwrap(), server).await;
-    assert!(client.is_err(), "a server without ALPN libp2p must be refused");
+    assert!(
+        client.is_err(),
+        "a server without ALPN libp2p must be refused"
+    );
     assert_eq!(ALPN, b"libp2p");
 }
 
@@ -141,7 +158,10 @@ async fn a_tls_1_2_only_peer_is_refused_both_ways() {
     let mut client = Config::new(&a).unwrap();
     client.client = Arc::new(old_client);
     let (client, server) = handshake(client, Config::new(&b).unwrap()).await;
-    assert!(client.is_err() && server.is_err(), "TLS 1.2 client accepted");
+    assert!(
+        client.is_err() && server.is_err(),
+        "TLS 1.2 client accepted"
+    );
 
     let mut old_server = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(tls12)

@@ -37,7 +37,10 @@ fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> Error {
 }
 
 /// The spec: exactly one certificate, self-signed, with a valid libp2p extension.
-fn presented_peer(end_entity: &CertificateDer, intermediates: &[CertificateDer]) -> Result<PeerId, Error> {
+fn presented_peer(
+    end_entity: &CertificateDer,
+    intermediates: &[CertificateDer],
+) -> Result<PeerId, Error> {
     if !intermediates.is_empty() {
         return Err(Error::General(
             "a libp2p peer must present exactly one certificate".into(),
