@@ -15,7 +15,9 @@ pub mod pnet;
 pub mod providers;
 pub mod records;
 pub mod routing;
+pub mod security;
 pub mod swarm;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! Building the libp2p `Swarm`: transports (TCP+pnet when there is a swarm key, else TCP and
-//! QUIC-v1), DNS, security, yamux, and the behaviours. A private network is decided here and only here.
+//! QUIC-v1), DNS, security (TLS then Noise), yamux, and the behaviours. A private network is
+//! decided here and only here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,15 +15,14 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{
-    PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp, yamux,
-};
+use libp2p::{PeerId, Swarm, SwarmBuilder, connection_limits, identify, ping, relay, tcp, yamux};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
 use super::nat;
 use super::pnet::{self, PnetKey};
 use super::routing::{self, Kad};
+use super::security::{Security, SecurityError};
 use crate::config::{NodeLimits, RoutingMode};
 
 /// The agent version other peers see in identify (`ipfs id` shows it).
@@ -162,19 +162,19 @@ fn relayed_transport(
     key: &Keypair,
     psk: Option<PnetKey>,
     yamux_cfg: yamux::Config,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let noise = noise::Config::new(key)?;
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, SecurityError> {
+    let security = Security::new(key)?;
     Ok(match psk {
         Some(psk) => relay
             .and_then(move |conn, _| pnet::handshake(psk, conn))
             .upgrade(Version::V1Lazy)
-            .authenticate(noise)
+            .authenticate(security)
             .multiplex(yamux_cfg)
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
         None => relay
             .upgrade(Version::V1Lazy)
-            .authenticate(noise)
+            .authenticate(security)
             .multiplex(yamux_cfg)
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
@@ -203,11 +203,11 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
             .with_tokio()
             .with_other_transport(
                 |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let noise = noise::Config::new(key)?;
+                    let security = Security::new(key)?;
                     Ok(tcp::tokio::Transport::new(tcp_config())
                         .and_then(move |socket, _| pnet::handshake(psk, socket))
                         .upgrade(Version::V1Lazy)
-                        .authenticate(noise)
+                        .authenticate(security)
                         .multiplex(yamux_cfg)
                         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
                         .or_transport(relayed)
@@ -222,7 +222,7 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
             .build(),
         None => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_tcp(tcp_config(), noise::Config::new, move || yamux_cfg)
+            .with_tcp(tcp_config(), Security::new, move || yamux_cfg)
             .map_err(|e| err(&e))?
             .with_quic()
             .with_other_transport(|_| relayed)

@@ -128,6 +128,26 @@ impl Pair {
         );
     }
 
+    /// What the connection negotiated, as our log says (issue 15): we dial with TLS first and
+    /// Kubo 0.22 accepts it (AES-128-GCM: Go follows the client's AES preference); Kubo 0.22
+    /// dials with Noise first, and we accept that.
+    fn check_security(&self, direction: Direction) {
+        let line = match direction {
+            Direction::KuboListens => crate::security::tls_aes_line(&self.kubo.peer_id, "outbound"),
+            Direction::OursListens => {
+                format!(
+                    "secured connection with {}: /noise (inbound)",
+                    self.kubo.peer_id
+                )
+            }
+        };
+        assert!(
+            self.ours.wait_log(&line, PROMPT),
+            "no `{line}` in our log:\n{}",
+            self.ours.log()
+        );
+    }
+
     /// 50 connections at once, each echoing a different payload.
     fn check_concurrent(&self) {
         let port = self.echo_port;
@@ -152,6 +172,7 @@ fn bulk_and_concurrent(direction: Direction, key: Option<&str>) {
     let pair = Pair::start(direction, key);
     pair.check_bulk();
     pair.check_concurrent();
+    pair.check_security(direction);
 }
 
 // ------------------------------------------------------------------ cases 1–3: bytes

@@ -23,6 +23,7 @@ mod migrate;
 mod nat;
 mod relay;
 mod report;
+mod security;
 mod ssh_trust;
 mod strfry;
 mod swarm_map;

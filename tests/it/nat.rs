@@ -190,6 +190,13 @@ fn reached_through_our_relay(key_args: &[&str]) {
     );
     // The firewall lets no hole punch through: still relayed after the tunnel's bytes.
     assert_eq!(connection_to(&c, &a.peer_id).as_deref(), Some("relayed"));
+    // The only connection C has to A is the circuit, and it was secured with TLS (issue 15).
+    let tls = crate::security::tls_aes_line(&a.peer_id, "outbound");
+    assert!(
+        c.log().contains(&tls),
+        "no `{tls}` in C's log:\n{}",
+        c.log()
+    );
 }
 
 #[test]
