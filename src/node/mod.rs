@@ -7,6 +7,7 @@ pub mod bitswap;
 pub mod bootstrap;
 mod hold;
 pub mod inbound;
+pub mod muxer;
 pub mod names;
 pub mod nat;
 pub mod options;

@@ -14,12 +14,11 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{
-    PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp, yamux,
-};
+use libp2p::{PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
+use super::muxer;
 use super::nat;
 use super::routing::{self, Kad};
 use crate::config::{NodeLimits, RoutingMode};
@@ -143,11 +142,9 @@ fn dns_config(dns: Option<SocketAddr>) -> (ResolverConfig, ResolverOpts) {
 #[error("cannot set up the libp2p transport: {0}")]
 pub struct BuildError(String);
 
-fn yamux_config(limits: &NodeLimits) -> yamux::Config {
-    let mut config = yamux::Config::default();
-    // One more than the per-peer tunnel cap, so the tunnel layer (which logs) refuses first.
-    config.set_max_num_streams(limits.max_streams_per_peer + 16);
-    config
+fn yamux_config(limits: &NodeLimits) -> muxer::Config {
+    // More than the per-peer tunnel cap, so the tunnel layer (which logs) refuses first.
+    muxer::Config::new(limits.max_streams_per_peer + 16)
 }
 
 fn tcp_config() -> tcp::Config {
@@ -160,7 +157,7 @@ fn relayed_transport(
     relay: relay::client::Transport,
     key: &Keypair,
     psk: Option<PreSharedKey>,
-    yamux_cfg: yamux::Config,
+    yamux_cfg: muxer::Config,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(key)?;
     Ok(match psk {
