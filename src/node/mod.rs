@@ -13,6 +13,7 @@ pub mod nat;
 pub mod options;
 pub mod pinger;
 pub mod providers;
+pub mod read_ahead;
 pub mod records;
 pub mod routing;
 pub mod swarm;

@@ -4,7 +4,10 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::{future, iter};
 
@@ -53,8 +56,14 @@ impl Config {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
+        let gate = Arc::new(FlushGate::default());
+        let io = Coalesce {
+            io,
+            gate: Arc::clone(&gate),
+        };
         future::ready(Ok(Muxer {
             connection: yamux::Connection::new(io, self.0, mode),
+            gate,
             inbound: VecDeque::new(),
             inbound_waker: None,
         }))
@@ -104,7 +113,8 @@ pub struct MuxError(#[from] yamux::ConnectionError);
 /// One yamux connection as a libp2p muxer. The connection is driven from whichever of `poll` and
 /// `poll_inbound` the swarm calls; streams it accepts wait in `inbound` until `poll_inbound`.
 pub struct Muxer<C> {
-    connection: yamux::Connection<C>,
+    connection: yamux::Connection<Coalesce<C>>,
+    gate: Arc<FlushGate>,
     inbound: VecDeque<yamux::Stream>,
     /// The task waiting in `poll_inbound` while `poll` drives the connection.
     inbound_waker: Option<Waker>,
@@ -122,8 +132,21 @@ impl<C> Muxer<C>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Run the connection (reads, writes, flushes) until it yields a new inbound stream.
+    /// Run the connection (reads, writes) until it yields a new inbound stream or has nothing left
+    /// to do. yamux flushes after every frame; here its flushes are held while it writes every frame
+    /// it has, then one pass lets a flush through, so a round of frames leaves in few Noise frames
+    /// and writes. No flush waits longer than this call: it is owed until the socket took it.
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<yamux::Stream, MuxError>> {
+        self.gate.holding.store(true, Ordering::Relaxed);
+        let polled = self.poll_connection(cx);
+        self.gate.holding.store(false, Ordering::Relaxed);
+        if polled.is_pending() && self.gate.owed.load(Ordering::Relaxed) {
+            return self.poll_connection(cx);
+        }
+        polled
+    }
+
+    fn poll_connection(&mut self, cx: &mut Context<'_>) -> Poll<Result<yamux::Stream, MuxError>> {
         match self.connection.poll_next_inbound(cx) {
             Poll::Ready(Some(stream)) => Poll::Ready(stream.map_err(MuxError::from)),
             Poll::Ready(None) => Poll::Ready(Err(yamux::ConnectionError::Closed.into())),
@@ -191,6 +214,56 @@ where
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+/// Shared by a muxer and its socket: whether flushes are held, and whether one is owed.
+#[derive(Debug, Default)]
+struct FlushGate {
+    holding: AtomicBool,
+    owed: AtomicBool,
+}
+
+/// The socket as yamux sees it: flushes are held while the muxer's gate says so (the muxer then
+/// lets one through before it returns); everything else goes straight to `io`.
+#[derive(Debug)]
+pub struct Coalesce<C> {
+    io: C,
+    gate: Arc<FlushGate>,
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Coalesce<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Coalesce<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.gate.holding.load(Ordering::Relaxed) {
+            this.gate.owed.store(true, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        this.gate.owed.store(false, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_close(cx)
     }
 }
 

@@ -20,6 +20,7 @@ use super::address_book::AddressBook;
 use super::inbound::Inbound;
 use super::muxer;
 use super::nat;
+use super::read_ahead::ReadAhead;
 use super::routing::{self, Kad};
 use crate::config::{NodeLimits, RoutingMode};
 
@@ -151,24 +152,35 @@ fn tcp_config() -> tcp::Config {
     tcp::Config::default().nodelay(true)
 }
 
-/// Relayed connections get the same upgrades as TCP ones, pnet included: go-libp2p's upgrader
-/// protects every transport with the swarm key, circuits too, so Kubo expects it there.
-fn relayed_transport(
-    relay: relay::client::Transport,
+/// Every stream transport (TCP, relayed circuits) gets the same upgrades, pnet included:
+/// go-libp2p's upgrader protects every transport with the swarm key, circuits too, so Kubo
+/// expects it there. The read-ahead sits under the security layer, so Noise's small reads are
+/// served from memory instead of one system call each.
+fn upgraded<T>(
+    transport: T,
     key: &Keypair,
     psk: Option<PreSharedKey>,
     yamux_cfg: muxer::Config,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
     let noise = noise::Config::new(key)?;
     Ok(match psk {
-        Some(psk) => relay
+        Some(psk) => transport
             .and_then(move |conn, _| PnetConfig::new(psk).handshake(conn))
+            .map(|conn, _| ReadAhead::new(conn))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux_cfg)
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
-        None => relay
+        None => transport
+            .map(|conn, _| ReadAhead::new(conn))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux_cfg)
@@ -183,28 +195,26 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
     let yamux_cfg = yamux_config(options.limits);
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
-    let relayed = relayed_transport(relay_transport, &key, options.psk, yamux_cfg.clone())
-        .map_err(|e| err(&e))?;
+    let relayed =
+        upgraded(relay_transport, &key, options.psk, yamux_cfg.clone()).map_err(|e| err(&e))?;
+    let tcp = upgraded(
+        tcp::tokio::Transport::new(tcp_config()),
+        &key,
+        options.psk,
+        yamux_cfg,
+    )
+    .map_err(|e| err(&e))?;
+    let streams = tcp
+        .or_transport(relayed)
+        .map(|either, _| either.into_inner());
     let behaviour = |key: &Keypair| Behaviour::new(key, &options, relay_client);
     let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let swarm = match options.psk {
-        Some(psk) => SwarmBuilder::with_existing_identity(key)
+        Some(_) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_other_transport(
-                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let noise = noise::Config::new(key)?;
-                    Ok(tcp::tokio::Transport::new(tcp_config())
-                        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(noise)
-                        .multiplex(yamux_cfg)
-                        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-                        .or_transport(relayed)
-                        .map(|either, _| either.into_inner()))
-                },
-            )
+            .with_other_transport(|_| streams)
             .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
             .with_behaviour(behaviour)
@@ -213,10 +223,8 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
             .build(),
         None => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_tcp(tcp_config(), noise::Config::new, move || yamux_cfg)
-            .map_err(|e| err(&e))?
             .with_quic()
-            .with_other_transport(|_| relayed)
+            .with_other_transport(|_| streams)
             .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
             .with_behaviour(behaviour)
