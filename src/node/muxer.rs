@@ -287,10 +287,14 @@ mod tests {
     const STREAMS: usize = 24;
     /// Largest payload of one stream: several windows and many frames each.
     const MAX_PAYLOAD: usize = 1024 * 1024;
+    /// The whole exchange takes about a second; a stall is a failure, not a hang.
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-    /// A socket that records the largest single write yamux made (a frame body, or a header).
+    /// A socket like Noise's: writes wait in memory until a flush (so a flush the muxer held and
+    /// never let through would stall the test), and the largest single write is recorded.
     struct Widest<T> {
         io: T,
+        unflushed: Vec<u8>,
         widest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
@@ -307,18 +311,24 @@ mod tests {
     impl<T: AsyncWrite + Unpin> AsyncWrite for Widest<T> {
         fn poll_write(
             mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
+            _: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<std::io::Result<usize>> {
-            let written = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+            self.unflushed.extend_from_slice(buf);
             self.widest
-                .fetch_max(written, std::sync::atomic::Ordering::Relaxed);
-            Poll::Ready(Ok(written))
+                .fetch_max(buf.len(), std::sync::atomic::Ordering::Relaxed);
+            Poll::Ready(Ok(buf.len()))
         }
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Pin::new(&mut self.io).poll_flush(cx)
+            let this = &mut *self;
+            while !this.unflushed.is_empty() {
+                let n = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, &this.unflushed))?;
+                this.unflushed.drain(..n);
+            }
+            Pin::new(&mut this.io).poll_flush(cx)
         }
         fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            std::task::ready!(self.as_mut().poll_flush(cx))?;
             Pin::new(&mut self.io).poll_close(cx)
         }
     }
@@ -380,10 +390,12 @@ mod tests {
         let widest = std::sync::Arc::default();
         let a = Widest {
             io: a.compat(),
+            unflushed: Vec::new(),
             widest: std::sync::Arc::clone(&widest),
         };
         let b = Widest {
             io: b.compat(),
+            unflushed: Vec::new(),
             widest: std::sync::Arc::default(),
         };
         let config = Config::new(STREAMS + 8);
@@ -455,7 +467,9 @@ mod tests {
         }
         let mut checked = 0;
         for task in tasks {
-            if let Some((sent, back, back_len, len)) = task.await.expect("no panic").expect("io") {
+            let done = tokio::time::timeout(DEADLINE, task).await;
+            let done = done.expect("a stream stalled: a held flush never reached the socket?");
+            if let Some((sent, back, back_len, len)) = done.expect("no panic").expect("io") {
                 assert_eq!(back_len, len);
                 assert_eq!(sent, back, "echoed bytes differ");
                 checked += 1;

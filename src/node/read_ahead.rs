@@ -91,3 +91,57 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for ReadAhead<C> {
         Pin::new(&mut self.get_mut().io).poll_close(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    use rand::{Rng as _, SeedableRng as _};
+    use tokio_util::compat::TokioAsyncReadCompatExt as _;
+
+    use super::*;
+
+    /// Bytes through the pipe: several buffers' worth, written in uneven pieces.
+    const TOTAL: usize = 5 * READ_AHEAD + 12_345;
+
+    /// Small reads (Noise reads 8 KiB) get every byte in order, through refills, to EOF; and a
+    /// reader that has drained the socket holds no buffer while it waits.
+    #[tokio::test]
+    async fn small_reads_see_every_byte_and_an_idle_reader_holds_no_buffer() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let mut sent = vec![0u8; TOTAL];
+        rng.fill(&mut sent[..]);
+        let (a, b) = tokio::io::duplex(3 * READ_AHEAD);
+        let mut writer = a.compat();
+        let mut reader = ReadAhead::new(b.compat());
+        writer.write_all(&sent[..1000]).await.expect("write");
+        let mut first = [0u8; 1000];
+        reader.read_exact(&mut first).await.expect("read");
+        assert_eq!(first[..], sent[..1000]);
+        let idle = futures::poll!(reader.read(&mut [0u8; 8192]));
+        assert!(idle.is_pending(), "nothing more was written");
+        assert_eq!(
+            reader.buffer.capacity(),
+            0,
+            "an idle reader gives its buffer back"
+        );
+        let rest = sent[1000..].to_vec();
+        let write = tokio::spawn(async move {
+            for piece in rest.chunks(70_001) {
+                writer.write_all(piece).await?;
+            }
+            writer.close().await
+        });
+        let mut received = first.to_vec();
+        let mut piece = [0u8; 8192];
+        loop {
+            let n = reader.read(&mut piece).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&piece[..n]);
+        }
+        write.await.expect("no panic").expect("write");
+        assert_eq!(received.len(), TOTAL);
+        assert!(received == sent, "bytes differ");
+    }
+}
