@@ -345,10 +345,10 @@ mod tests {
                 if muxer.poll_unpin(cx).is_ready() {
                     return Poll::Ready(());
                 }
-                if asking.is_none() {
-                    if let Poll::Ready(Some(reply)) = opens.poll_recv(cx) {
-                        asking = Some(reply);
-                    }
+                if asking.is_none()
+                    && let Poll::Ready(Some(reply)) = opens.poll_recv(cx)
+                {
+                    asking = Some(reply);
                 }
                 if let Some(reply) = asking.take() {
                     match muxer.poll_outbound_unpin(cx) {
