@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory of our daemon: VmRSS idle with 6 listeners, and with 100 open tunnels through one forward.
+"""Memory of our daemon: VmRSS and RssAnon idle with 6 listeners, and with 100 open tunnels through one forward.
 
 Owns issue 15's bound "memory per idle tunnel and per connection must not grow": run it on two
 binaries (e.g. main's and a branch's) and compare. Loopback only; every process it starts is
@@ -30,14 +30,28 @@ WARM_BYTES = 256 * 1024
 ROUNDS = 3
 
 
+def status_kib(pid, field):
+    """One `kB` field of /proc/<pid>/status (VmRSS, RssAnon: the heap and stacks, without the
+    binary's own pages, which move with code layout from one build to the next)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kib(node):
+    return status_kib(node.pid, "VmRSS"), status_kib(node.pid, "RssAnon")
+
+
 def idle_rss_kib(binary):
-    """One daemon, six listeners, nothing connected."""
+    """One daemon, six listeners, nothing connected: (VmRSS, RssAnon)."""
     node = tunnel.OursNode(binary)
     try:
         for i in range(IDLE_LISTENERS):
             node.listen(f"/x/svc{i}-{node.peer_id}", 10000 + i)
         time.sleep(SETTLE_S)
-        return node.rss_kib()
+        return rss_kib(node)
     finally:
         node.stop()
 
@@ -67,30 +81,36 @@ def tunnels_rss_kib(binary, server_port, count):
         forwarder.forward(proto, port, listener.peer_id)
         open_tunnel(port).close()
         time.sleep(SETTLE_S)
-        before = (forwarder.rss_kib(), listener.rss_kib())
+        before = (rss_kib(forwarder), rss_kib(listener))
         for _ in range(count):
             client = open_tunnel(port)
             stack.callback(client.close)
         time.sleep(SETTLE_S)
-        after = (forwarder.rss_kib(), listener.rss_kib())
+        after = (rss_kib(forwarder), rss_kib(listener))
         return before, after
 
 
 def measure(binary, server_port, count):
-    idle, fwd0, lis0, fwd, lis = [], [], [], [], []
+    """Medians over ROUNDS, in MiB as (VmRSS, RssAnon) pairs; per tunnel in KiB of RssAnon."""
+    rows = []
     for _ in range(ROUNDS):
-        idle.append(idle_rss_kib(binary))
+        idle = idle_rss_kib(binary)
         (f0, l0), (f1, l1) = tunnels_rss_kib(binary, server_port, count)
-        fwd0.append(f0), lis0.append(l0), fwd.append(f1), lis.append(l1)
-    m = lambda xs: statistics.median(xs) / 1024  # noqa: E731
+        rows.append((idle, f0, l0, f1, l1))
+    med = [tuple(statistics.median(r[i][k] for r in rows) / 1024 for k in (0, 1)) for i in range(5)]
+    idle, fwd0, lis0, fwd, lis = med
     return {
-        "idle": m(idle),
-        "fwd0": m(fwd0),
-        "lis0": m(lis0),
-        "fwd": m(fwd),
-        "lis": m(lis),
-        "per_tunnel_kib": (m(fwd) - m(fwd0) + m(lis) - m(lis0)) * 1024 / count,
+        "idle": idle,
+        "fwd0": fwd0,
+        "lis0": lis0,
+        "fwd": fwd,
+        "lis": lis,
+        "per_tunnel_kib": (fwd[1] - fwd0[1] + lis[1] - lis0[1]) * 1024 / count,
     }
+
+
+def pair(mib):
+    return f"{mib[0]:.1f} ({mib[1]:.1f})"
 
 
 def main():
@@ -108,12 +128,14 @@ def main():
     finally:
         server.kill()
     n = args.tunnels
-    print(f"| binary | idle, {IDLE_LISTENERS} listeners MiB | forwarder, 0 → {n} tunnels MiB |"
-          f" listener, 0 → {n} tunnels MiB | per tunnel, both nodes KiB |")
+    print(f"| binary | idle, {IDLE_LISTENERS} listeners | forwarder, 0 → {n} tunnels |"
+          f" listener, 0 → {n} tunnels | per tunnel, both nodes, RssAnon KiB |")
     print("|---|---|---|---|---|")
     for name, r in results:
-        print(f"| {name} | {r['idle']:.1f} | {r['fwd0']:.1f} → {r['fwd']:.1f} |"
-              f" {r['lis0']:.1f} → {r['lis']:.1f} | {r['per_tunnel_kib']:.0f} |")
+        print(f"| {name} | {pair(r['idle'])} | {pair(r['fwd0'])} → {pair(r['fwd'])} |"
+              f" {pair(r['lis0'])} → {pair(r['lis'])} | {r['per_tunnel_kib']:.0f} |")
+    print("\nMiB as VmRSS (RssAnon). RssAnon leaves out the executable's own pages (RssFile), which")
+    print("differ between two builds of the same code by a few MiB with the code layout.")
     print(f"\nMedians of {ROUNDS} rounds; each tunnel echoed {WARM_BYTES // 1024} KiB, then idled"
           f" {SETTLE_S:.0f} s. Machine: {os.cpu_count()} CPUs.")
 
