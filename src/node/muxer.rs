@@ -135,7 +135,9 @@ where
     /// Run the connection (reads, writes) until it yields a new inbound stream or has nothing left
     /// to do. yamux flushes after every frame; here its flushes are held while it writes every frame
     /// it has, then one pass lets a flush through, so a round of frames leaves in few Noise frames
-    /// and writes. No flush waits longer than this call: it is owed until the socket took it.
+    /// and writes. A flush stays owed until the socket took it. When the first pass ends with a new
+    /// stream instead, the owed flush goes out on the next call, which comes at once: the swarm's
+    /// connection loop polls again after every stream, and `poll` wakes its task.
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<yamux::Stream, MuxError>> {
         self.gate.holding.store(true, Ordering::Relaxed);
         let polled = self.poll_connection(cx);
