@@ -15,12 +15,14 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::PreSharedKey;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{PeerId, Swarm, SwarmBuilder, connection_limits, identify, ping, relay, tcp, yamux};
+use libp2p::{PeerId, Swarm, SwarmBuilder, connection_limits, identify, ping, relay, tcp};
 
 use super::address_book::AddressBook;
 use super::inbound::Inbound;
+use super::muxer;
 use super::nat;
 use super::pnet::{self, PnetKey};
+use super::read_ahead::ReadAhead;
 use super::routing::{self, Kad};
 use super::security::{Security, SecurityError};
 use crate::config::{NodeLimits, RoutingMode};
@@ -144,35 +146,44 @@ fn dns_config(dns: Option<SocketAddr>) -> (ResolverConfig, ResolverOpts) {
 #[error("cannot set up the libp2p transport: {0}")]
 pub struct BuildError(String);
 
-fn yamux_config(limits: &NodeLimits) -> yamux::Config {
-    let mut config = yamux::Config::default();
-    // One more than the per-peer tunnel cap, so the tunnel layer (which logs) refuses first.
-    config.set_max_num_streams(limits.max_streams_per_peer + 16);
-    config
+fn yamux_config(limits: &NodeLimits) -> muxer::Config {
+    // More than the per-peer tunnel cap, so the tunnel layer (which logs) refuses first.
+    muxer::Config::new(limits.max_streams_per_peer + 16)
 }
 
 fn tcp_config() -> tcp::Config {
     tcp::Config::default().nodelay(true)
 }
 
-/// Relayed connections get the same upgrades as TCP ones, pnet included: go-libp2p's upgrader
-/// protects every transport with the swarm key, circuits too, so Kubo expects it there.
-fn relayed_transport(
-    relay: relay::client::Transport,
+/// Every stream transport (TCP, relayed circuits) gets the same upgrades, pnet included:
+/// go-libp2p's upgrader protects every transport with the swarm key, circuits too, so Kubo
+/// expects it there. The read-ahead sits under the security layer, so Noise's small reads are
+/// served from memory instead of one system call each.
+fn upgraded<T>(
+    transport: T,
     key: &Keypair,
     psk: Option<PnetKey>,
-    yamux_cfg: yamux::Config,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, SecurityError> {
+    yamux_cfg: muxer::Config,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, SecurityError>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
     let security = Security::new(key)?;
     Ok(match psk {
-        Some(psk) => relay
+        Some(psk) => transport
             .and_then(move |conn, _| pnet::handshake(psk, conn))
+            .map(|conn, _| ReadAhead::new(conn))
             .upgrade(Version::V1Lazy)
             .authenticate(security)
             .multiplex(yamux_cfg)
             .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
             .boxed(),
-        None => relay
+        None => transport
+            .map(|conn, _| ReadAhead::new(conn))
             .upgrade(Version::V1Lazy)
             .authenticate(security)
             .multiplex(yamux_cfg)
@@ -192,28 +203,25 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
         .map(PnetKey::try_from)
         .transpose()
         .map_err(|e| err(&e))?;
-    let relayed =
-        relayed_transport(relay_transport, &key, psk, yamux_cfg.clone()).map_err(|e| err(&e))?;
+    let relayed = upgraded(relay_transport, &key, psk, yamux_cfg.clone()).map_err(|e| err(&e))?;
+    let tcp = upgraded(
+        tcp::tokio::Transport::new(tcp_config()),
+        &key,
+        psk,
+        yamux_cfg,
+    )
+    .map_err(|e| err(&e))?;
+    let streams = tcp
+        .or_transport(relayed)
+        .map(|either, _| either.into_inner());
     let behaviour = |key: &Keypair| Behaviour::new(key, &options, relay_client);
     let (dns, dns_opts) = dns_config(options.dns);
     let swarm_cfg =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let swarm = match psk {
-        Some(psk) => SwarmBuilder::with_existing_identity(key)
+        Some(_) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_other_transport(
-                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let security = Security::new(key)?;
-                    Ok(tcp::tokio::Transport::new(tcp_config())
-                        .and_then(move |socket, _| pnet::handshake(psk, socket))
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(security)
-                        .multiplex(yamux_cfg)
-                        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-                        .or_transport(relayed)
-                        .map(|either, _| either.into_inner()))
-                },
-            )
+            .with_other_transport(|_| streams)
             .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
             .with_behaviour(behaviour)
@@ -222,10 +230,8 @@ pub fn build(key: Keypair, options: SwarmOptions<'_>) -> Result<Swarm<Behaviour>
             .build(),
         None => SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_tcp(tcp_config(), Security::new, move || yamux_cfg)
-            .map_err(|e| err(&e))?
             .with_quic()
-            .with_other_transport(|_| relayed)
+            .with_other_transport(|_| streams)
             .map_err(|e| err(&e))?
             .with_dns_config(dns, dns_opts)
             .with_behaviour(behaviour)

@@ -10,9 +10,12 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
-/// Bytes moved per read/write: big enough to fill several yamux frames (16 KiB) and a noise
-/// frame (64 KiB) per system call, small enough to keep a thousand tunnels in a few dozen MiB.
-const PIPE_BUFFER: usize = 64 * 1024;
+use crate::node::muxer::SPLIT_SEND_SIZE;
+
+/// Bytes moved per read/write: one full yamux data frame ([`SPLIT_SEND_SIZE`], 64,499 bytes), so a
+/// full TCP read becomes one yamux frame and one Noise frame (64 KiB would be split 64,499 + 1,037:
+/// two of each); two per tunnel keep a thousand tunnels near 126 MiB at most, as 64 KiB did.
+const PIPE_BUFFER: usize = SPLIT_SEND_SIZE;
 
 /// Bytes through one tunnel stream, read live by `p2p stream ls` and the status page.
 #[derive(Debug, Default)]
