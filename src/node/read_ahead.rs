@@ -16,7 +16,7 @@ pub const READ_AHEAD: usize = 128 * 1024;
 /// zeroing and its page faults per refill (5–8 % of a tunnel's CPU, measured with `perf`). A
 /// chatty or idle connection (pings, DHT messages: reads far below this) still gives it back, so
 /// a connection that leaves a bulk flow holds it only until its next small read (a ping, 15 s).
-const KEEP_AFTER_READ: usize = 16 * 1024;
+pub const KEEP_AFTER_READ: usize = 16 * 1024;
 
 /// `io` with reads served from one buffer of up to [`READ_AHEAD`] bytes; writes pass through.
 #[derive(Debug)]

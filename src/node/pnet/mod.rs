@@ -94,6 +94,7 @@ where
         read_at: 0,
         read_end: 0,
         write_buf: Vec::new(),
+        filled: 0,
         written: 0,
     })
 }
@@ -108,23 +109,25 @@ pub struct PnetStream<S> {
     read_buf: Vec<u8>,
     read_at: usize,
     read_end: usize,
-    /// Encrypted bytes for the socket, at most [`WRITE_BUFFER`]; `write_buf[written..]` is unsent.
+    /// Encrypted bytes for the socket: [`WRITE_BUFFER`] long once allocated (at the first write,
+    /// then kept); `write_buf[written..filled]` is encrypted and unsent.
     write_buf: Vec<u8>,
+    filled: usize,
     written: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PnetStream<S> {
     /// Send everything buffered; `Ready(Ok)` means the buffer is empty.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.write_buf.len() {
-            let sent =
-                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.write_buf[self.written..]))?;
+        while self.written < self.filled {
+            let unsent = &self.write_buf[self.written..self.filled];
+            let sent = ready!(Pin::new(&mut self.inner).poll_write(cx, unsent))?;
             if sent == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += sent;
         }
-        self.write_buf.clear();
+        self.filled = 0;
         self.written = 0;
         Poll::Ready(Ok(()))
     }
@@ -179,13 +182,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PnetStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.write_buf.len() >= WRITE_BUFFER {
+        if this.filled == WRITE_BUFFER {
             ready!(this.poll_drain(cx))?;
         }
-        let n = buf.len().min(WRITE_BUFFER - this.write_buf.len());
-        let start = this.write_buf.len();
-        this.write_buf.extend_from_slice(&buf[..n]);
-        this.writer.apply(&mut this.write_buf[start..]);
+        if this.write_buf.is_empty() {
+            this.write_buf = vec![0; WRITE_BUFFER];
+        }
+        let n = buf.len().min(WRITE_BUFFER - this.filled);
+        let end = this.filled + n;
+        // Encrypted on the way into the buffer: one pass over the bytes, not a copy and a XOR.
+        this.writer
+            .apply_into(&buf[..n], &mut this.write_buf[this.filled..end]);
+        this.filled = end;
         Poll::Ready(Ok(n))
     }
 

@@ -68,37 +68,61 @@ impl XSalsa20 {
 
     /// XOR the next `data.len()` bytes of the keystream into `data`.
     pub fn apply(&mut self, data: &mut [u8]) {
+        self.xor(None, data);
+    }
+
+    /// Write `src` XOR the next `src.len()` bytes of the keystream into `dst` (as long as `src`):
+    /// one pass instead of a copy and then [`apply`](Self::apply), for the write path.
+    pub fn apply_into(&mut self, src: &[u8], dst: &mut [u8]) {
+        debug_assert_eq!(src.len(), dst.len());
+        let len = src.len().min(dst.len());
+        self.xor(Some(&src[..len]), &mut dst[..len]);
+    }
+
+    /// `dst ^= keystream` in place, or `dst = src ^ keystream` when `src` is given.
+    fn xor(&mut self, src: Option<&[u8]>, dst: &mut [u8]) {
         let offset = (self.position % BLOCK as u64) as usize;
-        let mut rest = data;
+        let (mut src, mut dst) = (src, dst);
         if offset != 0 {
             // The tail of a block begun by the previous call: make that block again, use its end.
             let mut block = [0u8; BLOCK];
-            self.xor_blocks(&mut block, self.position / BLOCK as u64);
-            let take = rest.len().min(BLOCK - offset);
-            let (head, tail) = rest.split_at_mut(take);
-            for (byte, key) in head.iter_mut().zip(&block[offset..]) {
-                *byte ^= key;
+            self.xor_blocks(None, &mut block, self.position / BLOCK as u64);
+            let take = dst.len().min(BLOCK - offset);
+            let (head, tail) = dst.split_at_mut(take);
+            let key = &block[offset..offset + take];
+            match src {
+                None => head.iter_mut().zip(key).for_each(|(b, k)| *b ^= k),
+                Some(from) => {
+                    let (from_head, from_tail) = from.split_at(take);
+                    for ((b, f), k) in head.iter_mut().zip(from_head).zip(key) {
+                        *b = f ^ k;
+                    }
+                    src = Some(from_tail);
+                }
             }
             self.position += take as u64;
-            rest = tail;
+            dst = tail;
         }
-        if !rest.is_empty() {
-            self.xor_blocks(rest, self.position / BLOCK as u64);
-            self.position += rest.len() as u64;
+        if !dst.is_empty() {
+            self.xor_blocks(src, dst, self.position / BLOCK as u64);
+            self.position += dst.len() as u64;
         }
     }
 
-    /// XOR the keystream from block `counter` on into `data`, in place.
-    fn xor_blocks(&self, data: &mut [u8], counter: u64) {
-        let ptr = data.as_mut_ptr();
-        // SAFETY: libsodium allows the output to be the input (c == m, documented); both point to
-        // `data.len()` valid bytes; the nonce is 8 bytes and the key 32, as it reads. Its return
-        // value is always 0.
+    /// `dst = (src or dst) ^ keystream`, from the start of block `counter`.
+    fn xor_blocks(&self, src: Option<&[u8]>, dst: &mut [u8], counter: u64) {
+        let out = dst.as_mut_ptr();
+        let input = src.map_or(out as *const u8, <[u8]>::as_ptr);
+        debug_assert!(src.is_none_or(|s| s.len() == dst.len()));
+        // SAFETY: libsodium allows the output to be the input (c == m, documented) or a separate
+        // buffer; both point to `dst.len()` valid bytes (`src` is as long as `dst`, checked by
+        // the callers); the nonce is 8 bytes and the key 32, as it reads. Its return value is
+        // always 0.
         unsafe {
             sodium::crypto_stream_salsa20_xor_ic(
-                ptr,
-                ptr,
-                data.len() as u64,
+                out,
+                input,
+                dst.len() as u64,
                 self.nonce.as_ptr(),
                 counter,
                 self.subkey.as_ptr(),
@@ -190,5 +214,30 @@ mod tests {
         let mut ours = vec![0u8; 1000];
         XSalsa20::new(&[0; 32], &nonce).apply(&mut ours);
         assert!(ours == expected);
+    }
+
+    /// The write path's one-pass form gives the same bytes as copy-then-XOR, in pieces that
+    /// start and end at every offset of a block, and leaves its source untouched.
+    #[test]
+    fn apply_into_equals_the_salsa20_crate_in_odd_pieces() {
+        let mut rng = StdRng::seed_from_u64(0x1a70);
+        for len in [1, 63, 64, 65, 4097, 65_536, 200_003] {
+            let (key, nonce) = random_key_nonce(&mut rng);
+            let mut plain = vec![0u8; len];
+            rng.fill_bytes(&mut plain);
+            let mut expected = plain.clone();
+            reference(&key, &nonce).apply_keystream(&mut expected);
+            for max_piece in [1, 70, 5000, 70_000] {
+                let mut ours = XSalsa20::new(&key, &nonce);
+                let mut out = vec![0u8; len];
+                let mut at = 0;
+                while at < len {
+                    let piece = rng.gen_range(0..=max_piece).min(len - at);
+                    ours.apply_into(&plain[at..at + piece], &mut out[at..at + piece]);
+                    at += piece;
+                }
+                assert!(out == expected, "{len} bytes in pieces of ≤{max_piece}");
+            }
+        }
     }
 }

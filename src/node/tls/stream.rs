@@ -9,6 +9,8 @@ use std::task::{Context, Poll, ready};
 use futures::{AsyncRead, AsyncWrite};
 use rustls::Connection;
 
+use crate::node::read_ahead::{KEEP_AFTER_READ, READ_AHEAD};
+
 /// Plaintext gathered before it is sealed: one TLS record's maximum (16 KiB), so that yamux's
 /// 12-byte headers and window updates share a record with the data that follows instead of
 /// each costing a record (22 bytes on the wire and an AEAD call) and a system call of their own.
@@ -18,11 +20,12 @@ const RECORD_PLAINTEXT: usize = 16 * 1024;
 /// records, sent in one vectored system call; a connection never queues more ciphertext.
 const SEALED_LIMIT: usize = 256 * 1024;
 
-/// Ciphertext read from the socket per system call: four full records (rustls alone reads
-/// 4 KiB at a time). Allocated on the first read and kept: freeing it whenever the socket ran
-/// dry fragmented the heap (+110 KiB RSS per open tunnel in `tunnel.py`), and with the 16 KiB
-/// plaintext buffer it is still less than the send and frame buffers a Noise connection keeps.
-const READ_CHUNK: usize = 64 * 1024;
+/// Ciphertext read from the socket per system call: eight full records (rustls alone reads
+/// 4 KiB at a time). As large as the connection's read-ahead, which then passes our reads
+/// straight through instead of copying them once more. Allocated while bytes flow, kept through
+/// a bulk flow and given back as the read-ahead gives its own back ([`KEEP_AFTER_READ`]), so an
+/// idle or chatty connection holds none of it.
+const READ_CHUNK: usize = READ_AHEAD;
 
 /// A secured connection after its handshake.
 pub struct TlsStream<C> {
@@ -34,6 +37,8 @@ pub struct TlsStream<C> {
     incoming: Vec<u8>,
     start: usize,
     end: usize,
+    /// Bytes the last socket read brought: a bulk flow keeps `incoming` over a Pending.
+    last_read: usize,
     /// close_notify is queued: nothing more may be written.
     closed: bool,
 }
@@ -49,6 +54,7 @@ impl<C> TlsStream<C> {
             incoming: Vec::new(),
             start: 0,
             end: 0,
+            last_read: 0,
             closed: false,
         }
     }
@@ -103,10 +109,17 @@ impl<C: AsyncRead + AsyncWrite + Unpin> TlsStream<C> {
         if self.incoming.is_empty() {
             self.incoming = vec![0; READ_CHUNK];
         }
-        match ready!(Pin::new(&mut self.io).poll_read(cx, &mut self.incoming)) {
+        let Poll::Ready(read) = Pin::new(&mut self.io).poll_read(cx, &mut self.incoming) else {
+            // Nothing to read (and nothing buffered: `start == end` here).
+            if self.last_read < KEEP_AFTER_READ {
+                self.incoming = Vec::new();
+            }
+            return Poll::Pending;
+        };
+        match read {
             Err(e) => Poll::Ready(Err(e)),
             Ok(n) => {
-                (self.start, self.end) = (0, n);
+                (self.start, self.end, self.last_read) = (0, n, n);
                 if n == 0 {
                     self.conn.read_tls(&mut io::empty())?;
                 }
