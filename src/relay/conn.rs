@@ -337,10 +337,6 @@ impl Session {
             .await;
     }
 
-    async fn event(&self, sub: &str, json: &str) -> bool {
-        self.send(event_message(sub, json)).await
-    }
-
     async fn on_text(&mut self, text: &str) {
         if text.len() > self.config.max_message_bytes {
             let message = format!(
@@ -575,6 +571,7 @@ impl Session {
         mut seen: Option<&mut HashSet<EventId>>,
     ) -> bool {
         let (mut sent, mut after) = (0, None);
+        let prefix = event_prefix(sub);
         while sent < limit {
             let page = match self
                 .store
@@ -590,7 +587,7 @@ impl Session {
             sent += page.rows.len();
             for (id, json) in page.rows {
                 let new = seen.as_mut().is_none_or(|seen| seen.insert(id));
-                if new && !self.event(sub, &json).await {
+                if new && !self.send(with_prefix(&prefix, &json)).await {
                     return false;
                 }
             }
@@ -711,8 +708,21 @@ impl Session {
 
 /// `["EVENT", sub, event]` from the event's stored JSON.
 fn event_message(sub: &str, json: &str) -> String {
-    let sub = Value::from(sub).to_string();
-    format!("[\"EVENT\",{sub},{json}]")
+    with_prefix(&event_prefix(sub), json)
+}
+
+/// `["EVENT",<sub as JSON>,`: made once per REQ filter, not once per event.
+fn event_prefix(sub: &str) -> String {
+    format!("[\"EVENT\",{},", Value::from(sub))
+}
+
+/// `prefix`, the stored JSON, `]`: one allocation of the message's exact size.
+fn with_prefix(prefix: &str, json: &str) -> String {
+    let mut message = String::with_capacity(prefix.len() + json.len() + 1);
+    message.push_str(prefix);
+    message.push_str(json);
+    message.push(']');
+    message
 }
 
 /// The `id` of `["EVENT", {"id": …}]`, if the text carries a well-formed one.

@@ -109,8 +109,23 @@ impl Outbox {
 
     /// Queue a reply, waiting for room; a client that makes none for `SLOW_CLIENT` is cut.
     pub async fn send(&self, text: String) -> bool {
-        let message = Message::text(text);
+        let mut message = Message::text(text);
         let len = cost(&message);
+        // Room now, in bytes and in slots (a REQ's answer, nearly always): queued at once,
+        // without the timer and the wake-up registration the waiting path sets up per message.
+        if self.reserve(len) {
+            match self.tx.try_send(message) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.release(len);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    self.release(len);
+                    message = back;
+                }
+            }
+        }
         let queued = async {
             loop {
                 let room = self.pending.room.notified();

@@ -331,6 +331,11 @@ impl Store {
             return Ok(Page::default());
         }
         self.read(move |conn| {
+            if query::ties_sorted_by_reader(&filter)
+                && let Some(page) = page_sorting_ties(conn, &filter, limit, after.as_ref())?
+            {
+                return Ok(page);
+            }
             let (sql, params) = query::build(&filter, Select::Json, limit, after.as_ref());
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
@@ -400,6 +405,62 @@ impl Store {
         let path = self.inner.path.clone();
         self.read(move |conn| stats(conn, &path)).await
     }
+}
+
+/// Rows past a page's end that share its last `created_at` and are read to put that run of
+/// ties in order. Ties are rare (a second of one author's or one thread's events); a run longer
+/// than this (a flood of events stamped with one second) is left to SQLite's exact order.
+const MAX_TIE_RUN: usize = 1_000;
+
+/// The page [`Store::query_page`] returns, read in the tag index's order (newest first) with
+/// the ties sorted here: rows are read until the limit or [`PAGE_BYTES`], then to the end of
+/// the run of equal `created_at` they stopped in, sorted (newest first, lowest id first) and cut
+/// to the limit, so the page holds exactly the rows the exact order would. None when that run
+/// passes [`MAX_TIE_RUN`].
+fn page_sorting_ties(
+    conn: &rusqlite::Connection,
+    filter: &Filter,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
+) -> Result<Option<Page>, StoreError> {
+    let (sql, params) = query::build_time_ordered(filter, after);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    let mut read: Vec<(i64, Vec<u8>, String)> = Vec::new();
+    let (mut bytes, mut stop) = (0, None);
+    while let Some(r) = rows.next()? {
+        let created_at: i64 = r.get(0)?;
+        if let Some((at, at_len)) = stop {
+            if created_at != at {
+                break;
+            }
+            if read.len() - at_len >= MAX_TIE_RUN {
+                return Ok(None);
+            }
+        }
+        let json: String = r.get(2)?;
+        bytes += json.len();
+        read.push((created_at, r.get(1)?, json));
+        if stop.is_none() && (limit == Some(read.len()) || bytes >= PAGE_BYTES) {
+            stop = Some((created_at, read.len()));
+        }
+    }
+    read.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut page = Page::default();
+    match limit {
+        Some(l) if read.len() >= l => read.truncate(l),
+        _ if bytes >= PAGE_BYTES => {
+            page.next = read.last().map(|(created_at, id, _)| Cursor {
+                created_at: *created_at,
+                id: id.clone(),
+            });
+        }
+        _ => {}
+    }
+    for (_, id, json) in read {
+        page.rows.push((event_id(&id)?, json));
+    }
+    Ok(Some(page))
 }
 
 fn event_id(bytes: &[u8]) -> Result<EventId, StoreError> {

@@ -73,6 +73,100 @@ pub fn build(
     limit: Option<usize>,
     after: Option<&Cursor>,
 ) -> (String, Vec<Value>) {
+    build_ordered(filter, select, limit, after, true)
+}
+
+/// Whether `filter` is driven by one tag value: its rows then come from the tag index newest
+/// first, and only their order among equal `created_at` (lowest id first) needs sorting. SQLite
+/// sorts those runs with a temporary B-tree that copies every row, JSON included (0.4 of
+/// 1.3 ms for a 500-reply thread at 1M events, in SQLite alone), so such a page is read in
+/// index order ([`build_time_ordered`]) and its ties are put in order by the reader.
+pub fn ties_sorted_by_reader(filter: &Filter) -> bool {
+    filter
+        .generic_tags
+        .iter()
+        .next()
+        .is_some_and(|(_, values)| values.len() == 1)
+}
+
+/// The JSON rows of `filter` after `after`, newest first, ties in any order and no row cap:
+/// the reader stops reading, completes the run of ties it stopped in and sorts it. Only for
+/// filters of [`ties_sorted_by_reader`].
+pub fn build_time_ordered(filter: &Filter, after: Option<&Cursor>) -> (String, Vec<Value>) {
+    build_ordered(filter, Select::Json, None, after, false)
+}
+
+/// Authors up to which a filter without tags is answered as one index range per author,
+/// merged in order (`UNION ALL … ORDER BY`), instead of `pubkey IN (…)`. With the IN list,
+/// SQLite either scans the kind's whole time index for the few authors' events or sorts all of
+/// their events before it can stop at the limit; each arm of the merge reads its author's index
+/// in order, and the merge stops at the limit. Measured with SQLite 3.40 on a file of 1M events
+/// of 200 authors, kind 1, limit 500: 2 authors 66 → 0.9 ms, 10 authors 11 → 1.2 ms, 10 authors
+/// with `since` 6 h 1.26 → 1.0 ms; 50 authors (limit 200) 0.92 → 0.74 ms; past that the arms
+/// cost more than they save (200 authors: 0.64 → 2.0 ms, and 6 ms to prepare).
+const MERGE_MAX_AUTHORS: usize = 32;
+
+/// Whether `filter` is answered by the per-author merge ([`MERGE_MAX_AUTHORS`]).
+fn merges_authors(filter: &Filter, select: Select, limit: Option<usize>) -> bool {
+    matches!(select, Select::Json)
+        && limit.is_some()
+        && filter.generic_tags.is_empty()
+        && filter.ids.is_none()
+        && filter
+            .authors
+            .as_ref()
+            .is_some_and(|a| (2..=MERGE_MAX_AUTHORS).contains(&a.len()))
+}
+
+fn build_ordered(
+    filter: &Filter,
+    select: Select,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
+    tie_break: bool,
+) -> (String, Vec<Value>) {
+    if merges_authors(filter, select, limit) {
+        let authors = filter.authors.iter().flatten();
+        let mut params = Vec::new();
+        let arms: Vec<String> = authors
+            .map(|author| {
+                let mut one = filter.clone();
+                one.authors = Some([*author].into());
+                let (arm, arm_params) = select_where(&one, select, after);
+                params.extend(arm_params);
+                arm
+            })
+            .collect();
+        let mut sql = arms.join(" UNION ALL ");
+        sql.push_str(" ORDER BY created_at DESC, id ASC LIMIT ?");
+        params.push(Value::Integer(limit.unwrap_or(0) as i64));
+        return (sql, params);
+    }
+    let (mut sql, mut params) = select_where(filter, select, after);
+    let time = if filter.generic_tags.is_empty() {
+        "created_at"
+    } else {
+        "t.created_at"
+    };
+    let e = if filter.generic_tags.is_empty() {
+        ""
+    } else {
+        "e."
+    };
+    if !matches!(select, Select::Count) && !tie_break {
+        sql.push_str(&format!(" ORDER BY {time} DESC"));
+    } else if !matches!(select, Select::Count) {
+        sql.push_str(&format!(" ORDER BY {time} DESC, {e}id ASC"));
+        if let Some(limit) = limit {
+            sql.push_str(" LIMIT ?");
+            params.push(Value::Integer(limit as i64));
+        }
+    }
+    (sql, params)
+}
+
+/// `SELECT … WHERE …` of `filter`, without its order and limit.
+fn select_where(filter: &Filter, select: Select, after: Option<&Cursor>) -> (String, Vec<Value>) {
     let mut tags = filter.generic_tags.iter();
     let driver = tags.next();
     let (e, time) = if driver.is_some() {
@@ -142,13 +236,6 @@ pub fn build(
             placeholders(values.len())
         ));
         push_tag(&mut params, letter.as_char(), values);
-    }
-    if !matches!(select, Select::Count) {
-        sql.push_str(&format!(" ORDER BY {time} DESC, {e}id ASC"));
-        if let Some(limit) = limit {
-            sql.push_str(" LIMIT ?");
-            params.push(Value::Integer(limit as i64));
-        }
     }
     (sql, params)
 }
@@ -239,6 +326,30 @@ mod tests {
             sql.contains("AND t.created_at <= ? AND (t.created_at < ? OR e.id > ?)"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn a_few_authors_become_one_ordered_arm_each_and_many_stay_one_in_list() {
+        let keys: Vec<PublicKey> = (0..33).map(|_| Keys::generate().public_key()).collect();
+        let few = Filter::new()
+            .authors(keys[..3].iter().copied())
+            .kind(Kind::TextNote)
+            .since(Timestamp::from(10));
+        let (sql, params) = build(&few, Select::Json, Some(50), None);
+        assert_eq!(sql.matches(" UNION ALL ").count(), 2, "{sql}");
+        assert_eq!(sql.matches("pubkey IN (?)").count(), 3, "{sql}");
+        assert!(
+            sql.ends_with(" ORDER BY created_at DESC, id ASC LIMIT ?"),
+            "{sql}"
+        );
+        // Per arm: pubkey, kind, since; then the limit.
+        assert_eq!(params.len(), 3 * 3 + 1);
+        let many = Filter::new().authors(keys.iter().copied());
+        let (sql, _) = build(&many, Select::Json, Some(50), None);
+        assert!(!sql.contains("UNION"), "{sql}");
+        // A count, or the NIP-77 item set (no limit), is one query.
+        assert!(!build(&few, Select::Count, None, None).0.contains("UNION"));
+        assert!(!build(&few, Select::Items, None, None).0.contains("UNION"));
     }
 
     #[test]
