@@ -521,3 +521,42 @@ async fn a_few_authors_merged_per_author_answer_in_the_exact_order() {
     let got: Vec<EventId> = rest.rows.iter().map(|(id, _)| *id).collect();
     assert_eq!(got, all[7..12]);
 }
+
+/// The plans the two rewrites exist for, as SQLite chooses them (no statistics are kept, so an
+/// empty file plans as a full one): each author's arm walks `events_pubkey` in order and the
+/// merge needs no sort; a one-value tag page walks `tags_value` with no sort at all.
+#[tokio::test]
+async fn the_merge_and_the_tag_page_use_their_indexes_without_a_sort() {
+    let (_dir, store) = open();
+    let authors: Vec<PublicKey> = (0..10).map(|_| Keys::generate().public_key()).collect();
+    let recent = Filter::new()
+        .authors(authors.clone())
+        .since(Timestamp::from(1_000))
+        .limit(500);
+    let feed = Filter::new().authors(authors).kind(Kind::TextNote);
+    let thread = Filter::new().event(EventId::from_byte_array([7; 32]));
+    let plans = store
+        .read(move |conn| {
+            let plan = |(sql, params): (String, Vec<rusqlite::types::Value>)| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })?;
+                Ok::<_, StoreError>(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
+            };
+            Ok(vec![
+                plan(query::build(&recent, Select::Json, Some(500), None))?,
+                plan(query::build(&feed, Select::Json, Some(500), None))?,
+                plan(query::build_time_ordered(&thread, None))?,
+            ])
+        })
+        .await
+        .expect("plans");
+    for plan in &plans[..2] {
+        assert!(plan.contains("MERGE (UNION ALL)"), "{plan}");
+        assert!(plan.contains("USING INDEX events_pubkey"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+    assert!(plans[2].contains("COVERING INDEX tags_value"), "{}", plans[2]);
+    assert!(!plans[2].contains("TEMP B-TREE"), "{}", plans[2]);
+}
