@@ -557,6 +557,10 @@ async fn the_merge_and_the_tag_page_use_their_indexes_without_a_sort() {
         assert!(plan.contains("USING INDEX events_pubkey"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
-    assert!(plans[2].contains("COVERING INDEX tags_value"), "{}", plans[2]);
+    assert!(
+        plans[2].contains("COVERING INDEX tags_value"),
+        "{}",
+        plans[2]
+    );
     assert!(!plans[2].contains("TEMP B-TREE"), "{}", plans[2]);
 }
