@@ -16,7 +16,16 @@ pub const READ_AHEAD: usize = 128 * 1024;
 /// zeroing and its page faults per refill (5–8 % of a tunnel's CPU, measured with `perf`). A
 /// chatty or idle connection (pings, DHT messages: reads far below this) still gives it back, so
 /// a connection that leaves a bulk flow holds it only until its next small read (a ping, 15 s).
-pub const KEEP_AFTER_READ: usize = 16 * 1024;
+const KEEP_AFTER_READ: usize = 16 * 1024;
+
+/// The rule of [`KEEP_AFTER_READ`] for a read buffer whose socket has just run dry (nothing of
+/// it unread): give it back unless the last read into it brought a bulk flow's worth. The TLS
+/// layer's read buffer follows it too.
+pub fn release_when_dry(buffer: &mut Vec<u8>, last_read: usize) {
+    if last_read < KEEP_AFTER_READ {
+        *buffer = Vec::new();
+    }
+}
 
 /// `io` with reads served from one buffer of up to [`READ_AHEAD`] bytes; writes pass through.
 #[derive(Debug)]
@@ -64,9 +73,7 @@ impl<C: AsyncRead + Unpin> AsyncRead for ReadAhead<C> {
                 Poll::Pending => {
                     // Nothing to read: unless bytes are flowing in bulk, give the memory back
                     // until the socket has bytes again.
-                    if this.last_read < KEEP_AFTER_READ {
-                        this.buffer = Vec::new();
-                    }
+                    release_when_dry(&mut this.buffer, this.last_read);
                     return Poll::Pending;
                 }
             }

@@ -29,6 +29,40 @@ async fn ids(store: &Store, filter: Filter) -> Vec<EventId> {
         .collect()
 }
 
+/// The ids of `events` matching `filter` in the exact order of every answer: newest first,
+/// lowest id first on a tie.
+fn exact_order<'a>(events: impl IntoIterator<Item = &'a Event>, filter: &Filter) -> Vec<EventId> {
+    let mut want: Vec<&Event> = events
+        .into_iter()
+        .filter(|e| filter.match_event(e, MatchEventOptions::default()))
+        .collect();
+    want.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    want.iter().map(|e| e.id).collect()
+}
+
+/// The cursor a page that ended on `event` hands to the next.
+fn cursor_after(event: &Event) -> Cursor {
+    Cursor {
+        created_at: event.created_at.as_secs() as i64,
+        id: event.id.to_bytes().to_vec(),
+    }
+}
+
+/// One page's ids, and whether another page follows.
+async fn page_ids(
+    store: &Store,
+    filter: &Filter,
+    limit: usize,
+    after: Option<Cursor>,
+) -> (Vec<EventId>, bool) {
+    let page = store
+        .query_page(filter.clone(), Some(limit), after)
+        .await
+        .expect("page");
+    let ids = page.rows.iter().map(|(id, _)| *id).collect();
+    (ids, page.next.is_some())
+}
+
 #[tokio::test]
 async fn duplicates_and_bad_events_are_reported_per_event() {
     let (_dir, store) = open();
@@ -416,39 +450,17 @@ async fn tag_pages_cut_inside_runs_of_ties_return_the_lowest_ids_first() {
         .collect();
     store.insert(events.clone()).await.expect("insert");
     store.insert(flood.clone()).await.expect("insert flood");
-    let mut expected: Vec<&Event> = events
-        .iter()
-        .chain(&flood)
-        .filter(|e| !e.tags.is_empty())
-        .collect();
-    expected.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-    let expected: Vec<EventId> = expected.iter().map(|e| e.id).collect();
+    let tagged_t = Filter::new().hashtag("t");
+    let expected = exact_order(events.iter().chain(&flood), &tagged_t);
     let tagged = events.len() - 12;
     for limit in (1..=tagged + 3).chain([tagged + 500, expected.len(), expected.len() + 1]) {
-        let page = store
-            .query_page(Filter::new().hashtag("t"), Some(limit), None)
-            .await
-            .expect("page");
-        let got: Vec<EventId> = page.rows.iter().map(|(id, _)| *id).collect();
+        let (got, more) = page_ids(&store, &tagged_t, limit, None).await;
         assert_eq!(got, expected[..limit.min(expected.len())], "limit {limit}");
-        assert!(page.next.is_none(), "a small answer is one page");
+        assert!(!more, "a small answer is one page");
     }
     // After a cursor inside a run: the rest of the run, then older seconds.
-    let first = store
-        .query_page(Filter::new().hashtag("t"), Some(4), None)
-        .await
-        .expect("page");
-    let (_, last) = first.rows.last().expect("rows");
-    let last = Event::from_json(last).expect("json");
-    let after = Cursor {
-        created_at: last.created_at.as_secs() as i64,
-        id: last.id.to_bytes().to_vec(),
-    };
-    let rest = store
-        .query_page(Filter::new().hashtag("t"), Some(6), Some(after))
-        .await
-        .expect("page");
-    let got: Vec<EventId> = rest.rows.iter().map(|(id, _)| *id).collect();
+    let fourth = events.iter().find(|e| e.id == expected[3]).expect("event");
+    let (got, _) = page_ids(&store, &tagged_t, 6, Some(cursor_after(fourth))).await;
     assert_eq!(got, expected[4..10]);
 }
 
@@ -475,14 +487,6 @@ async fn a_few_authors_merged_per_author_answer_in_the_exact_order() {
         }
     }
     store.insert(events.clone()).await.expect("insert");
-    let exact = |filter: &Filter, limit: usize| -> Vec<EventId> {
-        let mut want: Vec<&Event> = events
-            .iter()
-            .filter(|e| filter.match_event(e, MatchEventOptions::default()))
-            .collect();
-        want.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        want.iter().take(limit).map(|e| e.id).collect()
-    };
     let few = |n: usize| keys[..n].iter().map(|k| k.public_key());
     let filters = [
         Filter::new().authors(few(2)),
@@ -497,28 +501,17 @@ async fn a_few_authors_merged_per_author_answer_in_the_exact_order() {
         Filter::new().authors(few(34)),
     ];
     for filter in &filters {
+        let all = exact_order(&events, filter);
         for limit in [1, 2, 3, 5, 8, 13, 40, 500] {
-            let page = store
-                .query_page(filter.clone(), Some(limit), None)
-                .await
-                .expect("page");
-            let got: Vec<EventId> = page.rows.iter().map(|(id, _)| *id).collect();
-            assert_eq!(got, exact(filter, limit), "{filter:?} limit {limit}");
+            let (got, _) = page_ids(&store, filter, limit, None).await;
+            assert_eq!(got, all[..limit.min(all.len())], "{filter:?} limit {limit}");
         }
     }
     // A cursor inside a shared second: the rest of it, then older ones, across authors.
     let filter = Filter::new().authors(few(3));
-    let all = exact(&filter, usize::MAX);
+    let all = exact_order(&events, &filter);
     let seventh = events.iter().find(|e| e.id == all[6]).expect("event");
-    let after = Cursor {
-        created_at: seventh.created_at.as_secs() as i64,
-        id: seventh.id.to_bytes().to_vec(),
-    };
-    let rest = store
-        .query_page(filter, Some(5), Some(after))
-        .await
-        .expect("page");
-    let got: Vec<EventId> = rest.rows.iter().map(|(id, _)| *id).collect();
+    let (got, _) = page_ids(&store, &filter, 5, Some(cursor_after(seventh))).await;
     assert_eq!(got, all[7..12]);
 }
 

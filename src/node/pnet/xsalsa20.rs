@@ -80,9 +80,8 @@ impl XSalsa20 {
     }
 
     /// `dst ^= keystream` in place, or `dst = src ^ keystream` when `src` is given.
-    fn xor(&mut self, src: Option<&[u8]>, dst: &mut [u8]) {
+    fn xor(&mut self, mut src: Option<&[u8]>, mut dst: &mut [u8]) {
         let offset = (self.position % BLOCK as u64) as usize;
-        let (mut src, mut dst) = (src, dst);
         if offset != 0 {
             // The tail of a block begun by the previous call: make that block again, use its end.
             let mut block = [0u8; BLOCK];

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use futures::{AsyncRead, AsyncWrite};
 use rustls::Connection;
 
-use crate::node::read_ahead::{KEEP_AFTER_READ, READ_AHEAD};
+use crate::node::read_ahead::{READ_AHEAD, release_when_dry};
 
 /// Plaintext gathered before it is sealed: one TLS record's maximum (16 KiB), so that yamux's
 /// 12-byte headers and window updates share a record with the data that follows instead of
@@ -23,7 +23,7 @@ const SEALED_LIMIT: usize = 256 * 1024;
 /// Ciphertext read from the socket per system call: eight full records (rustls alone reads
 /// 4 KiB at a time). As large as the connection's read-ahead, which then passes our reads
 /// straight through instead of copying them once more. Allocated while bytes flow, kept through
-/// a bulk flow and given back as the read-ahead gives its own back ([`KEEP_AFTER_READ`]), so an
+/// a bulk flow and given back as the read-ahead gives its own back ([`release_when_dry`]), so an
 /// idle or chatty connection holds none of it.
 const READ_CHUNK: usize = READ_AHEAD;
 
@@ -111,9 +111,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> TlsStream<C> {
         }
         let Poll::Ready(read) = Pin::new(&mut self.io).poll_read(cx, &mut self.incoming) else {
             // Nothing to read (and nothing buffered: `start == end` here).
-            if self.last_read < KEEP_AFTER_READ {
-                self.incoming = Vec::new();
-            }
+            release_when_dry(&mut self.incoming, self.last_read);
             return Poll::Pending;
         };
         match read {
