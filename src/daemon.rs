@@ -17,6 +17,7 @@ use crate::ipfs::store::BlockStore;
 use crate::node::Node;
 use crate::node::bitswap::Bitswap;
 use crate::node::names::Names;
+use crate::node::net::{self, NetRuntime};
 use crate::store::Store;
 use crate::swarm_map::{self, SwarmMap};
 use crate::sync::local::Station;
@@ -65,7 +66,9 @@ pub struct DaemonArgs {
 /// Run the daemon until SIGINT/SIGTERM.
 pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Result<()> {
     let socket = check_not_running(home).await?;
-    let (kubo_repo, options) = start_options(home, config, &args).await?;
+    let (kubo_repo, mut options) = start_options(home, config, &args).await?;
+    let net = NetRuntime::start(config.node.net_workers.unwrap_or(net::DEFAULT_WORKERS))?;
+    options.net = net.as_ref().map(NetRuntime::handle);
     let keypair = options.keypair.clone();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -146,6 +149,7 @@ pub async fn run(home: &Home, config: &Config, args: DaemonArgs) -> anyhow::Resu
     let grace = Duration::from_secs(config.node.limits.shutdown_grace_secs);
     shut_down(&tunnels, grace, kubo_api, (control_stop, shutdown, tracker)).await;
     let _ = std::fs::remove_file(&socket);
+    drop(net); // every task on it has ended: `shut_down` waited for the tracker
     tracing::info!("stopped");
     Ok(())
 }

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     pub relay_service: Option<bool>,
     /// AutoNAT also for private addresses (a LAN or VPN constellation); off, as Kubo.
     pub autonat_private_addresses: bool,
+    /// Threads of the runtime that carries the swarm, its connections and the tunnels: unset
+    /// = one (`node::net`: fewer cross-thread wake-ups per frame, measured); 0 = share the
+    /// daemon's runtime with the relay.
+    pub net_workers: Option<usize>,
     pub limits: NodeLimits,
 }
 

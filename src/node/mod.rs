@@ -10,6 +10,7 @@ pub mod inbound;
 pub mod muxer;
 pub mod names;
 pub mod nat;
+pub mod net;
 pub mod options;
 pub mod pinger;
 pub mod pnet;
@@ -75,6 +76,8 @@ const DIRECT_UPGRADE_WAIT: Duration = Duration::from_secs(5);
 /// Errors of the node; the messages are written for an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("the network runtime stopped while the node started: {0}")]
+    Runtime(String),
     #[error(transparent)]
     Build(#[from] swarm::BuildError),
     #[error("cannot listen on {addr}: {reason}")]
@@ -130,6 +133,9 @@ pub struct NodeOptions {
     /// The resolved first-peer settings and their sources, shown by `id --json`.
     pub first_peers: Option<FirstPeers>,
     pub nat: nat::NatOptions,
+    /// The runtime of the swarm, its connections and the tunnels ([`net`]); `None`: the
+    /// caller's.
+    pub net: Option<tokio::runtime::Handle>,
 }
 
 /// How a connected peer was found.
@@ -255,15 +261,34 @@ pub struct Node {
     inbound: inbound::InboundControl,
     holds: Holds,
     reachability: watch::Receiver<Reachability>,
+    net: tokio::runtime::Handle,
 }
 
 impl Node {
-    /// Build the swarm, open every listener, and spawn the event loop on `tracker`.
-    /// Returns once all listeners have their addresses (port 0 resolved).
+    /// Build the swarm, open every listener, and spawn the event loop on `tracker`, all on the
+    /// network runtime (`options.net`), so that the listeners, the connections and the swarm's
+    /// own tasks live there. Returns once all listeners have their addresses (port 0 resolved).
     pub async fn start(
         options: NodeOptions,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
+    ) -> Result<(Node, Vec<Multiaddr>), NodeError> {
+        let net = options
+            .net
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        let start = Node::start_here(options, shutdown, tracker.clone(), net.clone());
+        net.spawn(start)
+            .await
+            .map_err(|e| NodeError::Runtime(e.to_string()))?
+    }
+
+    /// [`Node::start`]'s work, on the network runtime `net`.
+    async fn start_here(
+        options: NodeOptions,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        net: tokio::runtime::Handle,
     ) -> Result<(Node, Vec<Multiaddr>), NodeError> {
         if let Some(psk) = &options.psk {
             tracing::info!("Swarm is limited to private network of peers with the swarm key");
@@ -338,6 +363,7 @@ impl Node {
                 inbound,
                 holds,
                 reachability,
+                net,
             },
             listen,
         ))
@@ -350,6 +376,11 @@ impl Node {
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The network runtime: where the tunnels run their accept loops and pipes ([`net`]).
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.net
     }
 
     /// Reachability as AutoNAT finds it; `changed()` wakes on every change.

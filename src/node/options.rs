@@ -133,5 +133,6 @@ pub fn node_options(
             relay_service: config.node.relay_service,
             private_addresses: config.node.autonat_private_addresses,
         },
+        net: None,
     })
 }

@@ -226,7 +226,10 @@ impl Tunnels {
             report_peer_id: spec.report_peer_id,
             allow,
         };
-        self.tracker.spawn(listener.run(incoming, stop));
+        // On the network runtime, as the swarm: each stream's pipe and socket wake the
+        // connection's task on the same thread (`node::net`).
+        self.tracker
+            .spawn_on(listener.run(incoming, stop), self.node.runtime());
         tracing::info!(protocol = %info.protocol, target = %info.target_address, "listening");
         Ok(info)
     }
@@ -242,8 +245,14 @@ impl Tunnels {
                 tracing::warn!(peer = %target.peer, "forward target not reachable yet: {e}");
             }
         }
-        let listener = TcpListener::bind(listen)
+        // Bound on the network runtime, whose reactor then serves its accepts (see `listen`).
+        let listener = self
+            .node
+            .runtime()
+            .spawn(TcpListener::bind(listen))
             .await
+            .map_err(std::io::Error::other)
+            .flatten()
             .map_err(|source| TunnelError::Bind {
                 addr: spec.listen.clone(),
                 source,
@@ -270,7 +279,8 @@ impl Tunnels {
             peer: target.peer,
             listen_address: info.listen_address.clone(),
         };
-        self.tracker.spawn(forward.run(listener, stop));
+        self.tracker
+            .spawn_on(forward.run(listener, stop), self.node.runtime());
         tracing::info!(protocol = %info.protocol, listen = %info.listen_address, peer = %target.peer, "forwarding");
         Ok(info)
     }

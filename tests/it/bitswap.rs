@@ -122,6 +122,7 @@ impl Bare {
             swarm_dir: None,
             first_peers: None,
             nat: Default::default(),
+            net: None,
         };
         let (node, listen) = Node::start(options, shutdown.clone(), &tracker)
             .await
@@ -233,10 +234,18 @@ fn our_ipns_record_is_stored_by_kubo_and_resolved_by_a_later_node_and_a_forgery_
         );
         let value = b"/ipfs/QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
         let own = IpnsRecord::create(&a.key, value, 1, validity, ttl()).expect("create");
-        a.node
-            .put_ipns(&own)
-            .await
-            .unwrap_or_else(|e| panic!("PUT_VALUE: {e}; K1 log:\n{}", k1.log()));
+        // K1 listing A (above) does not yet mean A's DHT table holds K1: a put that finds no
+        // server fails with a quorum of none, and is tried again until the bounded deadline.
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            match a.node.put_ipns(&own).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    panic!("PUT_VALUE: {e}; K1 log:\n{}", k1.log())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
         // A and B leave: only K1 can answer now, so what C resolves passed Kubo's validator.
         b.stop().await;
         a.stop().await;

@@ -74,10 +74,19 @@ fn sixty_four_mebibytes_both_ways_at_once_keep_their_hashes() {
     sixty_four_mebibytes_both_ways_keep_their_hashes(&[]);
 }
 
+/// Bytes each way of the both-ways tests.
+const SWAP_LEN: usize = 64 << 20;
+
 fn sixty_four_mebibytes_both_ways_keep_their_hashes(daemon_args: &[&str]) {
-    const LEN: usize = 64 << 20;
-    let (server, received) = net::swap_server(LEN);
+    let (server, received) = net::swap_server(SWAP_LEN);
     let (_a, _b, port) = tunnel_pair_with(daemon_args, server.port(), &[]);
+    swap_through(port, &received);
+}
+
+/// Push [`SWAP_LEN`] bytes into local `port` while reading what the swap server sends back:
+/// both directions must arrive whole (length and SHA-256, on each side).
+fn swap_through(port: u16, received: &std::sync::mpsc::Receiver<(u64, String)>) {
+    const LEN: usize = SWAP_LEN;
     let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
@@ -616,13 +625,7 @@ fn quic_carries_tunnels_when_there_is_no_swarm_key() {
 #[test]
 fn force_pnet_without_a_key_refuses_to_start() {
     let home = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin())
-        .arg("--home")
-        .arg(home.path())
-        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .env("LIBP2P_FORCE_PNET", "1")
-        .output()
-        .unwrap();
+    let out = daemon_until_it_exits(home.path(), &[("LIBP2P_FORCE_PNET", "1")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -681,11 +684,57 @@ fn a_stale_control_socket_from_a_killed_daemon_is_handled() {
     let again = Daemon::start_in(&home, &[]);
     assert_eq!(again.cli_ok(&["p2p", "ls"]), "");
     // A second daemon on the same home is refused while the first runs.
-    let out = std::process::Command::new(common::bin())
-        .arg("--home")
-        .arg(&home)
-        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .output()
-        .unwrap();
+    let out = daemon_until_it_exits(&home, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+}
+
+/// Run a daemon on `home` with `env` in the foreground and wait for it to exit: for the cases
+/// where it must refuse to start.
+fn daemon_until_it_exits(home: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(common::bin())
+        .arg("--home")
+        .arg(home)
+        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Names of the threads of process `pid` (`/proc/<pid>/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_network_runtime_is_one_thread_by_default_shared_at_zero_and_bounded() {
+    // Default: one "net" thread carries the swarm and the tunnels. `net_workers = 0`: none,
+    // the daemon's runtime does. Both ends of a 64 MiB exchange must keep their hashes.
+    let default = Daemon::start(&[]);
+    let shared = Daemon::start_with_config("[node]\nnet_workers = 0\n", &[]);
+    let count = |d: &Daemon| thread_names(d.pid()).iter().filter(|n| *n == "net").count();
+    assert_eq!(count(&default), 1, "{:?}", thread_names(default.pid()));
+    assert_eq!(count(&shared), 0, "{:?}", thread_names(shared.pid()));
+    for (listener, forwarder) in [(&default, &shared), (&shared, &default)] {
+        let (server, received) = net::swap_server(SWAP_LEN);
+        let target = tcp_addr(server.port());
+        listener.cli_ok(&["p2p", "listen", "/x/rt", &target]);
+        let port = free_port();
+        let _ = forwarder.cli_ok(&["p2p", "forward", "/x/rt", &tcp_addr(port), &listener.addr()]);
+        swap_through(port, &received);
+        listener.cli_ok(&["p2p", "close", "--all"]);
+        forwarder.cli_ok(&["p2p", "close", "--all"]);
+    }
+    // A typo does not start a hundred threads: one clear line, and no daemon.
+    let home = tempfile::tempdir().unwrap();
+    let home = common::home_with(&home.path().join("home"), "[node]\nnet_workers = 1000\n");
+    let out = daemon_until_it_exits(&home, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("net_workers = 1000: at most 64"), "{err}");
 }
