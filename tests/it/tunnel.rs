@@ -700,15 +700,31 @@ fn daemon_until_it_exits(home: &std::path::Path, env: &[(&str, &str)]) -> std::p
         .unwrap()
 }
 
-/// Names of the threads of process `pid` (`/proc/<pid>/task/*/comm`).
-fn thread_names(pid: u32) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+/// The threads of process `pid`: name and CPU ticks (user + system) of each, from
+/// `/proc/<pid>/task/*/stat` (the name is in parentheses, utime and stime are the 12th and 13th
+/// fields after it).
+fn threads(pid: u32) -> Vec<(String, u64)> {
+    let mut threads: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (head, tail) = stat.rsplit_once(") ")?;
+            let name = head.split_once(" (")?.1.to_owned();
+            let fields: Vec<&str> = tail.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((name, ticks))
+        })
         .collect();
-    names.sort();
-    names
+    threads.sort();
+    threads
+}
+
+/// CPU ticks of `pid`'s threads named `name`, and of all its threads.
+fn ticks_of(pid: u32, name: &str) -> (u64, u64) {
+    let all = threads(pid);
+    let named = all.iter().filter(|(n, _)| n == name).map(|(_, t)| t).sum();
+    (named, all.iter().map(|(_, t)| t).sum())
 }
 
 #[test]
@@ -717,16 +733,28 @@ fn the_network_runtime_is_one_thread_by_default_shared_at_zero_and_bounded() {
     // the daemon's runtime does. Both ends of a 64 MiB exchange must keep their hashes.
     let default = Daemon::start(&[]);
     let shared = Daemon::start_with_config("[node]\nnet_workers = 0\n", &[]);
-    let count = |d: &Daemon| thread_names(d.pid()).iter().filter(|n| *n == "net").count();
-    assert_eq!(count(&default), 1, "{:?}", thread_names(default.pid()));
-    assert_eq!(count(&shared), 0, "{:?}", thread_names(shared.pid()));
+    let count = |d: &Daemon| threads(d.pid()).iter().filter(|(n, _)| n == "net").count();
+    assert_eq!(count(&default), 1, "{:?}", threads(default.pid()));
+    assert_eq!(count(&shared), 0, "{:?}", threads(shared.pid()));
     for (listener, forwarder) in [(&default, &shared), (&shared, &default)] {
         let (server, received) = net::swap_server(SWAP_LEN);
         let target = tcp_addr(server.port());
         listener.cli_ok(&["p2p", "listen", "/x/rt", &target]);
         let port = free_port();
         let _ = forwarder.cli_ok(&["p2p", "forward", "/x/rt", &tcp_addr(port), &listener.addr()]);
+        let (net_before, all_before) = ticks_of(default.pid(), "net");
         swap_through(port, &received);
+        // The bytes went through the default daemon's "net" thread: the connection, the pipes
+        // and the local sockets all run there, so it did nearly all of that daemon's work
+        // meanwhile (all of it, here). With the pipes on the shared runtime and only the
+        // connection on "net", it did about two thirds, which must fail.
+        let (net_after, all_after) = ticks_of(default.pid(), "net");
+        let (net, all) = (net_after - net_before, all_after - all_before);
+        assert!(
+            all > 0 && net * 5 >= all * 4,
+            "net thread {net} of {all} ticks: {:?}",
+            threads(default.pid())
+        );
         listener.cli_ok(&["p2p", "close", "--all"]);
         forwarder.cli_ok(&["p2p", "close", "--all"]);
     }
