@@ -86,23 +86,22 @@ fn sixty_four_mebibytes_both_ways_keep_their_hashes(daemon_args: &[&str]) {
 /// Push [`SWAP_LEN`] bytes into local `port` while reading what the swap server sends back:
 /// both directions must arrive whole (length and SHA-256, on each side).
 fn swap_through(port: u16, received: &std::sync::mpsc::Receiver<(u64, String)>) {
-    const LEN: usize = SWAP_LEN;
     let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let mut writer = conn.try_clone().unwrap();
     let sender = thread::spawn(move || {
-        writer.write_all(&payload(LEN, 1)).unwrap();
+        writer.write_all(&payload(SWAP_LEN, 1)).unwrap();
         writer.shutdown(Shutdown::Write).unwrap();
     });
     let mut reader = conn;
     let (got, digest) = net::read_all_hashed(&mut reader).unwrap();
     sender.join().unwrap();
-    assert_eq!(got, LEN as u64);
-    assert_eq!(digest, sha256(&payload(LEN, 2)));
+    assert_eq!(got, SWAP_LEN as u64);
+    assert_eq!(digest, sha256(&payload(SWAP_LEN, 2)));
     let (server_got, server_digest) = received.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(server_got, LEN as u64);
-    assert_eq!(server_digest, sha256(&payload(LEN, 1)));
+    assert_eq!(server_got, SWAP_LEN as u64);
+    assert_eq!(server_digest, sha256(&payload(SWAP_LEN, 1)));
 }
 
 #[test]
@@ -691,13 +690,8 @@ fn a_stale_control_socket_from_a_killed_daemon_is_handled() {
 /// Run a daemon on `home` with `env` in the foreground and wait for it to exit: for the cases
 /// where it must refuse to start.
 fn daemon_until_it_exits(home: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(common::bin())
-        .arg("--home")
-        .arg(home)
-        .args(["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    let args = ["daemon", "--no-relay", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    common::cli_with_env(home, &args, env)
 }
 
 /// The threads of process `pid`: name and CPU ticks (user + system) of each, from
@@ -741,7 +735,7 @@ fn the_network_runtime_is_one_thread_by_default_shared_at_zero_and_bounded() {
         let target = tcp_addr(server.port());
         listener.cli_ok(&["p2p", "listen", "/x/rt", &target]);
         let port = free_port();
-        let _ = forwarder.cli_ok(&["p2p", "forward", "/x/rt", &tcp_addr(port), &listener.addr()]);
+        forwarder.cli_ok(&["p2p", "forward", "/x/rt", &tcp_addr(port), &listener.addr()]);
         let (net_before, all_before) = ticks_of(default.pid(), "net");
         swap_through(port, &received);
         // The bytes went through the default daemon's "net" thread: the connection, the pipes

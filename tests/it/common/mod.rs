@@ -268,10 +268,16 @@ pub fn home_with(home: &Path, config: &str) -> PathBuf {
 
 /// Run the CLI against `home`.
 pub fn cli(home: &Path, args: &[&str]) -> Output {
+    cli_with_env(home, args, &[])
+}
+
+/// [`cli`] with `env` set for the command.
+pub fn cli_with_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(bin())
         .arg("--home")
         .arg(home)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run constellation")
